@@ -1,0 +1,118 @@
+"""Read and write the Hugging Face `tokenizers` file format (tokenizer.json).
+
+The file is one JSON object (tokenizers 0.13+ "version": "1.0"):
+
+    {"version": "1.0", "truncation": null, "padding": null,
+     "added_tokens": [{"id": 0, "content": "[PAD]", "special": true, ...}],
+     "normalizer": {...}, "pre_tokenizer": {...}, "post_processor": {...}, "decoder": {...},
+     "model": {"type": "BPE" | "WordPiece" | "Unigram" | "WordLevel", ...}}
+
+Each tokenizer kind writes its own `model`, `normalizer`, `pre_tokenizer` and `decoder`
+(`_hf_model`, `_hf_parts`, and reads them back in `_from_hf`); this module handles the
+parts they share: added (special) tokens and the post-processor template.
+A character tokenizer is stored as a WordLevel model behind a one-character Split, so the
+file loads in `tokenizers.Tokenizer.from_file` too.
+"""
+from __future__ import annotations
+
+from .base import Template, Tokenizer
+
+
+def _template_to_hf(tok: Tokenizer) -> dict | None:
+    t = tok.template
+    if t is None:
+        return None
+
+    def items(seq):
+        out = []
+        for item, type_id in seq:
+            if item in ("$A", "$B"):
+                out.append({"Sequence": {"id": item[1], "type_id": type_id}})
+            else:
+                out.append({"SpecialToken": {"id": item, "type_id": type_id}})
+        return out
+
+    names = dict.fromkeys(i for i, _ in t.single + t.pair if i not in ("$A", "$B"))
+    return {"type": "TemplateProcessing", "single": items(t.single), "pair": items(t.pair),
+            "special_tokens": {n: {"id": n, "ids": [tok.special_tokens[n]], "tokens": [n]} for n in names}}
+
+
+def _template_from_hf(pp: dict | None) -> Template | None:
+    """TemplateProcessing, BertProcessing, RobertaProcessing or a Sequence holding one."""
+    if pp is None:
+        return None
+    kind = pp.get("type")
+    if kind == "Sequence":
+        found = [t for t in (_template_from_hf(p) for p in pp.get("processors", [])) if t is not None]
+        return found[-1] if found else None
+    if kind == "BertProcessing":
+        return Template.bert(pp["cls"][0], pp["sep"][0])
+    if kind == "RobertaProcessing":  # <s> A </s></s> B </s>, all type 0
+        c, s = pp["cls"][0], pp["sep"][0]
+        return Template([(c, 0), ("$A", 0), (s, 0)], [(c, 0), ("$A", 0), (s, 0), (s, 0), ("$B", 0), (s, 0)])
+    if kind == "TemplateProcessing":
+        def items(seq):
+            out = []
+            for it in seq:
+                if "Sequence" in it:
+                    out.append(("$" + it["Sequence"]["id"], it["Sequence"]["type_id"]))
+                else:
+                    out.append((it["SpecialToken"]["id"], it["SpecialToken"]["type_id"]))
+            return out
+        for name, spec in pp.get("special_tokens", {}).items():
+            if len(spec.get("ids", [])) != 1:
+                raise ValueError(f"template special token {name!r} maps to {len(spec.get('ids', []))} ids; "
+                                 "lmforge supports one id per template token")
+        return Template(items(pp["single"]), items(pp["pair"]))
+    if kind == "ByteLevel":
+        return None
+    raise ValueError(f"post_processor of type {kind!r} is not supported; supported: TemplateProcessing, "
+                     "BertProcessing, RobertaProcessing, ByteLevel, Sequence")
+
+
+def to_hf_json(tok: Tokenizer) -> dict:
+    parts = tok._hf_parts()
+    added = [{"id": i, "content": t, "single_word": False, "lstrip": False, "rstrip": False,
+              "normalized": False, "special": True}
+             for t, i in sorted(tok.special_tokens.items(), key=lambda kv: kv[1])]
+    return {"version": "1.0", "truncation": None, "padding": None, "added_tokens": added,
+            "normalizer": parts["normalizer"], "pre_tokenizer": parts["pre_tokenizer"],
+            "post_processor": parts.get("post_processor") or _template_to_hf(tok),
+            "decoder": parts["decoder"], "model": tok._hf_model()}
+
+
+def from_hf_json(data: dict, source: str = "tokenizer.json") -> Tokenizer:
+    """Build the lmforge tokenizer a tokenizer.json dict describes."""
+    if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
+        raise ValueError(f"{source} has no 'model' object; it is not a Hugging Face tokenizer.json")
+    model = data["model"]
+    kind = model.get("type")
+    if kind is None:  # old files omit the type; infer it from the fields
+        kind = "BPE" if "merges" in model else "Unigram" if isinstance(model.get("vocab"), list) else \
+            "WordPiece" if "continuing_subword_prefix" in model else "WordLevel"
+    pre = data.get("pre_tokenizer") or {}
+    if kind == "WordLevel" and pre.get("type") == "Split" and pre.get("pattern", {}).get("Regex") == CHAR_SPLIT_REGEX:
+        from .char import CharTokenizer as cls
+    elif kind == "BPE":
+        from .bpe import BPETokenizer as cls
+    elif kind == "WordPiece":
+        from .wordpiece import WordPieceTokenizer as cls
+    elif kind == "Unigram":
+        from .unigram import UnigramTokenizer as cls
+    else:
+        raise ValueError(f"{source}: model type {kind!r} is not supported; lmforge reads BPE, WordPiece, "
+                         "Unigram and its own character files (WordLevel split per character)")
+    specials = [a["content"] for a in sorted(data.get("added_tokens") or [], key=lambda a: a["id"])]
+    tok = cls._from_hf(data, specials)
+    for a in data.get("added_tokens") or []:
+        if tok.vocab.get(a["content"], a["id"]) != a["id"]:
+            raise ValueError(f"{source}: added token {a['content']!r} has id {a['id']} but the model "
+                             f"vocabulary gives it {tok.vocab[a['content']]}")
+        if a["content"] not in tok.vocab:
+            tok.vocab[a["content"]] = a["id"]; tok.inv_vocab[a["id"]] = a["content"]
+        tok.add_special_token(a["content"])
+    tok.template = _template_from_hf(data.get("post_processor"))
+    return tok
+
+
+from .char import CHAR_SPLIT_REGEX  # noqa: E402  (char imports base only; no cycle)
