@@ -1,0 +1,100 @@
+"""Scaled dot-product attention and multi-head attention (self and cross, KV cache, masks, bias).
+
+Shapes, used everywhere in lmforge: B batch, T query length, S key length, nh heads, hs head size.
+Masks are boolean, True = "may attend" (same convention as torch's scaled_dot_product_attention).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lmforge.nn.cache import LayerCache
+from lmforge.nn.positions import apply_rope
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, bias: Tensor | None = None,
+              *, is_causal: bool = False, dropout_p: float = 0.0, scale: float | None = None,
+              need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+    """softmax(q k^T * scale + bias, masked) v  -- "Attention Is All You Need", eq. 1.
+
+    q (B, nh, T, hs), k and v (B, nh, S, hs); mask broadcastable to (B, nh, T, S), True = attend;
+    bias: additive float, broadcastable to (B, nh, T, S) (T5 relative positions); scale defaults to
+    1/sqrt(hs) (T5 passes 1.0). Returns (out (B, nh, T, hs), probs (B, nh, T, S) or None).
+
+    Without `need_weights` this is torch's fused scaled_dot_product_attention; with it, the same
+    computation written out so the probabilities can be returned (for plots and inspection).
+
+    Example (one head, T = S = 2, hs = 1): q = [[1], [1]], k = [[0], [2]], v = [[1], [3]], no mask:
+    scores = [[0, 2], [0, 2]], softmax = [0.1192, 0.8808] per row, out = 0.1192*1 + 0.8808*3 = 2.7616.
+    """
+    scale = 1.0 / math.sqrt(q.size(-1)) if scale is None else scale
+    if bias is not None:
+        bias = bias.to(q.dtype)
+        mask = bias if mask is None else bias.masked_fill(~mask, torch.finfo(q.dtype).min)
+    if not need_weights:
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
+                                             is_causal=is_causal and mask is None, scale=scale)
+        return out, None
+    scores = (q @ k.transpose(-2, -1)) * scale  # (B, nh, T, S)
+    if is_causal and mask is None:
+        T, S = q.size(-2), k.size(-2)
+        mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)
+    if mask is not None:
+        scores = scores + mask if mask.dtype != torch.bool else scores.masked_fill(~mask, float("-inf"))
+    probs = scores.softmax(dim=-1)
+    if dropout_p > 0.0:
+        probs = F.dropout(probs, p=dropout_p)
+    return probs @ v, probs
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention: project, split into heads, attend, merge, project.
+
+    Self-attention uses one fused q/k/v projection (`qkv`, one matmul instead of three);
+    cross-attention (`cross=True`) projects queries from x and keys/values from the encoder output.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, *, bias: bool = True, dropout: float = 0.0,
+                 cross: bool = False, scale: float | None = None):
+        super().__init__()
+        assert d_model % n_heads == 0
+        self.n_heads, self.head_dim, self.cross, self.scale = n_heads, d_model // n_heads, cross, scale
+        self.dropout = dropout
+        if cross:
+            self.q = nn.Linear(d_model, d_model, bias=bias)
+            self.kv = nn.Linear(d_model, 2 * d_model, bias=bias)
+        else:
+            self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)
+        self.out = nn.Linear(d_model, d_model, bias=bias)
+        self.out.residual = True  # scaled init for projections into the residual stream (see nn.init)
+
+    def _heads(self, x: Tensor) -> Tensor:
+        B, T, _ = x.shape
+        return x.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, nh, T, hs)
+
+    def forward(self, x: Tensor, *, memory: Tensor | None = None, mask: Tensor | None = None,
+                bias: Tensor | None = None, is_causal: bool = False, cache: LayerCache | None = None,
+                rope: tuple[Tensor, Tensor] | None = None, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+        """x (B, T, d_model); memory (B, S, d_model) for cross-attention. Returns (y (B, T, d_model), probs)."""
+        B, T, C = x.shape
+        if self.cross:
+            q = self._heads(self.q(x))
+            if cache is not None and cache.cross is not None:
+                k, v = cache.cross  # encoder keys/values are computed once per generation
+            else:
+                k, v = (self._heads(t) for t in self.kv(memory).split(C, dim=2))
+                if cache is not None:
+                    cache.cross = (k, v)
+        else:
+            q, k, v = (self._heads(t) for t in self.qkv(x).split(C, dim=2))  # each (B, nh, T, hs)
+            if rope is not None:
+                q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+            if cache is not None:
+                k, v = cache.update(k, v)  # (B, nh, past + T, hs)
+        y, probs = attention(q, k, v, mask, bias, is_causal=is_causal, scale=self.scale,
+                             dropout_p=self.dropout if self.training else 0.0, need_weights=need_weights)
+        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, d_model)
+        return self.out(y), probs

@@ -1,0 +1,37 @@
+"""Position-wise feed-forward: d_model -> d_ff -> d_model.
+
+relu: Vaswani et al. 2017 eq. 2; gelu: BERT / GPT-1; gelu_tanh: GPT-2's approximation;
+swiglu / geglu: gated variants (Shazeer 2020, "GLU Variants Improve Transformer"), used by T5 v1.1 and Llama.
+"""
+from __future__ import annotations
+
+import functools
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+ACTIVATIONS = {
+    "relu": F.relu,
+    "gelu": F.gelu,
+    "gelu_tanh": functools.partial(F.gelu, approximate="tanh"),
+    "swiglu": F.silu,
+    "geglu": F.gelu,
+}
+
+
+class FeedForward(nn.Module):
+    def __init__(self, d_model: int, d_ff: int, activation: str = "gelu", *, bias: bool = True, dropout: float = 0.0):
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}. Allowed: {', '.join(ACTIVATIONS)}")
+        self.act = ACTIVATIONS[activation]
+        self.gated = activation in ("swiglu", "geglu")
+        self.fc1 = nn.Linear(d_model, d_ff, bias=bias)
+        self.gate = nn.Linear(d_model, d_ff, bias=bias) if self.gated else None
+        self.fc2 = nn.Linear(d_ff, d_model, bias=bias)
+        self.fc2.residual = True
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.act(self.gate(x)) * self.fc1(x) if self.gated else self.act(self.fc1(x))
+        return self.fc2(self.drop(h))

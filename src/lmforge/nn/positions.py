@@ -1,0 +1,98 @@
+"""Position information: sinusoidal, learned, T5 relative bias, GLM 2-D, rotary."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+def sinusoidal(max_len: int, d_model: int) -> Tensor:
+    """(max_len, d_model) table: PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(...).
+
+    Vaswani et al. 2017, section 3.5. Example: PE(1, 0) = sin(1) = 0.8415, PE(1, 1) = cos(1) = 0.5403.
+    """
+    pos = torch.arange(max_len, dtype=torch.float64)[:, None]  # (max_len, 1)
+    inv = torch.exp(-math.log(10000.0) * torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)  # (d/2,)
+    pe = torch.zeros(max_len, d_model, dtype=torch.float64)
+    pe[:, 0::2] = torch.sin(pos * inv)
+    pe[:, 1::2] = torch.cos(pos * inv[: d_model // 2])
+    return pe.float()
+
+
+class LearnedPositions(nn.Embedding):
+    """One learned vector per absolute position (GPT, BERT)."""
+
+    def __init__(self, max_len: int, d_model: int):
+        super().__init__(max_len, d_model)
+
+
+class Positions2D(nn.Module):
+    """GLM's 2-D positions (Du et al. 2022, sec. 2.2): position id + block position id, two learned tables summed.
+
+    Part A tokens: (their position, 0); part B span tokens: (position of the span's [MASK] in A, 1..len).
+    """
+
+    def __init__(self, max_len: int, d_model: int):
+        super().__init__()
+        self.pos = nn.Embedding(max_len, d_model)
+        self.block = nn.Embedding(max_len, d_model)
+
+    def forward(self, position_ids: Tensor, block_position_ids: Tensor) -> Tensor:
+        return self.pos(position_ids) + self.block(block_position_ids)
+
+
+class RelativePositionBias(nn.Module):
+    """T5's bucketed relative position bias, added to attention logits (Raffel et al. 2020, sec. 2.1).
+
+    One learned scalar per (bucket, head). Half the buckets are exact small distances; the rest
+    grow logarithmically up to max_distance. Bidirectional (encoder) buckets use the sign too.
+    """
+
+    def __init__(self, n_heads: int, num_buckets: int = 32, max_distance: int = 128, bidirectional: bool = True):
+        super().__init__()
+        self.num_buckets, self.max_distance, self.bidirectional = num_buckets, max_distance, bidirectional
+        self.bias = nn.Embedding(num_buckets, n_heads)
+
+    @staticmethod
+    def bucket(relative: Tensor, bidirectional: bool, num_buckets: int, max_distance: int) -> Tensor:
+        """relative = key_pos - query_pos -> bucket index. Example (bidirectional, 32, 128): -1 -> 1, 1 -> 17, 0 -> 0."""
+        out = torch.zeros_like(relative)
+        if bidirectional:
+            num_buckets //= 2
+            out += (relative > 0).long() * num_buckets
+            n = relative.abs()
+        else:
+            n = (-relative).clamp(min=0)
+        max_exact = num_buckets // 2
+        is_small = n < max_exact
+        large = max_exact + (torch.log(n.float() / max_exact + 1e-9) / math.log(max_distance / max_exact)
+                             * (num_buckets - max_exact)).long()
+        large = large.clamp(max=num_buckets - 1)
+        return out + torch.where(is_small, n, large)
+
+    def forward(self, T: int, S: int, *, offset: int = 0) -> Tensor:
+        """Bias (1, nh, T, S) for queries at positions offset..offset+T-1 and keys 0..S-1."""
+        q = torch.arange(offset, offset + T, device=self.bias.weight.device)[:, None]
+        k = torch.arange(S, device=self.bias.weight.device)[None, :]
+        b = self.bucket(k - q, self.bidirectional, self.num_buckets, self.max_distance)  # (T, S)
+        return self.bias(b).permute(2, 0, 1)[None]  # (1, nh, T, S)
+
+
+def rope_cache(head_dim: int, positions: Tensor, base: float = 10000.0) -> tuple[Tensor, Tensor]:
+    """cos, sin of shape (T, head_dim) for rotary embeddings (Su et al. 2021, RoFormer, eq. 34).
+
+    theta_i = base^(-2i/d) for i < d/2; the angle of pair i at position m is m * theta_i.
+    We rotate the pairs (x_i, x_{i+d/2}) ("half split", as in GPT-NeoX/Llama checkpoints); the paper pairs
+    neighbours (x_{2i}, x_{2i+1}). The two differ only by a fixed permutation of the head dimensions.
+    """
+    inv = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32, device=positions.device) / head_dim)
+    angles = positions.float()[..., None] * inv  # (..., T, d/2)
+    angles = torch.cat([angles, angles], dim=-1)  # (..., T, d)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate x (B, nh, T, hs): x * cos + rotate_half(x) * sin, where rotate_half(a, b) = (-b, a)."""
+    a, b = x.chunk(2, dim=-1)
+    return (x * cos + torch.cat([-b, a], dim=-1) * sin).to(x.dtype)
