@@ -11,6 +11,7 @@ import sys
 
 # command -> (module under lmforge.cli, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "convert": ("convert", "Convert a checkpoint between lmforge and Hugging Face formats"),
 }
 
 

@@ -1,0 +1,29 @@
+"""lmforge convert SRC DST --to hf|lmforge"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+
+def add_arguments(p):
+    p.add_argument("src", help="an lmforge run/model directory or a Hugging Face checkpoint directory")
+    p.add_argument("dst", help="output directory (created; existing files with the same names are replaced atomically)")
+    p.add_argument("--to", required=True, choices=["hf", "lmforge"], help="format to write")
+
+
+def run(args) -> int:
+    import lmforge
+    from lmforge.convert.hf import save_hf
+    from lmforge.models import save_model
+
+    src, dst = Path(args.src), Path(args.dst)
+    if src.resolve() == dst.resolve():
+        raise ValueError("SRC and DST are the same directory; choose a new DST so the source is never overwritten")
+    model = lmforge.load(src)
+    (save_hf if args.to == "hf" else save_model)(model, dst)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt"):
+        if (src / name).exists():  # the tokenizer travels with the weights
+            shutil.copy2(src / name, dst / name)
+    n = sum(p.numel() for p in model.parameters())
+    print(f"wrote {args.to} checkpoint to {dst} ({n:,} parameters)")
+    return 0
