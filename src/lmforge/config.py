@@ -174,3 +174,163 @@ class GPTConfig(Config):
         _check(self.d_ff >= 0, n, f"d_ff must be >= 0 (0 means 4*d_model), got {self.d_ff}")
         if self.d_ff == 0:
             self.d_ff = 4 * self.d_model
+
+
+# --------------------------------------------------------------------------------------------
+# Training runs: what to train on (DataConfig), how (TrainConfig), and a RunConfig tying them to
+# a model. A run preset in configs/*.yaml is exactly a RunConfig: sections `model`, `data`, `train`.
+# --------------------------------------------------------------------------------------------
+
+Schedule = typing.Literal["cosine", "inverse_sqrt", "constant"]
+
+
+@dataclasses.dataclass
+class DataConfig(Config):
+    """Where the tokens come from. `corpus` is a bundled name (see lmforge.data.corpora) or a UTF-8 .txt path."""
+
+    corpus: str = "kjv"
+    tokenizer: typing.Literal["char"] = "char"  # the other tokenizers arrive with their own issue
+    block_size: int = 256  # tokens per training window (T); nanoGPT shakespeare_char uses 256
+
+    def __post_init__(self):
+        _check(self.block_size > 0, "DataConfig", f"block_size must be positive, got {self.block_size}")
+        _check(bool(self.corpus), "DataConfig", "corpus must name a bundled corpus or a text file")
+
+
+@dataclasses.dataclass
+class TrainConfig(Config):
+    """Optimisation and bookkeeping. Defaults follow nanoGPT's config/train_shakespeare_char.py.
+
+    The global batch is batch_size * grad_accum * (number of processes) windows of block_size tokens.
+    """
+
+    max_steps: int = 5000  # optimizer steps (nanoGPT max_iters)
+    batch_size: int = 64  # windows per micro-batch, per process
+    grad_accum: int = 1  # micro-batches per optimizer step
+    lr: float = 1e-3  # peak learning rate; "with baby networks can afford to go a bit higher" (nanoGPT)
+    min_lr: float = 1e-4  # cosine floor: lr / 10 per Chinchilla (nanoGPT)
+    warmup_steps: int = 100
+    schedule: Schedule = "cosine"  # cosine: nanoGPT; inverse_sqrt: Vaswani et al. 2017 eq. 3
+    weight_decay: float = 0.1  # applied to 2-D+ weights only (matmuls, embeddings), as in nanoGPT/minGPT
+    beta1: float = 0.9
+    beta2: float = 0.99  # 0.99 because tokens per step are few (nanoGPT shakespeare_char); GPT-2 recipe: 0.95
+    eps: float = 1e-8
+    grad_clip: float = 1.0  # max global gradient norm; 0 disables
+    eval_interval: int = 250  # steps between val-loss evaluations (and at the end)
+    eval_steps: int = 20  # val batches per evaluation; the same batches every time
+    save_interval: int = 250  # steps between checkpoints (and at the end); 0 saves only at the end
+    log_interval: int = 10  # steps between rows in metrics.jsonl
+    seed: int = 1337
+    dtype: typing.Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast only where it is faster
+    device: str = "auto"  # auto: cuda if available, else cpu
+    compile: bool = False  # torch.compile the model (slow to start; pays off on long runs)
+    progress: bool = True  # tqdm progress bar on stderr
+
+    def __post_init__(self):
+        n = "TrainConfig"
+        for k in ("max_steps", "batch_size", "grad_accum", "eval_steps", "log_interval"):
+            _check(getattr(self, k) > 0, n, f"{k} must be positive, got {getattr(self, k)}")
+        for k in ("warmup_steps", "eval_interval", "save_interval", "weight_decay", "grad_clip", "min_lr"):
+            _check(getattr(self, k) >= 0, n, f"{k} must be >= 0, got {getattr(self, k)}")
+        _check(self.lr > 0, n, f"lr must be positive, got {self.lr}")
+        _check(self.min_lr <= self.lr, n, f"min_lr ({self.min_lr}) must not exceed lr ({self.lr})")
+        _check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, n, f"betas must be in [0, 1), got {self.beta1}, {self.beta2}")
+        _check(self.schedule != "inverse_sqrt" or self.warmup_steps > 0, n,
+               "schedule 'inverse_sqrt' needs warmup_steps > 0 (the peak is at the end of warmup)")
+        _check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"), n,
+               f"device must be auto, cpu or cuda[:N], got {self.device!r}")
+
+
+def model_config_class(family: str) -> type[Config]:
+    """The Config subclass whose `family` is `family` (e.g. "gpt" -> GPTConfig)."""
+    found = {}
+    stack = list(Config.__subclasses__())
+    while stack:
+        c = stack.pop()
+        stack.extend(c.__subclasses__())
+        if isinstance(getattr(c, "family", None), str):
+            found[c.family] = c
+    if family not in found:
+        raise ValueError(f"model: unknown family {family!r}. Available: {', '.join(sorted(found))}")
+    return found[family]
+
+
+@dataclasses.dataclass
+class RunConfig(Config):
+    """One training run: `model` (family, optional preset, field overrides), `data`, `train`.
+
+    Example (YAML):
+        model: {family: gpt, preset: gpt-mini, dropout: 0.0}
+        data: {corpus: kjv, block_size: 64}
+        train: {max_steps: 2000, batch_size: 12, lr: 1e-3}
+
+    `model.vocab_size` is normally left out: it is taken from the tokenizer.
+    """
+
+    model: dict[str, Any] = dataclasses.field(default_factory=lambda: {"family": "gpt"})
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    SECTIONS: ClassVar[tuple[str, ...]] = ("model", "data", "train")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], *, ignore: tuple[str, ...] = ()):
+        if not isinstance(d, dict):
+            raise ValueError(f"RunConfig: expected a mapping with sections {', '.join(cls.SECTIONS)}, got {type(d).__name__}")
+        for key in d:
+            if key not in cls.SECTIONS:
+                raise ValueError(f"RunConfig: unknown section {key!r}. Allowed sections: {', '.join(cls.SECTIONS)}")
+        for key in ("model", "data", "train"):
+            if d.get(key) is not None and not isinstance(d[key], dict):
+                raise ValueError(f"RunConfig: section {key!r} must be a mapping of keys to values, got {d[key]!r}")
+        model = dict(d.get("model") or {})
+        model.setdefault("family", "gpt")
+        return cls(model=model, data=DataConfig.from_dict(d.get("data") or {}),
+                   train=TrainConfig.from_dict(d.get("train") or {}))
+
+    def __post_init__(self):
+        self.model_config()  # validate family, preset and keys now, not at step 0 of training
+
+    def model_config(self, vocab_size: int | None = None) -> Config:
+        """The model's Config: preset, then explicit fields; `vocab_size` fills in when not given explicitly."""
+        fields = dict(self.model)
+        cls = model_config_class(fields.pop("family", "gpt"))
+        preset = fields.pop("preset", None)
+        base = {}
+        if preset is not None:
+            if preset not in cls.PRESETS:
+                raise ValueError(f"model: unknown preset {preset!r} for family {cls.family!r}. Available: {', '.join(cls.PRESETS)}")
+            base = dict(cls.PRESETS[preset])
+        if vocab_size is not None and "vocab_size" not in fields:
+            base["vocab_size"] = vocab_size
+        try:
+            return cls.from_dict({**base, **fields})
+        except ValueError as e:
+            allowed = ["family", "preset", *cls.allowed_keys()]
+            msg = str(e)
+            if "unknown key" in msg:
+                msg = msg.split(". Allowed keys:")[0] + f". Allowed keys in model: {', '.join(allowed)}"
+            raise ValueError(f"model: {msg}") from None
+
+    def with_overrides(self, assignments: list[str]) -> "RunConfig":
+        """Apply `--set section.key=value` strings. Values are parsed as YAML scalars (3e-4, true, 12)."""
+        d = self.to_dict()
+        for a in assignments:
+            if "=" not in a:
+                raise ValueError(f"--set {a!r}: expected section.key=value, e.g. train.lr=3e-4")
+            dotted, raw = a.split("=", 1)
+            section, _, key = dotted.strip().partition(".")
+            if section not in self.SECTIONS or not key:
+                raise ValueError(f"--set {a!r}: the key must be section.key with section one of "
+                                 f"{', '.join(self.SECTIONS)} (e.g. train.lr=3e-4)")
+            if section != "model":
+                allowed = type(getattr(self, section)).allowed_keys()
+                if key not in allowed:
+                    raise ValueError(f"--set {a!r}: unknown key {key!r} in {section}. Allowed keys: {', '.join(allowed)}")
+            import yaml
+            try:
+                value = yaml.safe_load(raw) if raw.strip() else ""
+            except yaml.YAMLError:
+                value = raw
+            d[section][key] = value
+        return RunConfig.from_dict(d)

@@ -12,6 +12,8 @@ import sys
 # command -> (module under lmforge.cli, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("convert", "Convert a checkpoint between lmforge and Hugging Face formats"),
+    "train": ("train", "Train a model from a YAML run config"),
+    "info": ("info", "Show a run or model directory: config, parameters, step, last metrics"),
 }
 
 

@@ -1,0 +1,290 @@
+"""A training loop that knows no model (minGPT: "nothing in this file really has anything to do with GPT").
+
+The model only has to follow the package protocol: `model(x, targets=y).loss` is a scalar mean
+cross-entropy, and `model.config` is a Config (so a checkpoint can say what to rebuild).
+Batches come from any object with `get(index) -> (x, y)` whose result depends only on the index
+(lmforge.data.sampler.RandomWindows): the data position is one integer in the train state.
+
+    trainer = Trainer(model, TrainConfig(max_steps=100), train_batches, val_batches, out_dir="runs/x")
+    trainer.fit()              # or trainer.fit(resume=True) after a crash: same final weights, bit for bit
+
+Multi-process: launch with `torchrun --nproc_per_node N -m lmforge train ...`; torchrun's
+environment variables (RANK, WORLD_SIZE, LOCAL_RANK) switch on DistributedDataParallel
+(gloo on CPU, nccl on CUDA). Only rank 0 writes files.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from lmforge.config import TrainConfig
+from lmforge.train import checkpoint as ckpt
+from lmforge.train.optim import Schedule, build_optimizer
+
+
+# ---------------------------------------------------------------------------------- hardware
+
+def cpu_flags() -> set[str]:
+    """CPU feature flags from /proc/cpuinfo (Linux); empty elsewhere."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def _matmul_seconds(x: torch.Tensor, w: torch.Tensor, bf16: bool, budget: float = 0.1) -> float:
+    """Best time of one x @ w.T under (optional) bf16 autocast, repeated for about `budget` seconds."""
+    best, end = math.inf, time.perf_counter() + budget
+    with torch.no_grad(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        (x @ w.T).sum()  # warm-up: first-call dispatch and packing are not what we compare
+        while time.perf_counter() < end:
+            t = time.perf_counter()
+            (x @ w.T).sum()
+            best = min(best, time.perf_counter() - t)
+    return best
+
+
+def choose_dtype(requested: str, device: torch.device, model: torch.nn.Module | None = None) -> tuple[bool, str]:
+    """(use bf16 autocast?, why). "auto" picks bf16 only where it is faster.
+
+    CUDA: bf16 whenever the GPU supports it (Ampere and later run it on tensor cores).
+    CPU: only with native bf16 instructions (AVX512-BF16 or AMX); on an AVX2-only CPU bf16 is
+    emulated and a matmul is ~100x slower. Flags can lie about speed (a throttled or shared core),
+    so a flagged CPU is confirmed by timing the model's largest matmul for ~0.2 s both ways.
+    """
+    if requested == "fp32":
+        return False, "fp32 requested"
+    if device.type == "cuda":
+        ok = torch.cuda.is_bf16_supported()
+        if requested == "bf16" and not ok:
+            raise ValueError("train.dtype=bf16 but this GPU does not support bf16; use train.dtype=fp32 or auto")
+        return ok, "CUDA device supports bf16" if ok else "this GPU has no bf16: fp32"
+    if requested == "bf16":
+        return True, "bf16 requested"
+    capability = torch.backends.cpu.get_cpu_capability()
+    native = sorted(cpu_flags() & {"avx512_bf16", "amx_bf16", "amx_tile"}) or \
+        (["capability " + capability] if "BF16" in capability.upper() or "AMX" in capability.upper() else [])
+    if not native:
+        return False, f"CPU has no native bf16 (capability {capability}, no avx512_bf16/amx flag): fp32"
+    w = max((p for p in model.parameters() if p.dim() == 2), key=lambda p: p.numel(), default=None) if model else None
+    if w is None:
+        return True, f"CPU has {', '.join(native)}: bf16"
+    w = w.detach()
+    x = torch.randn(512, w.shape[1], device=w.device)
+    fp32, bf16 = _matmul_seconds(x, w, False), _matmul_seconds(x, w, True)
+    if bf16 < fp32:
+        return True, f"CPU has {', '.join(native)} and a bf16 matmul measured {fp32 / bf16:.1f}x faster: bf16"
+    return False, f"CPU has {', '.join(native)} but a bf16 matmul measured {bf16 / fp32:.1f}x slower: fp32"
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"train.device={name} but no CUDA device is available; use train.device=cpu or auto")
+    return torch.device(name)
+
+
+class Dist:
+    """torchrun's environment: rank, world size; init/teardown of the process group."""
+
+    def __init__(self):
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.enabled = self.world_size > 1
+        self.is_main = self.rank == 0
+
+    def init(self, device: torch.device) -> None:
+        if self.enabled and not torch.distributed.is_initialized():
+            backend = "nccl" if device.type == "cuda" else "gloo"  # gloo: the CPU backend
+            torch.distributed.init_process_group(backend)
+
+    def mean(self, value: float) -> float:
+        if not self.enabled:
+            return value
+        t = torch.tensor([value], dtype=torch.float64)
+        torch.distributed.all_reduce(t)
+        return t.item() / self.world_size
+
+    def gather(self, obj: Any) -> list[Any]:
+        if not self.enabled:
+            return [obj]
+        out = [None] * self.world_size
+        torch.distributed.all_gather_object(out, obj)
+        return out
+
+    def barrier(self) -> None:
+        if self.enabled:
+            torch.distributed.barrier()
+
+
+# ---------------------------------------------------------------------------------- trainer
+
+class Trainer:
+    """Gradient accumulation, clipping, bf16 autocast, optional torch.compile, DDP, periodic eval,
+    metrics.jsonl + loss.png, atomic checkpoints and bit-exact resume."""
+
+    def __init__(self, model: torch.nn.Module, config: TrainConfig, train_batches, val_batches=None,
+                 out_dir: str | Path | None = None, *, tokenizer=None, run_config: dict | None = None,
+                 log: Callable[[str], None] | None = None):
+        self.cfg, self.train_batches, self.val_batches = config, train_batches, val_batches
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.tokenizer, self.run_config = tokenizer, run_config
+        self.log = log or (lambda msg: print(msg, flush=True))  # flushed: a watcher may act on each line
+        self.dist = Dist()
+        self.device = resolve_device(config.device, self.dist.local_rank)
+        self.dist.init(self.device)
+        self.model = model.to(self.device)  # the plain module: what is saved and returned
+        self.bf16, why = choose_dtype(config.dtype, self.device, self.model)
+        self.dtype_reason = why
+        if self.dist.is_main:
+            self.log(f"dtype: {'bf16 autocast' if self.bf16 else 'fp32'} ({why})")
+        self.optimizer = build_optimizer(self.model, config)
+        self.schedule = Schedule.from_config(config)
+        self.step, self.position, self.metrics = 0, 0, []
+        net = self.model
+        if config.compile:
+            net = torch.compile(net)
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            net = DistributedDataParallel(net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.net = net  # what forward/backward run through
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """Everything besides the weights that an uninterrupted run would carry to the next step."""
+        return {
+            "step": self.step,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": {"name": self.schedule.name, "step": self.step},  # the schedule is a function of step
+            "data": {"position": self.position, "seed": self.cfg.seed},
+            "rng": self.dist.gather(ckpt.capture_rng()),  # one per rank: each drew its own dropout masks
+            "world_size": self.dist.world_size,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step, self.position = state["step"], state["data"]["position"]
+        self.optimizer.load_state_dict(state["optimizer"])
+        rngs = state["rng"]
+        if len(rngs) == self.dist.world_size:
+            ckpt.restore_rng(rngs[self.dist.rank])
+        else:  # the run continues correctly, but dropout masks differ from an uninterrupted run
+            torch.manual_seed(self.cfg.seed + 1000 * self.step + self.dist.rank)
+            if self.dist.is_main:
+                self.log(f"note: checkpoint was written by {len(rngs)} process(es), resuming with "
+                         f"{self.dist.world_size}: not bit-exact with an uninterrupted run")
+
+    def save(self) -> None:
+        state = self.state_dict()  # collective (gathers RNG states): every rank calls it
+        if self.dist.is_main and self.out_dir is not None:
+            ckpt.save_checkpoint(self.out_dir, self.model, state, metrics=self.metrics,
+                                 tokenizer=self.tokenizer, run_config=self.run_config)
+        self.dist.barrier()
+
+    def resume(self) -> None:
+        if self.out_dir is None:
+            raise ValueError("resume needs a run directory (out_dir)")
+        if self.dist.is_main:
+            ckpt.recover(self.out_dir)
+        self.dist.barrier()
+        state, metrics = ckpt.load_checkpoint(self.out_dir, self.model)
+        self.load_state_dict(state)
+        self.metrics = [m for m in metrics if m["step"] <= self.step]
+        if self.dist.is_main:
+            self.log(f"resumed from {self.out_dir} at step {self.step}")
+
+    # ------------------------------------------------------------------ loop
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
+    @torch.no_grad()
+    def evaluate(self) -> float:
+        """Mean val loss over the same `eval_steps` batches every time (indices 0..eval_steps-1)."""
+        self.net.eval()
+        total = 0.0
+        for i in range(self.cfg.eval_steps):
+            x, y = (t.to(self.device) for t in self.val_batches.get(i))
+            with self._autocast():
+                total += self.net(x, targets=y).loss.float().item()
+        self.net.train()
+        return self.dist.mean(total / self.cfg.eval_steps)
+
+    def train_step(self) -> float:
+        """One optimizer step over grad_accum micro-batches; returns the mean loss (this rank)."""
+        cfg = self.cfg
+        lr = self.schedule(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        total = 0.0
+        for micro in range(cfg.grad_accum):
+            x, y = (t.to(self.device, non_blocking=True) for t in self.train_batches.get(self.position))
+            self.position += 1
+            # DDP: all-reduce gradients only on the last micro-batch (no_sync elsewhere)
+            sync = contextlib.nullcontext() if not self.dist.enabled or micro == cfg.grad_accum - 1 else self.net.no_sync()
+            with sync:
+                with self._autocast():
+                    loss = self.net(x, targets=y).loss
+                (loss / cfg.grad_accum).backward()
+            total += loss.detach().float().item()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return total / cfg.grad_accum
+
+    def fit(self, resume: bool = False) -> dict[str, float]:
+        """Train to cfg.max_steps; returns the last logged metrics."""
+        cfg = self.cfg
+        if resume:
+            self.resume()
+        else:
+            torch.manual_seed(cfg.seed + self.dist.rank)  # dropout masks: own stream per rank
+        tokens_per_step = cfg.batch_size * cfg.grad_accum * self.dist.world_size * getattr(self.train_batches, "block_size", 0)
+        bar = None
+        if cfg.progress and self.dist.is_main:
+            from tqdm import tqdm
+
+            bar = tqdm(total=cfg.max_steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
+        self.net.train()
+        t0, last = time.perf_counter(), {}
+        while self.step < cfg.max_steps:
+            t = time.perf_counter()
+            loss = self.train_step()
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"loss is {loss} at step {self.step}: lower train.lr or enable train.grad_clip")
+            step = self.step
+            row = {}
+            if step % cfg.log_interval == 0 or step == cfg.max_steps:
+                row = {"step": step, "loss": round(self.dist.mean(loss), 6), "lr": self.schedule(step - 1),
+                       "tokens": step * tokens_per_step, "step_s": round(time.perf_counter() - t, 4),
+                       "elapsed_s": round(time.perf_counter() - t0, 2)}
+            if self.val_batches is not None and ((cfg.eval_interval and step % cfg.eval_interval == 0) or step == cfg.max_steps):
+                row = {"step": step, **row, "val_loss": round(self.evaluate(), 6)}
+            if row:
+                self.metrics.append(row)
+                last = row
+                if bar is not None:
+                    bar.set_postfix({k: row[k] for k in ("loss", "val_loss") if k in row})
+            if bar is not None:
+                bar.update(1)
+            if (cfg.save_interval and step % cfg.save_interval == 0) or step == cfg.max_steps:
+                self.save()
+                if self.dist.is_main and self.out_dir is not None:
+                    # a line on stdout per checkpoint: what is safe on disk (tqdm draws on stderr)
+                    self.log(f"checkpoint: step {step} saved to {self.out_dir}")
+        if bar is not None:
+            bar.close()
+        return last
