@@ -87,12 +87,10 @@ def save_checkpoint(run_dir: str | Path, model: torch.nn.Module, train_state: di
     staging.mkdir()
     step = int(train_state["step"])
     try:
-        from safetensors.torch import save_model
-
         cfg = model.config
         atomic_write_json(staging / "config.json", {"family": type(cfg).family, **cfg.to_dict()})
         # safetensors' save_model stores a tied tensor once (e.g. the embedding shared with the LM head)
-        atomic_write(staging / WEIGHTS, lambda tmp: save_model(model, tmp, metadata={"format": "pt", "step": str(step)}))
+        atomic_write(staging / WEIGHTS, lambda tmp: _save_weights(model, tmp, step))
         if tokenizer is not None:
             tokenizer.save(staging)
         if run_config is not None:
@@ -103,10 +101,24 @@ def save_checkpoint(run_dir: str | Path, model: torch.nn.Module, train_state: di
             plot_losses(metrics, staging / "loss.png")
         names = sorted(p.name for p in staging.iterdir() if not p.name.startswith("."))
         atomic_write_text(staging / COMMITTED, "\n".join(names) + "\n")
-    except BaseException:
+    except OSError as e:
         shutil.rmtree(staging, ignore_errors=True)  # the run directory still holds the previous checkpoint
+        raise OSError(e.errno, f"could not write a checkpoint in {run_dir} ({e.strerror or e}); "
+                               f"the previous checkpoint there is intact") from e
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
         raise
     recover(run_dir)
+
+
+def _save_weights(model: torch.nn.Module, path: str, step: int) -> None:
+    from safetensors import SafetensorError
+    from safetensors.torch import save_model
+
+    try:
+        save_model(model, path, metadata={"format": "pt", "step": str(step)})
+    except SafetensorError as e:  # safetensors reports a full disk ("File too large", ENOSPC) as its own error
+        raise OSError(f"writing {Path(path).name}: {e}") from e
 
 
 def plot_losses(metrics: list[dict], path: str | Path) -> None:
