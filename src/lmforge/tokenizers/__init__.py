@@ -12,7 +12,8 @@ from .base import (BERT_SPECIAL_TOKENS, CHAT_SPECIAL_TOKENS, GLM_SPECIAL_TOKENS,
                    T5_SPECIAL_TOKENS, Encoding, Template, Tokenizer, load_tokenizer, t5_sentinels)
 from .bpe import BPETokenizer, ByteLevelBPETokenizer
 from .char import CharTokenizer
+from .wordpiece import WordPieceTokenizer
 
-__all__ = ["Tokenizer", "Encoding", "Template", "CharTokenizer", "BPETokenizer", "ByteLevelBPETokenizer", "load_tokenizer", "t5_sentinels",
+__all__ = ["Tokenizer", "Encoding", "Template", "CharTokenizer", "BPETokenizer", "ByteLevelBPETokenizer", "WordPieceTokenizer", "load_tokenizer", "t5_sentinels",
            "BERT_SPECIAL_TOKENS", "GPT_SPECIAL_TOKENS", "T5_SPECIAL_TOKENS", "GLM_SPECIAL_TOKENS",
            "CHAT_SPECIAL_TOKENS"]

@@ -210,6 +210,7 @@ class Tokenizer:
 
     # -- decoding ---------------------------------------------------------------------------
     def _decode_tokens(self, tokens: list[str]) -> str:
+        """Tokens (special ones included) -> text, as the kind's HF decoder does."""
         raise NotImplementedError
 
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = False) -> str:
@@ -219,21 +220,9 @@ class Tokenizer:
             if t is None:
                 raise ValueError(f"id {i} is not in the vocabulary (ids are 0..{self.vocab_size - 1})")
             tokens.append(t)
-        special = set(self.special_tokens)
         if skip_special_tokens:
-            return self._decode_tokens([t for t in tokens if t not in special])
-        # special tokens are written as they are; the text between them is decoded per kind
-        out, run = [], []
-        for t in tokens:
-            if t in special:
-                if run:
-                    out.append(self._decode_tokens(run)); run = []
-                out.append(t)
-            else:
-                run.append(t)
-        if run:
-            out.append(self._decode_tokens(run))
-        return "".join(out)
+            tokens = [t for t in tokens if t not in self.special_tokens]
+        return self._decode_tokens(tokens)
 
     # -- Hugging Face tokenizer.json --------------------------------------------------------
     def _hf_model(self) -> dict:

@@ -196,8 +196,15 @@ class BPETokenizer(Tokenizer):
 
     def _decode_tokens(self, tokens: list[str]) -> str:
         # bytes that do not form valid UTF-8 (a token sequence cut inside a character) decode
-        # to U+FFFD, as HF's ByteLevel decoder does
-        return bytes(CHAR_TO_BYTE[c] for t in tokens for c in t).decode("utf-8", errors="replace")
+        # to U+FFFD, as HF's ByteLevel decoder does; a token with a character outside the byte
+        # table (a special token like "[PAD]" is fine, "<|用户|>" is not) stands for its UTF-8 bytes
+        data = bytearray()
+        for t in tokens:
+            try:
+                data += bytes(CHAR_TO_BYTE[c] for c in t)
+            except KeyError:
+                data += t.encode("utf-8")
+        return data.decode("utf-8", errors="replace")
 
     # -- tokenizer.json ---------------------------------------------------------------------
     def _hf_model(self) -> dict:
@@ -252,7 +259,7 @@ ByteLevelBPETokenizer = BPETokenizer
 
 
 def _learn_merges(words: dict[str, int], vocab_size: int, specials: list[str], alphabet: list[str],
-                  min_frequency: int) -> tuple[dict[str, int], list[tuple[str, str]]]:
+                  min_frequency: int, prefix: str | None = None) -> tuple[dict[str, int], list[tuple[str, str]]]:
     """BPE training over byte-level words {word: count}. A port of the algorithm of HF
     `BpeTrainer::do_train` (tokenizers/src/models/bpe/trainer.rs), kept step for step so the
     merges are the same, quirks included:
@@ -260,13 +267,27 @@ def _learn_merges(words: dict[str, int], vocab_size: int, specials: list[str], a
         pair was seen; an entry whose count is stale is pushed back with the current count;
       * a merged token whose string already exists reuses that id (two merges can make "Ġthe");
       * a pair merged twice keeps the rank of its last merge.
+    `prefix` ("##" for WordPiece) marks characters that continue a word: "hug" starts as
+    h ##u ##g, and merging (h, ##u) gives "hu" (the prefix of the right part is dropped).
+    Characters outside `alphabet` are left out of the words, as HF does.
     """
     id2w: list[str] = []
     vocab: dict[str, int] = {}
     for t in [*specials, *alphabet]:
         if t not in vocab:
             vocab[t] = len(id2w); id2w.append(t)
-    seqs = [[vocab[c] for c in w] for w in words]
+    seqs = []
+    for w in words:
+        seq = []
+        for j, c in enumerate(w):
+            if c not in vocab:
+                continue
+            if prefix and j > 0:
+                c = prefix + c
+                if c not in vocab:
+                    vocab[c] = len(id2w); id2w.append(c)
+            seq.append(vocab[c])
+        seqs.append(seq)
     counts = list(words.values())
     pair_counts: dict[tuple[int, int], int] = {}
     where: dict[tuple[int, int], set[int]] = {}
@@ -288,7 +309,8 @@ def _learn_merges(words: dict[str, int], vocab_size: int, specials: list[str], a
         if count < 1 or min_frequency > count:
             break
         a, b = pair
-        new = id2w[a] + id2w[b]
+        right = id2w[b]
+        new = id2w[a] + (right[len(prefix):] if prefix and right.startswith(prefix) else right)
         new_id = vocab.get(new)
         if new_id is None:
             new_id = vocab[new] = len(id2w); id2w.append(new)
