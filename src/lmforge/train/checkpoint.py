@@ -188,9 +188,13 @@ def load_train_state(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"{path} holds Python objects that would run code when unpickled; refusing to load it. "
-                         f"lmforge checkpoints hold only tensors, numbers and strings. ({first})") from None
+        # torch's weights-only unpickler names the blocked import ("unsupported GLOBAL posix.system");
+        # any other unpickling failure is a damaged file
+        blocked = [line.strip() for line in str(e).splitlines() if "GLOBAL" in line]
+        if blocked:
+            raise ValueError(f"{path} holds Python objects that would run code when unpickled; refusing to load it. "
+                             f"lmforge checkpoints hold only tensors, numbers and strings. ({blocked[0]})") from None
+        raise ValueError(f"{path} is corrupt or not a torch checkpoint (unreadable pickle)") from None
     except Exception as e:  # truncated zip, not a torch file at all, ...
         raise ValueError(f"{path} is corrupt or not a torch checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(state, dict) or not isinstance(state.get("step"), int):
