@@ -111,6 +111,18 @@ def train(cfg, out: Path, resume: bool = False) -> int:
     trainer = Trainer(model, t, train_batches, val_batches, out_dir=out, tokenizer=tokenizer, run_config=cfg.to_dict())
     try:
         last = trainer.fit(resume=resume)
+    except (KeyboardInterrupt, FloatingPointError) as e:
+        if dist.is_main:
+            import sys
+
+            from lmforge.train.checkpoint import STATE, load_train_state
+
+            saved = load_train_state(out / STATE)["step"] if (out / STATE).exists() else None
+            why = "interrupted" if isinstance(e, KeyboardInterrupt) else f"stopped: {e}"
+            where = (f"the last checkpoint (step {saved}) is intact; continue with: lmforge train --resume --out {out}"
+                     if saved is not None else "no checkpoint was saved yet")
+            print(f"\n{why} at step {trainer.step}; {where}", file=sys.stderr)
+        return 130 if isinstance(e, KeyboardInterrupt) else 1
     finally:
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
