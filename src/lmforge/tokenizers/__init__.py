@@ -12,8 +12,9 @@ from .base import (BERT_SPECIAL_TOKENS, CHAT_SPECIAL_TOKENS, GLM_SPECIAL_TOKENS,
                    T5_SPECIAL_TOKENS, Encoding, Template, Tokenizer, load_tokenizer, t5_sentinels)
 from .bpe import BPETokenizer, ByteLevelBPETokenizer
 from .char import CharTokenizer
+from .unigram import UnigramTokenizer
 from .wordpiece import WordPieceTokenizer
 
-__all__ = ["Tokenizer", "Encoding", "Template", "CharTokenizer", "BPETokenizer", "ByteLevelBPETokenizer", "WordPieceTokenizer", "load_tokenizer", "t5_sentinels",
+__all__ = ["Tokenizer", "Encoding", "Template", "CharTokenizer", "BPETokenizer", "ByteLevelBPETokenizer", "WordPieceTokenizer", "UnigramTokenizer", "load_tokenizer", "t5_sentinels",
            "BERT_SPECIAL_TOKENS", "GPT_SPECIAL_TOKENS", "T5_SPECIAL_TOKENS", "GLM_SPECIAL_TOKENS",
            "CHAT_SPECIAL_TOKENS"]

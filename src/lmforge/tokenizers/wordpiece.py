@@ -16,8 +16,8 @@ Textbook example (BERT's docstring, toy vocabulary):
     ['un', '##aff', '##able']
     >>> tok.encode_full("unaffable").tokens
     ['[CLS]', 'un', '##aff', '##able', '[SEP]']
-    >>> tok.encode_full("una", "able").type_ids   # [CLS] un [UNK] [SEP] [UNK] [SEP]
-    [0, 0, 0, 0, 1, 1]
+    >>> tok.encode_full("una", "able").type_ids   # [CLS] [UNK] [SEP] [UNK] [SEP]: no "##a", no "able"
+    [0, 0, 0, 1, 1]
 
 Offsets point into the original text, so "Café" gives the token "cafe" with offsets (0, 4).
 """

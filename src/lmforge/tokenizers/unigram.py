@@ -1,0 +1,339 @@
+"""Unigram language-model tokenizer, as in SentencePiece and T5 (Kudo 2018, "Subword
+Regularization"; Kudo & Richardson 2018).
+
+Text is normalized (optional per-character NFKC; runs of spaces collapsed, ends stripped), every
+space becomes "▁" and one "▁" is put in front: "Hello world" -> "▁Hello▁world". The text is cut
+into words at each "▁" and each word is segmented by Viterbi: the split whose pieces have the
+largest total log-probability (score). A character no piece covers becomes <unk> (a run of them
+one <unk>, as SentencePiece does) or, with byte_fallback, its UTF-8 bytes <0xE4><0xBD><0xA0>.
+
+    >>> tok = UnigramTokenizer([("<unk>", 0.0), ("▁", -2.0), ("▁a", -1.0), ("b", -2.0), ("ab", -2.5),
+    ...                         ("a", -3.0), ("▁ab", -4.0)], unk_token="<unk>")
+    >>> tok.encode_full("ab ab").tokens    # ▁a+b = -3.0 beats ▁ab = -4.0 and ▁+ab = -4.5
+    ['▁a', 'b', '▁a', 'b']
+
+Training (Kudo 2018, sec. 3.2, SentencePiece's unigram_model_trainer.cc): seed with frequent
+substrings, then repeat {EM: expected piece counts by forward-backward, scores = digamma-
+smoothed log-probabilities; prune: drop the pieces whose removal costs the least likelihood,
+keeping 75%} until the vocabulary has the requested size. Single characters are never pruned.
+"""
+from __future__ import annotations
+
+import math
+import unicodedata
+from collections import Counter, defaultdict
+from typing import Iterable, Sequence
+
+from .base import T5_SPECIAL_TOKENS, Template, Tokenizer, read_texts
+
+SPACE = "▁"  # U+2581, SentencePiece's whitespace marker
+UNK_PENALTY = 10.0  # unknown-character score = lowest piece score - 10 (SentencePiece kUnkPenalty)
+
+
+class UnigramTokenizer(Tokenizer):
+    kind = "unigram"
+    CACHE_SIZE = 100_000
+
+    def __init__(self, pieces: Sequence[tuple[str, float]], unk_token: str = "<unk>",
+                 special_tokens: Sequence[str] = (), byte_fallback: bool = False, nfkc: bool = False,
+                 template: Template | None = None):
+        pieces = [(p, float(s)) for p, s in pieces]
+        vocab = {}
+        for p, _ in pieces:
+            if p in vocab:
+                raise ValueError(f"piece {p!r} appears twice in the Unigram vocabulary; each piece once")
+            vocab[p] = len(vocab)
+        if unk_token not in vocab:
+            raise ValueError(f"the Unigram vocabulary has no unk token {unk_token!r}; add it or pass unk_token=")
+        super().__init__(vocab, [*special_tokens, unk_token], template)
+        self.pieces, self.unk_token, self.byte_fallback, self.nfkc = pieces, unk_token, byte_fallback, nfkc
+        self.scores = {p: s for p, s in pieces if p not in self.special_tokens and not _is_byte_piece(p)}
+        self._max_len = max((len(p) for p in self.scores), default=1)
+        self._unk_score = min(self.scores.values(), default=0.0) - UNK_PENALTY
+        if byte_fallback:
+            missing = [f"<0x{b:02X}>" for b in range(256) if f"<0x{b:02X}>" not in vocab]
+            if missing:
+                raise ValueError(f"byte_fallback needs the 256 pieces <0x00>..<0xFF>; {missing[0]} is missing")
+        self._cache: dict[str, list[int]] = {}
+
+    # -- normalization ------------------------------------------------------------------------
+    def _norm_char(self, c: str) -> str:
+        return unicodedata.normalize("NFKC", c) if self.nfkc else c
+
+    def _normalize_aligned(self, text: str) -> tuple[str, list[int]]:
+        """-> ("▁Hello▁world", original index of each character). Spaces: runs collapse to one,
+        leading/trailing ones go (SentencePiece remove_extra_whitespaces); one ▁ is prepended
+        (add_dummy_prefix) and aligned to the first character."""
+        chars, orig = [], []
+        for i, c in enumerate(text):
+            for n in self._norm_char(c):
+                if n == " " and (not chars or chars[-1] == SPACE):
+                    continue
+                chars.append(SPACE if n == " " else n); orig.append(i)
+        while chars and chars[-1] == SPACE:
+            chars.pop(); orig.pop()
+        if chars:
+            chars.insert(0, SPACE); orig.insert(0, orig[0])
+        return "".join(chars), orig
+
+    def normalize(self, text: str) -> str:
+        if self.nfkc:
+            text = "".join(self._norm_char(c) for c in text)
+        words = text.split(" ")
+        return "".join(SPACE + w for w in words if w)
+
+    # -- Viterbi ------------------------------------------------------------------------------
+    def _viterbi(self, word: str) -> list[str]:
+        """Best segmentation of one word. best[j] = best score of word[:j]; ties keep the
+        segmentation found first (scanning starts left to right), as HF's lattice does."""
+        n, scores, maxlen = len(word), self.scores, self._max_len
+        best = [0.0] + [-math.inf] * n
+        back = [0] * (n + 1)
+        for i in range(n):
+            if best[i] == -math.inf:
+                continue
+            covered = False
+            for j in range(i + 1, min(n, i + maxlen) + 1):
+                s = scores.get(word[i:j])
+                if s is not None:
+                    if j == i + 1:
+                        covered = True
+                    if best[i] + s > best[j]:
+                        best[j], back[j] = best[i] + s, i
+            if not covered and best[i] + self._unk_score > best[i + 1]:
+                best[i + 1], back[i + 1] = best[i] + self._unk_score, i
+        out, j = [], n
+        while j > 0:
+            out.append(word[back[j]:j]); j = back[j]
+        return out[::-1]
+
+    def _word_pieces(self, word: str) -> list[tuple[int, str, int]]:
+        """-> [(id, token, length in the word)] with unknown runs fused or byte-encoded."""
+        vocab, unk = self.vocab, self.vocab[self.unk_token]
+        out: list[tuple[int, str, int]] = []
+        for p in self._viterbi(word):
+            i = vocab.get(p)
+            if i is not None and p in self.scores:
+                out.append((i, p, len(p)))
+            elif self.byte_fallback:
+                bs = p.encode("utf-8")
+                out += [(vocab[f"<0x{b:02X}>"], f"<0x{b:02X}>", len(p) if k == 0 else 0) for k, b in enumerate(bs)]
+            elif out and out[-1][0] == unk:  # fuse a run of unknown characters (SentencePiece)
+                out[-1] = (unk, self.unk_token, out[-1][2] + len(p))
+            else:
+                out.append((unk, self.unk_token, len(p)))
+        return out
+
+    def _word_ids(self, word: str) -> list[int]:
+        ids = self._cache.get(word)
+        if ids is None:
+            ids = [i for i, _, _ in self._word_pieces(word)]
+            if len(self._cache) >= self.CACHE_SIZE:
+                self._cache.clear()
+            self._cache[word] = ids
+        return ids
+
+    def _encode_ids(self, text: str) -> list[int]:
+        out: list[int] = []
+        for w in self.normalize(text).split(SPACE)[1:]:
+            out += self._word_ids(SPACE + w)
+        return out
+
+    def _tokenize(self, text: str):
+        norm, orig = self._normalize_aligned(text)
+        ids, tokens, offsets = [], [], []
+        start = 0
+        for w in norm.split(SPACE)[1:]:
+            w = SPACE + w
+            pos = start
+            for i, t, n in self._word_pieces(w):
+                a, b = (pos, pos + n) if n else (pos - 1, pos)  # later bytes of a char share its span
+                ids.append(i); tokens.append(t); offsets.append((orig[a], orig[b - 1] + 1))
+                pos += n
+            start += len(w)
+        return ids, tokens, offsets
+
+    def _decode_tokens(self, tokens: list[str]) -> str:
+        data, out = bytearray(), []
+        for t in tokens:
+            if self.byte_fallback and _is_byte_piece(t):
+                data.append(int(t[3:5], 16)); continue
+            if data:
+                out.append(data.decode("utf-8", errors="replace")); data = bytearray()
+            out.append(t)
+        if data:
+            out.append(data.decode("utf-8", errors="replace"))
+        text = "".join(out).replace(SPACE, " ")
+        return text[1:] if text.startswith(" ") else text
+
+    # -- training -----------------------------------------------------------------------------
+    @classmethod
+    def train(cls, texts: str | Iterable[str], vocab_size: int, special_tokens: Sequence[str] = T5_SPECIAL_TOKENS,
+              unk_token: str = "<unk>", max_piece_length: int = 16, shrinking_factor: float = 0.75,
+              em_iterations: int = 2, seed_size: int = 100_000, nfkc: bool = False) -> "UnigramTokenizer":
+        """Learn pieces and scores (defaults from SentencePiece's trainer_spec: max_piece_length 16,
+        shrinking_factor 0.75, num_sub_iterations 2). The vocabulary is special tokens first
+        (T5: <pad> </s> <unk>), then pieces by descending score."""
+        specials = list(dict.fromkeys([*special_tokens, unk_token]))
+        probe = cls([(unk_token, 0.0)], unk_token, nfkc=nfkc)
+        words: Counter[str] = Counter()
+        for t in read_texts(texts):
+            for w in probe.normalize(t).split(SPACE)[1:]:
+                words[SPACE + w] += 1
+        if not words:
+            raise ValueError("no text to train on: the training texts are empty; pass non-empty text")
+        chars = Counter()
+        for w, c in words.items():
+            for ch in w:
+                chars[ch] += c
+        if vocab_size < len(specials) + len(chars):
+            raise ValueError(f"vocab_size {vocab_size} is smaller than the alphabet: {len(chars)} distinct characters "
+                             f"+ {len(specials)} special tokens = {len(specials) + len(chars)}; raise --vocab-size")
+        # 1. seed: every substring of a word up to max_piece_length, ranked by freq * length.
+        # (SentencePiece seeds from a suffix array and also keeps pieces inside one Unicode script;
+        # that rule, tried here, made held-out encodings longer, so it is left out.)
+        sub: Counter[str] = Counter()
+        for w, c in words.items():
+            for i in range(len(w)):
+                for j in range(i + 2, min(len(w), i + max_piece_length) + 1):
+                    sub[w[i:j]] += c
+        seeds = sorted(sub.items(), key=lambda kv: (-kv[1] * len(kv[0]), kv[0]))[:seed_size]
+        pieces = dict(chars)
+        pieces.update(seeds)
+        total = sum(pieces.values())
+        scores = {p: math.log(f / total) for p, f in pieces.items()}
+        target = vocab_size - len(specials)
+        word_list = list(words.items())
+        while True:
+            for _ in range(em_iterations):  # 2. EM
+                expected = _expected_counts(word_list, scores, max_piece_length)
+                total = sum(expected.values())
+                # M-step, Bayesian: digamma smoothing drops pieces with expected count < 0.5 (spm)
+                # (characters always stay, their count floored at 0.5 so every word stays coverable)
+                scores = {p: _digamma(max(f, 0.5)) - _digamma(total) for p, f in expected.items()
+                          if f >= 0.5 or len(p) == 1}
+                for ch in chars:
+                    scores.setdefault(ch, _digamma(0.5) - _digamma(total))
+            if len(scores) <= int(target * 1.1):
+                break
+            scores = _prune(word_list, scores, max(int(target * 1.1), int(len(scores) * shrinking_factor)),
+                            set(chars), max_piece_length)
+        keep = sorted(scores.items(), key=lambda kv: (-(len(kv[0]) == 1), -kv[1], kv[0]))
+        chars_first = keep[:len(chars)]  # single characters are required; then the best pieces
+        rest = sorted(keep[len(chars):], key=lambda kv: (-kv[1], kv[0]))[:target - len(chars)]
+        final = sorted(chars_first + rest, key=lambda kv: (-kv[1], kv[0]))
+        return cls([(s, 0.0) for s in specials] + final, unk_token, [s for s in specials if s != unk_token],
+                   nfkc=nfkc, template=Template.append_eos("</s>") if "</s>" in specials else None)
+
+    # -- tokenizer.json -----------------------------------------------------------------------
+    def _hf_model(self) -> dict:
+        return {"type": "Unigram", "unk_id": self.vocab[self.unk_token], "byte_fallback": self.byte_fallback,
+                "vocab": [[p, s] for p, s in self.pieces]}
+
+    def _hf_parts(self) -> dict:
+        norms = ([{"type": "NFKC"}] if self.nfkc else []) + [
+            {"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": " "},
+            {"type": "Strip", "strip_left": True, "strip_right": True}]
+        meta = {"type": "Metaspace", "replacement": SPACE, "prepend_scheme": "always", "split": True}
+        decoder = {"type": "Sequence", "decoders": [{"type": "ByteFallback"}, {"type": "Fuse"}, meta]} \
+            if self.byte_fallback else meta
+        return {"normalizer": {"type": "Sequence", "normalizers": norms}, "pre_tokenizer": meta, "decoder": decoder}
+
+    @classmethod
+    def _from_hf(cls, data: dict, specials: list[str]) -> "UnigramTokenizer":
+        model = data["model"]
+        pieces = [(p, s) for p, s in model["vocab"]]
+        unk_id = model.get("unk_id")
+        if unk_id is None:
+            raise ValueError("Unigram tokenizer.json without unk_id is not supported; set model.unk_id")
+        norm = data.get("normalizer") or {}
+        kinds = [n.get("type") for n in norm.get("normalizers", [])] if norm.get("type") == "Sequence" else \
+            [norm.get("type")] if norm else []
+        unsupported = [k for k in kinds if k not in ("NFKC", "Replace", "Strip")]
+        if unsupported:
+            raise ValueError(f"Unigram tokenizer.json with normalizer {unsupported[0]!r} is not supported "
+                             "(SentencePiece's Precompiled charsmap included); lmforge reads NFKC/Replace/Strip")
+        unk = pieces[unk_id][0]
+        return cls(pieces, unk, [t for t in specials if t != unk], model.get("byte_fallback", False), "NFKC" in kinds)
+
+
+def _is_byte_piece(p: str) -> bool:
+    return len(p) == 6 and p.startswith("<0x") and p.endswith(">")
+
+
+def _digamma(x: float) -> float:
+    """psi(x), by recurrence up to 7 then the asymptotic series (as SentencePiece's Digamma)."""
+    r = 0.0
+    while x < 7:
+        r -= 1 / x
+        x += 1
+    x -= 0.5
+    xx = 1 / x
+    xx2 = xx * xx
+    xx4 = xx2 * xx2
+    return r + math.log(x) + xx2 / 24 - 7 / 960 * xx4 + 31 / 8064 * xx4 * xx2 - 127 / 30720 * xx4 * xx4
+
+
+def _logaddexp(a: float, b: float) -> float:
+    if a == -math.inf:
+        return b
+    if b == -math.inf:
+        return a
+    m = max(a, b)
+    return m + math.log1p(math.exp(-abs(a - b)))
+
+
+def _expected_counts(words, scores, maxlen) -> dict[str, float]:
+    """E-step: forward-backward over each word's lattice; count(piece) += P(piece at i:j | word) * freq."""
+    expected: dict[str, float] = defaultdict(float)
+    for w, freq in words:
+        n = len(w)
+        edges = [[(j, w[i:j], scores[w[i:j]]) for j in range(i + 1, min(n, i + maxlen) + 1) if w[i:j] in scores]
+                 for i in range(n)]
+        alpha = [0.0] + [-math.inf] * n
+        for i in range(n):
+            if alpha[i] != -math.inf:
+                for j, _, s in edges[i]:
+                    alpha[j] = _logaddexp(alpha[j], alpha[i] + s)
+        beta = [-math.inf] * n + [0.0]
+        for i in range(n - 1, -1, -1):
+            for j, _, s in edges[i]:
+                beta[i] = _logaddexp(beta[i], s + beta[j])
+        z = alpha[n]
+        for i in range(n):
+            for j, p, s in edges[i]:
+                expected[p] += freq * math.exp(min(0.0, alpha[i] + s + beta[j] - z))
+    return expected
+
+
+def _prune(words, scores, keep: int, required: set[str], maxlen: int) -> dict[str, float]:
+    """Keep the `keep` pieces whose removal would lose the most likelihood (SentencePiece
+    PruneSentencePieces): with freq from the Viterbi splits of all words, and F the share of
+    words (by count) whose split uses s,
+        loss(s) = F * (log p(s) - sum over the best split of s without s of log p'(alt)),
+    where p' gives s's frequency to each of its alternatives."""
+    tmp = UnigramTokenizer([("<unk>", 0.0)] + list(scores.items()), "<unk>")
+    freq: Counter[str] = Counter()
+    share: Counter[str] = Counter()
+    for w, c in words:
+        split = tmp._viterbi(w)
+        for p in split:
+            freq[p] += c
+        for p in set(split):
+            share[p] += c
+    total, n_words = sum(freq.values()), sum(c for _, c in words)
+    loss, always = {}, set(required)
+    for p in scores:
+        if p in required:
+            continue
+        f = freq.get(p, 0)
+        if f == 0:
+            continue  # not on any best path: removing it costs nothing
+        saved = tmp.scores.pop(p)  # best split of the piece itself without it
+        alt = tmp._viterbi(p)
+        tmp.scores[p] = saved
+        new_total = total + f * (len(alt) - 1)
+        logp_alt = sum(math.log(freq.get(a, 0) + f) - math.log(new_total) for a in alt)
+        loss[p] = share[p] / n_words * (math.log(f) - math.log(total) - logp_alt)
+    kept = sorted(loss, key=lambda p: (-loss[p], p))[:max(0, keep - len(always))]
+    return {p: scores[p] for p in [*always, *kept] if p in scores}
