@@ -63,16 +63,15 @@ def held_out_lengths(corpora, n, vocab_size):
     return sum(len(ours.encode(l)) for l in held) / sum(len(x) for x in sp.encode(held))
 
 
-def test_training_is_close_to_sentencepiece():
-    # a regression guard, not the goal: measured 1.25 here (mostly single characters at this size);
-    # the training works (EM + pruning) but does not yet match sentencepiece's choice of pieces
-    assert held_out_lengths(CORPORA, 150, 2000) < 1.30
-
-
-@pytest.mark.xfail(strict=True, reason="issue 4 asks for held-out length within 2% of sentencepiece; "
-                                       "measured 6-12% longer (see the closing note)")
 def test_training_within_two_percent_of_sentencepiece():
+    # all five corpora, 150 training lines each, held-out lines between them: measured 0.983
     assert held_out_lengths(CORPORA, 150, 2000) < 1.02
+
+
+@pytest.mark.slow
+def test_training_close_to_sentencepiece_on_english():
+    # measured 1.029: on English alone at 3000 pieces we are 3% longer, not within 2% (see closing note)
+    assert held_out_lengths(("kjv", "gettext-en-de"), 1000, 3000) < 1.05
 
 
 def test_file_round_trip_both_ways(pair, tmp_path):

@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("convert", "Convert a checkpoint between lmforge and Hugging Face formats"),
     "train": ("train", "Train a model from a YAML run config"),
     "info": ("info", "Show a run or model directory: config, parameters, step, last metrics"),
+    "tokenizer": ("tokenizer", "Train, inspect and compare tokenizers"),
 }
 
 

@@ -189,14 +189,23 @@ class UnigramTokenizer(Tokenizer):
         if vocab_size < len(specials) + len(chars):
             raise ValueError(f"vocab_size {vocab_size} is smaller than the alphabet: {len(chars)} distinct characters "
                              f"+ {len(specials)} special tokens = {len(specials) + len(chars)}; raise --vocab-size")
-        # 1. seed: every substring of a word up to max_piece_length, ranked by freq * length.
-        # (SentencePiece seeds from a suffix array and also keeps pieces inside one Unicode script;
-        # that rule, tried here, made held-out encodings longer, so it is left out.)
-        sub: Counter[str] = Counter()
+        # 1. seed (SentencePiece MakeSeedSentencePieces, via its suffix array): substrings of words
+        # that occur at least twice and are right-branching, i.e. followed by two or more
+        # different characters (end of word counts as one). "▁upon" always ends its word, so it
+        # is no seed; "▁shal" (shall, shalt) is. Ranked by freq * length.
+        sub: dict[str, list] = {}  # piece -> [freq, first follower, branching?]
         for w, c in words.items():
             for i in range(len(w)):
                 for j in range(i + 2, min(len(w), i + max_piece_length) + 1):
-                    sub[w[i:j]] += c
+                    nxt = w[j] if j < len(w) else ""
+                    e = sub.get(w[i:j])
+                    if e is None:
+                        sub[w[i:j]] = [c, nxt, False]
+                    else:
+                        e[0] += c
+                        if e[1] != nxt:
+                            e[2] = True
+        sub = {p: e[0] for p, e in sub.items() if e[2] and e[0] >= 2}
         seeds = sorted(sub.items(), key=lambda kv: (-kv[1] * len(kv[0]), kv[0]))[:seed_size]
         pieces = dict(chars)
         pieces.update(seeds)
