@@ -1,0 +1,63 @@
+"""Property tests: byte-level BPE round-trips any string; no input crashes any tokenizer."""
+import os
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from tok_corpora import sample
+
+from lmforge.tokenizers import BPETokenizer, CharTokenizer, UnigramTokenizer, WordPieceTokenizer
+
+LINES = sample("kjv", 150) + sample("zh-prose", 100) + sample("gettext-en-de", 100)
+BPE = BPETokenizer.train(LINES, 600, special_tokens=["<|endoftext|>"])
+WP = WordPieceTokenizer.train(LINES, 3000)
+UG = UnigramTokenizer.train(LINES, 3000)
+CH = CharTokenizer.train(LINES, unk_token="<unk>")
+
+# any code point except surrogates (not valid in UTF-8 text): emoji, CJK, combining marks, controls
+text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=60)
+tricky = st.lists(st.sampled_from(["🙂", "👩‍👩‍👧", "汉字", "e\u0301", "\u0000", "\x1b", "\t", "\n", " ", "  ",
+                                   "İ", "ß", "\u200b", "\ufeff", "\U0010ffff", "<|endoftext|>", "[CLS]", "▁", "##"]),
+                  max_size=12).map("".join)
+SETTINGS = settings(max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", 150)), deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
+@SETTINGS
+@given(st.one_of(text, tricky))
+def test_bpe_decode_encode_is_identity(s):
+    assert BPE.decode(BPE.encode(s)) == s
+    enc = BPE.encode_full(s)
+    assert enc.ids == BPE.encode(s)
+    assert all(0 <= a <= b <= len(s) for a, b in enc.offsets)
+
+
+@SETTINGS
+@given(st.one_of(text, tricky))
+def test_bpe_special_tokens_split_only_when_asked(s):
+    ids = BPE.encode(s + "<|endoftext|>" + s, split_special=True)
+    assert ids.count(BPE.token_to_id("<|endoftext|>")) >= 1
+    assert BPE.token_to_id("<|endoftext|>") not in BPE.encode(s + "<|endoftext|>")
+    assert BPE.decode(ids) == s + "<|endoftext|>" + s
+
+
+@SETTINGS
+@given(st.one_of(text, tricky), st.one_of(text, tricky))
+@pytest.mark.parametrize("tok", [WP, UG, CH], ids=["wordpiece", "unigram", "char"])
+def test_no_input_crashes(tok, s, t):
+    enc = tok.encode_full(s, t)
+    assert len(enc.ids) == len(enc.tokens) == len(enc.offsets) == len(enc.type_ids)
+    assert tok.encode(s) == tok.encode_full(s).ids  # the fast ids path agrees with the full one
+    assert all(0 <= a <= b <= max(len(s), len(t)) for a, b in enc.offsets)
+    assert isinstance(tok.decode(enc.ids), str)
+
+
+@SETTINGS
+@given(st.text(st.characters(blacklist_categories=("Cs",), whitelist_categories=("L", "N", "P", "Zs")), max_size=40))
+def test_unigram_and_char_round_trip_normalized_text(s):
+    norm = " ".join(s.split(" ")).strip()
+    norm = " ".join(w for w in norm.split(" ") if w)
+    if all(c in CH.vocab for c in s):
+        assert CH.decode(CH.encode(s)) == s
+    if all(c in UG.scores for c in norm.replace(" ", "")):
+        assert UG.decode(UG.encode(s), skip_special_tokens=True) == norm
