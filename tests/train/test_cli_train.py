@@ -106,3 +106,14 @@ def test_resume_from_a_corrupt_checkpoint_names_the_file_and_keeps_it(run_dir, t
 def test_info_on_something_that_is_not_a_run(tmp_path, capsys):
     assert "does not exist" in error_of(["info", str(tmp_path / "nope")], capsys)
     assert "has no config.json" in error_of(["info", str(tmp_path)], capsys)
+
+
+def test_corpus_too_small_or_not_text(tmp_path, capsys):
+    small = tmp_path / "small.txt"
+    small.write_text("In the beginning God created the heaven and the earth.\n" * 4)
+    err = error_of(["train", str(TINY), "--set", f"data.corpus={small}", "--out", str(tmp_path / "o")], capsys)
+    assert "the val split of corpus" in err and "fewer than data.block_size + 1 = 33" in err
+    binary = tmp_path / "b.txt"
+    binary.write_bytes(b"\xff\xfe\x00abc" * 100)
+    err = error_of(["train", str(TINY), "--set", f"data.corpus={binary}", "--out", str(tmp_path / "o2")], capsys)
+    assert "is not UTF-8 text" in err

@@ -92,3 +92,20 @@ def test_dtype_choice_follows_the_hardware():
         assert not use and "no native bf16" in why  # e.g. an AVX2-only CPU, where bf16 is ~100x slower
     else:
         assert ("faster: bf16" in why) == use and "measured" in why
+
+
+def test_custom_objective_and_callbacks(kjv):
+    """The trainer knows no model: any loss_fn(model, batch) works, and callbacks see every metrics row."""
+    tok, train, _ = kjv
+    seen = []
+
+    def last_token_only(model, batch):  # a different objective: predict only the final position
+        x, y = batch
+        logits = model(x).logits[:, -1]  # (B, V)
+        return torch.nn.functional.cross_entropy(logits, y[:, -1])
+
+    cfg = TrainConfig(max_steps=6, batch_size=4, log_interval=2, dtype="fp32", progress=False, eval_interval=0, save_interval=0)
+    t = Trainer(tiny(tok.vocab_size), cfg, RandomWindows(train, 32, 4, seed=0), loss_fn=last_token_only,
+                callbacks=[lambda trainer, row: seen.append((trainer.step, row["step"]))], log=lambda s: None)
+    t.fit()
+    assert seen == [(2, 2), (4, 4), (6, 6)]

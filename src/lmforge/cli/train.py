@@ -95,6 +95,10 @@ def train(cfg, out: Path, resume: bool = False) -> int:
     if max_len is not None and cfg.data.block_size > max_len:
         raise ValueError(f"data.block_size ({cfg.data.block_size}) is longer than the model's context "
                          f"max_len ({max_len}); lower data.block_size or raise model.max_len")
+    for split, arr in tokens.items():
+        if len(arr) < cfg.data.block_size + 1:
+            raise ValueError(f"the {split} split of corpus {cfg.data.corpus!r} has {len(arr)} tokens, fewer than "
+                             f"data.block_size + 1 = {cfg.data.block_size + 1}; use a smaller block_size or more text")
     torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank and every run
     model = build_model(type(model_cfg).family, model_cfg)
     t = cfg.train

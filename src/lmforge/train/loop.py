@@ -1,8 +1,9 @@
 """A training loop that knows no model (minGPT: "nothing in this file really has anything to do with GPT").
 
 The model only has to follow the package protocol: `model(x, targets=y).loss` is a scalar mean
-cross-entropy, and `model.config` is a Config (so a checkpoint can say what to rebuild).
-Batches come from any object with `get(index) -> (x, y)` whose result depends only on the index
+cross-entropy, and `model.config` is a Config (so a checkpoint can say what to rebuild). Other
+objectives pass `loss_fn(model, batch) -> scalar loss` instead. Batches come from any object with
+`get(index) -> tuple of tensors` whose result depends only on the index
 (lmforge.data.sampler.RandomWindows): the data position is one integer in the train state.
 
     trainer = Trainer(model, TrainConfig(max_steps=100), train_batches, val_batches, out_dir="runs/x")
@@ -133,16 +134,26 @@ class Dist:
 
 # ---------------------------------------------------------------------------------- trainer
 
+def next_token_loss(model: torch.nn.Module, batch: tuple) -> torch.Tensor:
+    """The default objective: batch = (ids, targets), the model computes its own mean cross-entropy."""
+    x, y = batch
+    return model(x, targets=y).loss
+
+
 class Trainer:
     """Gradient accumulation, clipping, bf16 autocast, optional torch.compile, DDP, periodic eval,
     metrics.jsonl + loss.png, atomic checkpoints and bit-exact resume."""
 
     def __init__(self, model: torch.nn.Module, config: TrainConfig, train_batches, val_batches=None,
                  out_dir: str | Path | None = None, *, tokenizer=None, run_config: dict | None = None,
+                 loss_fn: Callable[[torch.nn.Module, tuple], torch.Tensor] | None = None,
+                 callbacks: tuple[Callable[["Trainer", dict], None], ...] = (),
                  log: Callable[[str], None] | None = None):
+        """callbacks: called as cb(trainer, row) after each metrics row (rank 0 only), e.g. to print a sample."""
         self.cfg, self.train_batches, self.val_batches = config, train_batches, val_batches
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.tokenizer, self.run_config = tokenizer, run_config
+        self.loss_fn, self.callbacks = loss_fn or next_token_loss, tuple(callbacks)
         self.log = log or (lambda msg: print(msg, flush=True))  # flushed: a watcher may act on each line
         self.dist = Dist()
         self.device = resolve_device(config.device, self.dist.local_rank)
@@ -217,9 +228,9 @@ class Trainer:
         self.net.eval()
         total = 0.0
         for i in range(self.cfg.eval_steps):
-            x, y = (t.to(self.device) for t in self.val_batches.get(i))
+            batch = tuple(t.to(self.device) for t in self.val_batches.get(i))
             with self._autocast():
-                total += self.net(x, targets=y).loss.float().item()
+                total += self.loss_fn(self.net, batch).float().item()
         self.net.train()
         return self.dist.mean(total / self.cfg.eval_steps)
 
@@ -231,13 +242,13 @@ class Trainer:
             group["lr"] = lr
         total = 0.0
         for micro in range(cfg.grad_accum):
-            x, y = (t.to(self.device, non_blocking=True) for t in self.train_batches.get(self.position))
+            batch = tuple(t.to(self.device, non_blocking=True) for t in self.train_batches.get(self.position))
             self.position += 1
             # DDP: all-reduce gradients only on the last micro-batch (no_sync elsewhere)
             sync = contextlib.nullcontext() if not self.dist.enabled or micro == cfg.grad_accum - 1 else self.net.no_sync()
             with sync:
                 with self._autocast():
-                    loss = self.net(x, targets=y).loss
+                    loss = self.loss_fn(self.net, batch)
                 (loss / cfg.grad_accum).backward()
             total += loss.detach().float().item()
         if cfg.grad_clip > 0:
@@ -280,6 +291,9 @@ class Trainer:
                 last = row
                 if bar is not None:
                     bar.set_postfix({k: row[k] for k in ("loss", "val_loss") if k in row})
+                if self.dist.is_main:
+                    for cb in self.callbacks:
+                        cb(self, row)
             if bar is not None:
                 bar.update(1)
             if (cfg.save_interval and step % cfg.save_interval == 0) or step == cfg.max_steps:
