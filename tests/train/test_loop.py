@@ -109,3 +109,19 @@ def test_custom_objective_and_callbacks(kjv):
                 callbacks=[lambda trainer, row: seen.append((trainer.step, row["step"]))], log=lambda s: None)
     t.fit()
     assert seen == [(2, 2), (4, 4), (6, 6)]
+
+
+def test_resume_keeps_the_dtype_that_auto_chose(kjv, tmp_path):
+    """`auto` times bf16 against fp32; a resumed run must not re-decide (a different choice breaks bit-exactness)."""
+    tok, train, _ = kjv
+    cfg = TrainConfig(max_steps=4, batch_size=4, dtype="auto", progress=False, eval_interval=0, save_interval=2)
+    first = Trainer(tiny(tok.vocab_size), cfg, RandomWindows(train, 32, 4, seed=0), out_dir=tmp_path, log=lambda s: None)
+    first.fit()
+    state = torch.load(tmp_path / "train_state.pt", weights_only=True)
+    assert state["dtype"] == ("bf16" if first.bf16 else "fp32")
+    state["dtype"] = "fp32" if first.bf16 else "bf16"  # as if the first run had decided the other way
+    torch.save(state, tmp_path / "train_state.pt")
+    again = Trainer(tiny(tok.vocab_size), cfg.replace(max_steps=6), RandomWindows(train, 32, 4, seed=0),
+                    out_dir=tmp_path, log=lambda s: None)
+    again.fit(resume=True)
+    assert again.bf16 == (state["dtype"] == "bf16") and again.step == 6

@@ -127,6 +127,14 @@ class Dist:
         torch.distributed.all_gather_object(out, obj)
         return out
 
+    def broadcast(self, obj: Any) -> Any:
+        """Rank 0's `obj` on every rank."""
+        if not self.enabled:
+            return obj
+        box = [obj]
+        torch.distributed.broadcast_object_list(box, src=0)
+        return box[0]
+
     def barrier(self) -> None:
         if self.enabled:
             torch.distributed.barrier()
@@ -159,8 +167,7 @@ class Trainer:
         self.device = resolve_device(config.device, self.dist.local_rank)
         self.dist.init(self.device)
         self.model = model.to(self.device)  # the plain module: what is saved and returned
-        self.bf16, why = choose_dtype(config.dtype, self.device, self.model)
-        self.dtype_reason = why
+        self.bf16, why = self.dist.broadcast(choose_dtype(config.dtype, self.device, self.model))  # rank 0's timing decides for all
         if self.dist.is_main:
             self.log(f"dtype: {'bf16 autocast' if self.bf16 else 'fp32'} ({why})")
         self.optimizer = build_optimizer(self.model, config)
@@ -185,11 +192,16 @@ class Trainer:
             "data": {"position": self.position, "seed": self.cfg.seed},
             "rng": self.dist.gather(ckpt.capture_rng()),  # one per rank: each drew its own dropout masks
             "world_size": self.dist.world_size,
+            "dtype": "bf16" if self.bf16 else "fp32",  # what `auto` chose: a resumed run must not re-decide
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step, self.position = state["step"], state["data"]["position"]
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.cfg.dtype == "auto" and state.get("dtype") in ("bf16", "fp32") and (state["dtype"] == "bf16") != self.bf16:
+            self.bf16 = state["dtype"] == "bf16"
+            if self.dist.is_main:
+                self.log(f"dtype: {state['dtype']}, as chosen when this run started (resume keeps it, for bit-exactness)")
         rngs = state["rng"]
         if len(rngs) == self.dist.world_size:
             ckpt.restore_rng(rngs[self.dist.rank])
