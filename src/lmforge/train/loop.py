@@ -110,6 +110,8 @@ class Dist:
 
     def init(self, device: torch.device) -> None:
         if self.enabled and not torch.distributed.is_initialized():
+            if device.type == "cuda":
+                torch.cuda.set_device(device)  # else every rank's NCCL communicator lands on GPU 0
             backend = "nccl" if device.type == "cuda" else "gloo"  # gloo: the CPU backend
             torch.distributed.init_process_group(backend)
 
