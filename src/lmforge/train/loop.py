@@ -43,27 +43,34 @@ def cpu_flags() -> set[str]:
     return set()
 
 
-def _matmul_seconds(x: torch.Tensor, w: torch.Tensor, bf16: bool, budget: float = 0.1) -> float:
-    """Best time of one x @ w.T under (optional) bf16 autocast, repeated for about `budget` seconds."""
+def _seconds(fn: Callable[[], Any], device: torch.device, bf16: bool, budget: float) -> float:
+    """Best wall time of fn() under (optional) bf16 autocast, repeated for about `budget` s (at least 3 runs)."""
     best, runs = math.inf, 0
-    with torch.no_grad(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-        (x @ w.T).sum()  # warm-up: first-call dispatch and kernel set-up are not what we compare
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        fn()  # warm-up: first-call dispatch and kernel set-up are not what we compare
         end = time.perf_counter() + budget
-        while time.perf_counter() < end or runs < 5:
+        while time.perf_counter() < end or runs < 3:
             runs += 1
             t = time.perf_counter()
-            (x @ w.T).sum()
+            fn()
             best = min(best, time.perf_counter() - t)
     return best
 
 
-def choose_dtype(requested: str, device: torch.device, model: torch.nn.Module | None = None) -> tuple[bool, str]:
+MIN_SPEEDUP = 1.1  # bf16 costs precision; take it only for a clear win
+
+
+def choose_dtype(requested: str, device: torch.device, model: torch.nn.Module | None = None,
+                 probe: Callable[[], Any] | None = None) -> tuple[bool, str]:
     """(use bf16 autocast?, why). "auto" picks bf16 only where it is faster.
 
     CUDA: bf16 whenever the GPU supports it (Ampere and later run it on tensor cores).
     CPU: only with native bf16 instructions (AVX512-BF16 or AMX); on an AVX2-only CPU bf16 is
-    emulated and a matmul is ~100x slower. Flags can lie about speed (a throttled or shared core),
-    so a flagged CPU is confirmed by timing the model's largest matmul for ~0.2 s both ways.
+    emulated and a matmul is ~100x slower. Flags say bf16 matmuls are fast, not that the model is:
+    a small model spends its time in casts, norms and softmax, where bf16 gains nothing. So a
+    flagged CPU is confirmed by timing `probe()` (the trainer passes the model's forward on a slice
+    of a real batch; default: the model's largest matmul) ~0.1 s each way, and bf16 must be
+    at least MIN_SPEEDUP times faster.
     """
     if requested == "fp32":
         return False, "fp32 requested"
@@ -79,15 +86,17 @@ def choose_dtype(requested: str, device: torch.device, model: torch.nn.Module | 
         (["capability " + capability] if "BF16" in capability.upper() or "AMX" in capability.upper() else [])
     if not native:
         return False, f"CPU has no native bf16 (capability {capability}, no avx512_bf16/amx flag): fp32"
-    w = max((p for p in model.parameters() if p.dim() == 2), key=lambda p: p.numel(), default=None) if model else None
-    if w is None:
-        return True, f"CPU has {', '.join(native)}: bf16"
-    w = w.detach()
-    x = torch.randn(512, w.shape[1], device=w.device)
-    fp32, bf16 = _matmul_seconds(x, w, False), _matmul_seconds(x, w, True)
-    if bf16 < fp32:
-        return True, f"CPU has {', '.join(native)} and a bf16 matmul measured {fp32 / bf16:.1f}x faster: bf16"
-    return False, f"CPU has {', '.join(native)} but a bf16 matmul measured {bf16 / fp32:.1f}x slower: fp32"
+    what = "the model's forward pass"
+    if probe is None:
+        w = max((p for p in model.parameters() if p.dim() == 2), key=lambda p: p.numel(), default=None) if model else None
+        if w is None:
+            return True, f"CPU has {', '.join(native)}: bf16"
+        w, x = w.detach(), torch.randn(512, w.shape[1], device=w.device)
+        probe, what = (lambda: x @ w.T), "the model's largest matmul"
+    fp32, bf16 = _seconds(probe, device, False, 0.1), _seconds(probe, device, True, 0.1)
+    speedup = fp32 / bf16
+    verdict = "bf16" if speedup >= MIN_SPEEDUP else "fp32"
+    return verdict == "bf16", f"CPU has {', '.join(native)}; {what} measured {speedup:.2f}x the fp32 speed in bf16: {verdict}"
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -163,13 +172,13 @@ class Trainer:
         self.cfg, self.train_batches, self.val_batches = config, train_batches, val_batches
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.tokenizer, self.run_config = tokenizer, run_config
-        self.loss_fn, self.callbacks = loss_fn or next_token_loss, tuple(callbacks)
         self.log = log or (lambda msg: print(msg, flush=True))  # flushed: a watcher may act on each line
         self.dist = Dist()
         self.device = resolve_device(config.device, self.dist.local_rank)
         self.dist.init(self.device)
         self.model = model.to(self.device)  # the plain module: what is saved and returned
-        self.bf16, why = self.dist.broadcast(choose_dtype(config.dtype, self.device, self.model))  # rank 0's timing decides for all
+        self.loss_fn, self.callbacks = loss_fn or next_token_loss, tuple(callbacks)
+        self.bf16, why = self.dist.broadcast(choose_dtype(config.dtype, self.device, self.model, self._probe()))  # rank 0 decides
         if self.dist.is_main:
             self.log(f"dtype: {'bf16 autocast' if self.bf16 else 'fp32'} ({why})")
         self.optimizer = build_optimizer(self.model, config)
@@ -183,6 +192,19 @@ class Trainer:
 
             net = DistributedDataParallel(net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.net = net  # what forward/backward run through
+
+    def _probe(self) -> Callable[[], Any]:
+        """The model's forward on 4 rows of batch 0, in eval mode: no dropout, so no RNG is drawn."""
+        batch = tuple(t[:4].to(self.device) for t in self.train_batches.get(0))
+
+        def forward():
+            was_training = self.model.training
+            self.model.eval()
+            try:
+                self.loss_fn(self.model, batch)
+            finally:
+                self.model.train(was_training)
+        return forward
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
