@@ -178,7 +178,9 @@ class Trainer:
         self.dist.init(self.device)
         self.model = model.to(self.device)  # the plain module: what is saved and returned
         self.loss_fn, self.callbacks = loss_fn or next_token_loss, tuple(callbacks)
-        self.bf16, why = self.dist.broadcast(choose_dtype(config.dtype, self.device, self.model, self._probe()))  # rank 0 decides
+        # rank 0 decides (and times alone, while the others wait): every rank must run the same dtype
+        choice = choose_dtype(config.dtype, self.device, self.model, self._probe()) if self.dist.is_main else None
+        self.bf16, why = self.dist.broadcast(choice)
         if self.dist.is_main:
             self.log(f"dtype: {'bf16 autocast' if self.bf16 else 'fp32'} ({why})")
         self.optimizer = build_optimizer(self.model, config)
@@ -336,7 +338,8 @@ class Trainer:
                 self.save()
                 if self.dist.is_main and self.out_dir is not None:
                     # a line on stdout per checkpoint: what is safe on disk (tqdm draws on stderr)
-                    self.log(f"checkpoint: step {step} saved to {self.out_dir}")
+                    with bar.external_write_mode() if bar is not None else contextlib.nullcontext():
+                        self.log(f"checkpoint: step {step} saved to {self.out_dir}")  # the bar is redrawn below it
         if bar is not None:
             bar.close()
         return last
