@@ -333,4 +333,159 @@ class RunConfig(Config):
             except yaml.YAMLError:
                 value = raw
             d[section][key] = value
-        return RunConfig.from_dict(d)
+        return type(self).from_dict(d)  # a subclass (e.g. TranslationRunConfig) keeps its sections
+
+
+# --------------------------------------------------------------------------------------------
+# Translation (issue 6): the 2017 encoder-decoder Transformer, the LSTM baseline it replaced,
+# and the run config of the translation recipe (lmforge.train.recipes.translation).
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class TransformerConfig(Config):
+    """Encoder-decoder Transformer, "Attention Is All You Need" (Vaswani et al. 2017).
+
+    Defaults are the paper's base model (Table 3, row "base"). Token ids 0/1/2 are the recipe's
+    <pad>/<s>/</s> (lmforge.data.translation.SPECIALS).
+    """
+
+    vocab_size: int = 37000  # sec. 5.1: shared source-target BPE vocabulary of about 37000 tokens (EN-DE)
+    max_len: int = 256  # rows of the sinusoid table; the paper fixes none (sinusoids extrapolate, sec. 3.5)
+    d_model: int = 512  # sec. 3.1: d_model = 512
+    n_heads: int = 8  # sec. 3.2.2: h = 8 parallel heads, d_k = d_v = d_model / h = 64
+    n_layers: int = 6  # sec. 3.1: N = 6 identical layers in the encoder
+    n_dec_layers: int = 0  # sec. 3.1: N = 6 in the decoder too; 0 means "same as n_layers"
+    d_ff: int = 2048  # sec. 3.3: inner layer of the feed-forward network, d_ff = 2048
+    dropout: float = 0.1  # sec. 5.4: P_drop = 0.1 on sub-layer outputs and on embeddings + positions
+    bias: bool = True  # eq. 2 has biases b1, b2; the projections of sec. 3.2.2 are plain matrices (we keep biases, as tensor2tensor)
+    norm_eps: float = 1e-5  # the paper gives none; PyTorch's nn.Transformer default
+    pad_id: int = 0  # padding: masked as an attention key, ignored by the loss
+    bos_id: int = 1  # first decoder input ("shifted right", sec. 3.1)
+    eos_id: int = 2  # end of sequence: appended to every source and target
+
+    family: ClassVar[str] = "transformer"
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "transformer-base": dict(),  # Table 3 "base": 65M parameters with the 37k vocabulary
+        "transformer-big": dict(d_model=1024, n_heads=16, d_ff=4096, dropout=0.3),  # Table 3 "big" (EN-DE P_drop 0.3)
+        # sized for a 2-core CPU: width and depth halved (the table's rows (A)-(C) show the trade-off)
+        "transformer-small": dict(vocab_size=8000, d_model=256, n_heads=4, n_layers=3, d_ff=1024),
+        "transformer-tiny": dict(vocab_size=512, max_len=128, d_model=64, n_heads=2, n_layers=1, d_ff=128),
+    }
+
+    def __post_init__(self):
+        n = type(self).__name__
+        for k in ("vocab_size", "max_len", "d_model", "n_heads", "n_layers", "d_ff"):
+            _check(getattr(self, k) > 0, n, f"{k} must be positive, got {getattr(self, k)}")
+        _check(self.n_dec_layers >= 0, n, f"n_dec_layers must be >= 0 (0 means n_layers), got {self.n_dec_layers}")
+        _check(self.d_model % self.n_heads == 0, n, f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        _check(self.d_model % 2 == 0, n, f"d_model must be even for sinusoidal positions, got {self.d_model}")
+        _check(0.0 <= self.dropout < 1.0, n, f"dropout must be in [0, 1), got {self.dropout}")
+        _check(len({self.pad_id, self.bos_id, self.eos_id}) == 3, n, "pad_id, bos_id and eos_id must differ")
+        for k in ("pad_id", "bos_id", "eos_id"):
+            _check(0 <= getattr(self, k) < self.vocab_size, n, f"{k} must be a token id below vocab_size")
+        if self.n_dec_layers == 0:
+            self.n_dec_layers = self.n_layers
+
+
+@dataclasses.dataclass
+class LSTMConfig(Config):
+    """The RNN baseline: bidirectional-LSTM encoder, LSTM decoder, Luong et al. 2015 global attention.
+
+    Luong, Pham & Manning 2015, "Effective Approaches to Attention-based NMT": "general" score
+    h_t^T W_a h_s (sec. 3.1) and the attentional hidden state h~_t = tanh(W_c [c_t; h_t]) (eq. 5).
+    The encoder is bidirectional as in Bahdanau et al. 2015, each direction d_model / 2 wide, so
+    their final states concatenated start the decoder (OpenNMT's "brnn" encoder, Klein et al. 2017).
+    """
+
+    vocab_size: int = 37000  # same shared vocabulary as the Transformer it is compared with
+    max_len: int = 256  # longest source/target accepted (an LSTM has no position table; kept for the same checks)
+    d_model: int = 1000  # Luong et al. 2015 sec. 4.1: 1000-dimensional embeddings and cells
+    n_layers: int = 4  # Luong et al. 2015 sec. 4.1: stacking LSTMs with 4 layers (encoder and decoder)
+    dropout: float = 0.2  # Luong et al. 2015 sec. 4.1: dropout 0.2 for their dropout models (Zaremba et al. 2014)
+    pad_id: int = 0
+    bos_id: int = 1
+    eos_id: int = 2
+
+    family: ClassVar[str] = "lstm"
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "lstm-luong": dict(vocab_size=50000),  # Luong et al. 2015: 50k vocabulary per language, 4 x 1000
+        # sized like transformer-small: same width and vocabulary, two layers per side
+        "lstm-small": dict(vocab_size=8000, d_model=256, n_layers=2, dropout=0.1),
+        "lstm-tiny": dict(vocab_size=512, max_len=128, d_model=64, n_layers=1, dropout=0.1),
+    }
+
+    def __post_init__(self):
+        n = type(self).__name__
+        for k in ("vocab_size", "max_len", "d_model", "n_layers"):
+            _check(getattr(self, k) > 0, n, f"{k} must be positive, got {getattr(self, k)}")
+        _check(self.d_model % 2 == 0, n, f"d_model must be even (each encoder direction is d_model / 2), got {self.d_model}")
+        _check(0.0 <= self.dropout < 1.0, n, f"dropout must be in [0, 1), got {self.dropout}")
+        _check(len({self.pad_id, self.bos_id, self.eos_id}) == 3, n, "pad_id, bos_id and eos_id must differ")
+
+
+@dataclasses.dataclass
+class TranslationDataConfig(Config):
+    """Parallel data for the translation recipe: a bundled gettext pair or a TSV (domain, en, de|zh)."""
+
+    pair: str = "en-de"  # bundled: en-de, en-zh; or a path to a .tsv / .tsv.xz file with the same columns
+    vocab_size: int = 8000  # joint BPE vocabulary trained on the training split (paper: 37000 on 4.5M pairs)
+    max_tokens: int = 2048  # tokens per batch, source + target (sec. 5.1: ~25000 of each on 8 GPUs)
+    max_len: int = 128  # training pairs longer than this (in tokens, either side) are skipped
+
+    def __post_init__(self):
+        n = "TranslationDataConfig"
+        _check(bool(self.pair), n, "pair must be en-de, en-zh or a TSV path")
+        for k in ("vocab_size", "max_tokens", "max_len"):
+            _check(getattr(self, k) > 0, n, f"{k} must be positive, got {getattr(self, k)}")
+        _check(self.max_tokens >= 2 * self.max_len, n,
+               f"max_tokens ({self.max_tokens}) must hold at least one pair of max_len ({self.max_len}) tokens per side")
+
+
+@dataclasses.dataclass
+class TranslationConfig(Config):
+    """What the translation recipe adds to the Trainer: loss, wall-clock budget, checkpoint averaging."""
+
+    label_smoothing: float = 0.1  # sec. 5.4: epsilon_ls = 0.1 ("hurts perplexity ... improves accuracy and BLEU")
+    minutes: float = 0.0  # wall-clock training budget; 0 = train to train.max_steps
+    average_last: int = 5  # sec. 6.1: base models average the last 5 checkpoints
+    snapshot_interval: int = 100  # steps between the snapshots averaged (paper: every 10 minutes)
+
+    def __post_init__(self):
+        n = "TranslationConfig"
+        _check(0.0 <= self.label_smoothing < 1.0, n, f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        _check(self.minutes >= 0, n, f"minutes must be >= 0, got {self.minutes}")
+        _check(self.average_last >= 1, n, f"average_last must be >= 1 (1 = no averaging), got {self.average_last}")
+        _check(self.snapshot_interval > 0, n, f"snapshot_interval must be positive, got {self.snapshot_interval}")
+
+
+@dataclasses.dataclass
+class TranslationRunConfig(RunConfig):
+    """A translation run (configs/translate-*.yaml): sections model, data, train, recipe.
+
+    Example (YAML):
+        model: {family: transformer, preset: transformer-small}
+        data: {pair: en-de, vocab_size: 8000, max_tokens: 2048}
+        train: {schedule: inverse_sqrt, warmup_steps: 400, lr: 1e-3, beta2: 0.98, eps: 1e-9, weight_decay: 0}
+        recipe: {minutes: 30, average_last: 5}
+    """
+
+    data: TranslationDataConfig = dataclasses.field(default_factory=TranslationDataConfig)
+    recipe: TranslationConfig = dataclasses.field(default_factory=TranslationConfig)
+
+    SECTIONS: ClassVar[tuple[str, ...]] = ("model", "data", "train", "recipe")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], *, ignore: tuple[str, ...] = ()):
+        if not isinstance(d, dict):
+            raise ValueError(f"TranslationRunConfig: expected a mapping with sections {', '.join(cls.SECTIONS)}")
+        for key in d:
+            if key not in cls.SECTIONS:
+                raise ValueError(f"TranslationRunConfig: unknown section {key!r}. Allowed sections: {', '.join(cls.SECTIONS)}")
+            if d[key] is not None and not isinstance(d[key], dict):
+                raise ValueError(f"TranslationRunConfig: section {key!r} must be a mapping of keys to values, got {d[key]!r}")
+        model = dict(d.get("model") or {})
+        model.setdefault("family", "transformer")
+        return cls(model=model, data=TranslationDataConfig.from_dict(d.get("data") or {}),
+                   train=TrainConfig.from_dict(d.get("train") or {}),
+                   recipe=TranslationConfig.from_dict(d.get("recipe") or {}))

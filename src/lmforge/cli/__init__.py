@@ -15,6 +15,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "Train a model from a YAML run config"),
     "info": ("info", "Show a run or model directory: config, parameters, step, last metrics"),
     "tokenizer": ("tokenizer", "Train, inspect and compare tokenizers"),
+    "translate": ("translate", "Translate English with an encoder-decoder run (transformer, lstm)"),
+    "eval": ("eval", "Evaluate a model: eval bleu RUN --data FILE.tsv (BLEU, chrF, placeholder accuracy)"),
 }
 
 

@@ -8,12 +8,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lmforge.config import Config, GPTConfig
+from lmforge.config import Config, GPTConfig, LSTMConfig, TransformerConfig
 from lmforge.io import atomic_write, atomic_write_json
 
 REGISTRY: dict[str, tuple[type, str]] = {
     # family -> (config class, "module:Class"); models are imported lazily (keeps `import lmforge` fast)
     "gpt": (GPTConfig, "lmforge.models.gpt:GPT"),
+    "transformer": (TransformerConfig, "lmforge.models.transformer:Transformer"),  # Vaswani et al. 2017
+    "lstm": (LSTMConfig, "lmforge.models.lstm:LSTM"),  # the RNN baseline (Luong et al. 2015 attention)
 }
 
 

@@ -10,6 +10,13 @@ init_weights(model, std, n_layers) sets every tensor:
 - LayerNorm / RMSNorm weight:  ones; LayerNorm bias: zeros
 - RelativePositionBias:        normal(0, std) through its embedding
 Anything else with parameters raises, so a new module cannot be forgotten silently.
+
+scheme="xavier" (the 2017 encoder-decoder Transformer; its paper names no init, this is what its
+reference implementations use -- tensor2tensor, fairseq, the Annotated Transformer):
+- nn.Linear weight:            xavier_uniform (Glorot & Bengio 2010), no residual scaling; bias zeros
+- nn.Embedding weight:         normal(0, d_model^-0.5), so that embedding * sqrt(d_model) has unit
+                               variance (fairseq's transformer; the embedding is also the tied output layer)
+- norms as above
 """
 from __future__ import annotations
 
@@ -20,9 +27,17 @@ from torch import nn
 from lmforge.nn.norms import LayerNorm, RMSNorm
 
 
-def init_weights(model: nn.Module, std: float = 0.02, n_layers: int | None = None) -> None:
+def init_weights(model: nn.Module, std: float = 0.02, n_layers: int | None = None, scheme: str = "normal") -> None:
+    if scheme not in ("normal", "xavier"):
+        raise ValueError(f"unknown init scheme {scheme!r}. Available: normal, xavier")
     for name, m in model.named_modules():
-        if isinstance(m, nn.Linear):
+        if scheme == "xavier" and isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif scheme == "xavier" and isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, mean=0.0, std=m.embedding_dim ** -0.5)
+        elif isinstance(m, nn.Linear):
             s = std / math.sqrt(2 * n_layers) if (getattr(m, "residual", False) and n_layers) else std
             nn.init.normal_(m.weight, mean=0.0, std=s)
             if m.bias is not None:

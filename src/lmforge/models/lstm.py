@@ -1,0 +1,112 @@
+"""The RNN baseline the Transformer replaced: LSTM encoder-decoder with attention.
+
+Encoder: a bidirectional LSTM (Bahdanau et al. 2015), each direction d_model / 2 wide; the final
+forward and backward states, concatenated per layer, start the decoder (OpenNMT's "brnn").
+Decoder: an LSTM over the target, then Luong et al. 2015 global attention with the "general"
+score (sec. 3.1): score(h_t, h_s) = h_t^T W_a h_s, context c_t = sum_s a_t(s) h_s, and the
+attentional state h~_t = tanh(W_c [c_t; h_t]) (eq. 5), from which the next token is predicted.
+
+We leave out Luong's input feeding (sec. 3.3: h~_{t-1} fed to the next decoder step): without it,
+the decoder LSTM runs over the whole target in one call during training, which is the fair way
+to give the baseline its best speed on a CPU. The source, target and output embeddings are one
+tied matrix, as in the Transformer it is compared with (Press & Wolf 2017).
+
+    >>> from lmforge.config import LSTMConfig
+    >>> model = LSTM(LSTMConfig.preset("lstm-tiny"))
+    >>> model(torch.tensor([[5, 6, 7, 2]]), torch.tensor([[1, 8, 9]])).logits.shape
+    torch.Size([1, 3, 512])
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lmforge.config import LSTMConfig
+from lmforge.models.outputs import ModelOutput
+from lmforge.nn import LMHead, init_weights
+
+
+@dataclass
+class LSTMState:
+    """What decoding carries from step to step: encoder output, its padding, the decoder LSTM's (h, c)."""
+
+    memory: Tensor  # (B, S, d_model)
+    src_keep: Tensor  # (B, S)
+    hc: tuple[Tensor, Tensor]  # each (n_layers, B, d_model)
+
+    def reorder(self, index: Tensor) -> None:
+        self.memory, self.src_keep = self.memory.index_select(0, index), self.src_keep.index_select(0, index)
+        self.hc = (self.hc[0].index_select(1, index), self.hc[1].index_select(1, index))
+
+
+class LSTM(nn.Module):
+    def __init__(self, config: LSTMConfig):
+        super().__init__()
+        self.config = c = config
+        self.tok_emb = nn.Embedding(c.vocab_size, c.d_model)
+        self.drop = nn.Dropout(c.dropout)
+        self.encoder = nn.LSTM(c.d_model, c.d_model // 2, c.n_layers, batch_first=True, bidirectional=True,
+                               dropout=c.dropout if c.n_layers > 1 else 0.0)
+        self.decoder = nn.LSTM(c.d_model, c.d_model, c.n_layers, batch_first=True,
+                               dropout=c.dropout if c.n_layers > 1 else 0.0)
+        self.attn = nn.Linear(c.d_model, c.d_model, bias=False)  # W_a of the "general" score
+        self.combine = nn.Linear(2 * c.d_model, c.d_model, bias=False)  # W_c of eq. 5
+        self.lm_head = LMHead(self.tok_emb)
+        init_weights(self, scheme="xavier")  # LSTMs keep torch's uniform(-1/sqrt(h), 1/sqrt(h)) (see nn.init)
+
+    def _check(self, ids: Tensor, what: str) -> None:
+        if ids.size(1) > self.config.max_len:
+            raise ValueError(f"the {what} has {ids.size(1)} tokens, max_len is only {self.config.max_len}; "
+                             "shorten it or use a model with a larger max_len")
+
+    def encode(self, src: Tensor, src_keep: Tensor | None = None):
+        """src (B, S) -> (memory (B, S, d_model), src_keep (B, S), decoder start (h, c) each (n_layers, B, d_model))."""
+        self._check(src, "source")
+        src_keep = (src != self.config.pad_id) if src_keep is None else src_keep.bool()
+        lengths = src_keep.sum(1).clamp(min=1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(self.drop(self.tok_emb(src)), lengths, batch_first=True,
+                                                   enforce_sorted=False)  # padding never enters the recurrence
+        out, (h, c) = self.encoder(packed)
+        memory, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=src.size(1))  # (B, S, d_model)
+        L, B = self.config.n_layers, src.size(0)
+
+        def join(t: Tensor) -> Tensor:  # (2 * L, B, d/2) -> (L, B, d): forward and backward final states side by side
+            return t.view(L, 2, B, -1).permute(0, 2, 1, 3).reshape(L, B, -1)
+        return self.drop(memory), src_keep, (join(h), join(c))
+
+    def decode(self, tgt: Tensor, memory: Tensor, src_keep: Tensor, hc: tuple[Tensor, Tensor]):
+        """tgt (B, T) -> (attentional states h~ (B, T, d_model), (h, c), attention probs (B, T, S))."""
+        out, hc = self.decoder(self.drop(self.tok_emb(tgt)), hc)  # (B, T, d_model)
+        scores = out @ self.attn(memory).transpose(1, 2)  # (B, T, S): h_t^T W_a h_s
+        probs = scores.masked_fill(~src_keep[:, None, :], float("-inf")).softmax(-1)
+        context = probs @ memory  # (B, T, d_model)
+        h = torch.tanh(self.combine(torch.cat([context, out], dim=-1)))  # eq. 5
+        return self.drop(h), hc, probs
+
+    def forward(self, src: Tensor, tgt: Tensor, targets: Tensor | None = None, *, src_keep: Tensor | None = None,
+                need_weights: bool = False) -> ModelOutput:
+        """Teacher forcing, same signature as the Transformer's. cross_attentions: [(B, 1, T, S)] (one "head")."""
+        self._check(tgt, "target")
+        memory, src_keep, hc = self.encode(src, src_keep)
+        h, _, probs = self.decode(tgt, memory, src_keep, hc)
+        logits = self.lm_head(h)  # (B, T, vocab)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
+        return ModelOutput(logits=logits, loss=loss, cross_attentions=[probs[:, None]] if need_weights else None,
+                           hidden_states=h)
+
+    # ---------------------------------------------------------------- generation protocol
+    @torch.no_grad()
+    def start(self, src: Tensor, max_new_tokens: int) -> LSTMState:
+        memory, src_keep, hc = self.encode(src)
+        return LSTMState(memory, src_keep, hc)
+
+    @torch.no_grad()
+    def step(self, ids: Tensor, state: LSTMState) -> Tensor:
+        """ids (B, T) new target tokens -> logits (B, vocab) for the token after them."""
+        h, state.hc, _ = self.decode(ids, state.memory, state.src_keep, state.hc)
+        return self.lm_head(h[:, -1])

@@ -1,0 +1,143 @@
+"""The encoder-decoder Transformer of "Attention Is All You Need" (Vaswani et al. 2017), for translation.
+
+Encoder: N post-norm blocks (self-attention, ReLU feed-forward, each followed by Add & Norm, sec. 3.1).
+Decoder: N blocks with causal self-attention, cross-attention over the encoder output, feed-forward.
+Inputs: token embedding * sqrt(d_model) (sec. 3.4) + sinusoidal positions (sec. 3.5), then dropout (sec. 5.4).
+One vocabulary shared by source and target; the embedding is also the output layer (sec. 3.4).
+
+    >>> from lmforge.config import TransformerConfig
+    >>> model = Transformer(TransformerConfig.preset("transformer-tiny"))
+    >>> src, tgt = torch.tensor([[5, 6, 7, 2]]), torch.tensor([[1, 8, 9]])   # </s> = 2 ends the source, <s> = 1 starts the target
+    >>> model(src, tgt).logits.shape
+    torch.Size([1, 3, 512])
+
+Generation (lmforge.generate.seq2seq) uses two methods: `start(src)` encodes once and returns a
+state (encoder output + KV cache); `step(ids, state)` feeds new target tokens and returns the
+next-token logits.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lmforge.config import TransformerConfig
+from lmforge.models.outputs import ModelOutput
+from lmforge.nn import (Block, FeedForward, KVCache, LayerNorm, LMHead, MultiHeadAttention, causal_mask,
+                        init_weights, padding_mask, sinusoidal)
+
+
+@dataclass
+class TransformerState:
+    """What decoding carries from step to step: encoder output, its padding, the decoder's KV cache."""
+
+    memory: Tensor  # (B, S, d_model)
+    src_keep: Tensor  # (B, S), 1 = real source token
+    cache: KVCache
+
+    def reorder(self, index: Tensor) -> None:
+        """Rows i <- rows index[i] (beam search keeps, drops and duplicates hypotheses)."""
+        self.memory, self.src_keep = self.memory.index_select(0, index), self.src_keep.index_select(0, index)
+        self.cache.reorder(index)
+
+
+class Transformer(nn.Module):
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.config = c = config
+        self.tok_emb = nn.Embedding(c.vocab_size, c.d_model)  # shared by encoder, decoder and output (sec. 3.4)
+        self.register_buffer("pe", sinusoidal(c.max_len, c.d_model), persistent=False)  # (max_len, d_model)
+        self.drop = nn.Dropout(c.dropout)
+
+        def norm():
+            return LayerNorm(c.d_model, c.norm_eps)
+
+        def attn(cross=False):
+            return MultiHeadAttention(c.d_model, c.n_heads, bias=c.bias, dropout=c.dropout, cross=cross)
+
+        def ffn():
+            return FeedForward(c.d_model, c.d_ff, "relu", bias=c.bias)  # eq. 2: max(0, xW1 + b1)W2 + b2
+
+        # norm_first=False: the paper's post-norm, LayerNorm(x + Sublayer(x)) (sec. 3.1)
+        self.encoder = nn.ModuleList(Block(attn(), ffn(), norm, norm_first=False, dropout=c.dropout)
+                                     for _ in range(c.n_layers))
+        self.decoder = nn.ModuleList(Block(attn(), ffn(), norm, cross_attn=attn(cross=True), norm_first=False,
+                                           dropout=c.dropout) for _ in range(c.n_dec_layers))
+        self.lm_head = LMHead(self.tok_emb)  # tied: "pre-softmax linear transformation" = embedding (sec. 3.4)
+        init_weights(self, scheme="xavier")
+
+    def _embed(self, ids: Tensor, offset: int = 0) -> Tensor:
+        T = ids.size(1)
+        if offset + T > self.config.max_len:
+            raise ValueError(f"Cannot embed position {offset + T}, max_len is only {self.config.max_len}. "
+                             "Shorten the sentence or use a model with a larger max_len.")
+        x = self.tok_emb(ids) * math.sqrt(self.config.d_model) + self.pe[offset:offset + T]  # (B, T, d_model)
+        return self.drop(x)
+
+    def encode(self, src: Tensor, src_keep: Tensor | None = None, need_weights: bool = False):
+        """src (B, S) -> (memory (B, S, d_model), src_keep (B, S), per-layer self-attention probs or None)."""
+        src_keep = (src != self.config.pad_id) if src_keep is None else src_keep.bool()
+        mask = padding_mask(src_keep)  # (B, 1, 1, S): no query looks at padding
+        x, probs = self._embed(src), []
+        for block in self.encoder:
+            x, (p, _) = block(x, mask=mask, need_weights=need_weights)
+            probs.append(p)
+        return x, src_keep, (probs if need_weights else None)
+
+    def decode(self, tgt: Tensor, memory: Tensor, src_keep: Tensor, *, cache: KVCache | None = None,
+               need_weights: bool = False):
+        """tgt (B, T) right-padded target prefix -> (hidden (B, T, d_model), self probs, cross probs).
+
+        Causal self-attention is enough for right padding: a real token never sees a later pad.
+        """
+        past = cache.length if cache is not None else 0
+        T = tgt.size(1)
+        x = self._embed(tgt, past)
+        mask, is_causal = None, False
+        if cache is None or past == 0:
+            is_causal = T > 1
+        elif T > 1:
+            mask = causal_mask(T, past + T, device=tgt.device)
+        memory_mask = padding_mask(src_keep)  # (B, 1, 1, S)
+        selfs, crosses = [], []
+        for i, block in enumerate(self.decoder):
+            x, (p, q) = block(x, mask=mask, is_causal=is_causal, cache=cache.layer(i) if cache else None,
+                              memory=memory, memory_mask=memory_mask, need_weights=need_weights)
+            selfs.append(p)
+            crosses.append(q)
+        if cache is not None:
+            cache.advance(T)
+        return x, (selfs if need_weights else None), (crosses if need_weights else None)
+
+    def forward(self, src: Tensor, tgt: Tensor, targets: Tensor | None = None, *, src_keep: Tensor | None = None,
+                need_weights: bool = False) -> ModelOutput:
+        """Teacher forcing: src (B, S), tgt (B, T) = <s> y1 .. y_{T-1}, targets (B, T) = y1 .. y_T (-100 = ignore).
+
+        attentions: decoder self-attention per layer; cross_attentions: (B, nh, T, S) per decoder layer.
+        """
+        memory, src_keep, _ = self.encode(src, src_keep)
+        h, selfs, crosses = self.decode(tgt, memory, src_keep, need_weights=need_weights)
+        logits = self.lm_head(h)  # (B, T, vocab)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
+        return ModelOutput(logits=logits, loss=loss, attentions=selfs, cross_attentions=crosses, hidden_states=h)
+
+    # ---------------------------------------------------------------- generation protocol
+    @torch.no_grad()
+    def start(self, src: Tensor, max_new_tokens: int) -> TransformerState:
+        """Encode src (B, S) once; allocate a KV cache for `max_new_tokens` decoder positions."""
+        memory, src_keep, _ = self.encode(src)
+        c, p = self.config, self.tok_emb.weight
+        cache = KVCache(c.n_dec_layers, src.size(0), c.n_heads, c.d_model // c.n_heads,
+                        min(max_new_tokens, c.max_len), device=p.device, dtype=p.dtype)
+        return TransformerState(memory, src_keep, cache)
+
+    @torch.no_grad()
+    def step(self, ids: Tensor, state: TransformerState) -> Tensor:
+        """ids (B, T) new target tokens -> logits (B, vocab) for the token after them."""
+        h, _, _ = self.decode(ids, state.memory, state.src_keep, cache=state.cache)
+        return self.lm_head(h[:, -1])

@@ -1,0 +1,1 @@
+"""Training recipes: thin layers over the model-agnostic Trainer, one file each."""

@@ -1,0 +1,180 @@
+"""Translation recipe: the foundation Trainer with the 2017 paper's objective, budget and averaging.
+
+What it adds (Vaswani et al. 2017, sec. 5 and 6.1):
+- batches of ~max_tokens tokens, pairs of similar length together (lmforge.data.translation.TokenBatches);
+- label-smoothed cross-entropy, epsilon 0.1 (lmforge.objectives), as the Trainer's `loss_fn`;
+- Adam(0.9, 0.98, 1e-9) with the inverse-square-root warmup schedule: these are TrainConfig values
+  (beta2, eps, schedule=inverse_sqrt, weight_decay=0 makes AdamW plain Adam), set in configs/translate-*.yaml;
+- a wall-clock budget (`recipe.minutes`), so two models can be compared at equal training time;
+- weight snapshots every `recipe.snapshot_interval` steps and the average of the last `average_last`
+  (the paper: last 5 checkpoints, written every 10 minutes), kept only if its val loss is lower.
+
+Run directory: the Trainer's files (resume works as for any run) plus snapshots/, averaged/ (a model
+directory) and translation.json (val losses, tokens/s, which weights `lmforge translate` uses).
+
+    python -m lmforge.train.recipes.translation configs/translate-en-de.yaml --out runs/en-de
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from lmforge.config import TranslationRunConfig
+from lmforge.data import translation as data
+from lmforge.io import atomic_write, atomic_write_json
+from lmforge.objectives import label_smoothed_cross_entropy
+
+
+class Objective:
+    """loss_fn(model, batch) for the Trainer; counts the real tokens it trains on (for tokens/s)."""
+
+    def __init__(self, epsilon: float):
+        self.epsilon, self.tokens = epsilon, 0
+
+    def __call__(self, model, batch) -> torch.Tensor:
+        src, tgt, targets = batch
+        if model.training:
+            self.tokens += int((src != data.PAD).sum()) + int((targets != -100).sum())
+        return label_smoothed_cross_entropy(model(src, tgt).logits, targets, self.epsilon)
+
+
+class Snapshots:
+    """Trainer callback: stop at the wall-clock budget; save weights every `interval` steps, keep the last `keep`."""
+
+    def __init__(self, out_dir: Path, interval: int, keep: int, minutes: float):
+        self.dir, self.interval, self.keep = out_dir / "snapshots", interval, keep
+        self.deadline = time.perf_counter() + minutes * 60 if minutes > 0 else None
+        self.stopped_by_budget = False
+
+    def save(self, model, step: int) -> None:
+        from safetensors.torch import save_model
+        self.dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.dir / f"step-{step:08d}.safetensors", lambda tmp: save_model(model, tmp))
+        for old in self.paths()[:-self.keep]:
+            old.unlink()
+
+    def paths(self) -> list[Path]:
+        return sorted(self.dir.glob("step-*.safetensors"))
+
+    def __call__(self, trainer, row: dict) -> None:
+        step = row["step"]
+        if self.deadline is not None and time.perf_counter() >= self.deadline and step < trainer.cfg.max_steps:
+            # the loop checks `step < cfg.max_steps` and saves a checkpoint when they are equal
+            trainer.cfg.max_steps = step
+            self.stopped_by_budget = True
+        if step % self.interval == 0 or step == trainer.cfg.max_steps:
+            self.save(trainer.model, step)
+
+
+def average_checkpoints(paths: list[Path]) -> dict[str, torch.Tensor]:
+    """Element-wise mean of the weights in `paths` (Vaswani et al. 2017 sec. 6.1; fairseq average_checkpoints.py)."""
+    from safetensors.torch import load_file
+    if not paths:
+        raise ValueError("no checkpoints to average")
+    total = None
+    for p in paths:
+        state = load_file(str(p))
+        if total is None:
+            total = {k: v.double().clone() for k, v in state.items()}
+        else:
+            if state.keys() != total.keys():
+                raise ValueError(f"{p} holds different tensors from {paths[0]}: not snapshots of the same model")
+            for k, v in state.items():
+                total[k] += v.double()
+    return {k: (v / len(paths)).float() for k, v in total.items()}
+
+
+def prepare(cfg: TranslationRunConfig, tokenizer=None, log=print):
+    """Read and split the data, train (or reuse) the joint tokenizer -> (lang, splits, tokenizer, train, val batches)."""
+    lang, pairs = data.read_tsv(cfg.data.pair)
+    splits = data.split_by_domain(pairs)
+    if tokenizer is None:
+        tokenizer = data.train_tokenizer(splits["train"], cfg.data.vocab_size)  # training split only
+    train_ex, skipped = data.encode_pairs(tokenizer, splits["train"], cfg.data.max_len)
+    val_ex, _ = data.encode_pairs(tokenizer, splits["val"], cfg.data.max_len)
+    train = data.TokenBatches(train_ex, cfg.data.max_tokens, seed=cfg.train.seed)
+    val = data.TokenBatches(val_ex, cfg.data.max_tokens, seed=cfg.train.seed + 1)
+    log(f"data: {cfg.data.pair} ({lang}), {len(splits['train']):,} train / {len(splits['val']):,} val / "
+        f"{len(splits['test']):,} test pairs (split by domain); {skipped} training pairs over {cfg.data.max_len} "
+        f"tokens skipped; {train.tokens():,} tokens per epoch in {len(train)} batches; vocab {tokenizer.vocab_size}")
+    return lang, splits, tokenizer, train, val
+
+
+def train(cfg: TranslationRunConfig, out: str | Path, *, resume: bool = False, log=print) -> dict:
+    """Train one translation model into `out`; returns the summary also written to out/translation.json."""
+    from lmforge.models import build_model, load_state, save_model
+    from lmforge.train.loop import Trainer
+
+    out = Path(out)
+    tokenizer = None
+    if resume:
+        from lmforge.tokenizers import load_tokenizer
+        tokenizer = load_tokenizer(out)
+    lang, splits, tokenizer, train_batches, val_batches = prepare(cfg, tokenizer, log)
+    model_cfg = cfg.model_config(vocab_size=tokenizer.vocab_size)
+    if model_cfg.vocab_size < tokenizer.vocab_size:
+        raise ValueError(f"model.vocab_size is {model_cfg.vocab_size} but the tokenizer has {tokenizer.vocab_size} "
+                         "tokens; leave model.vocab_size out to use the tokenizer's")
+    if cfg.data.max_len > model_cfg.max_len:
+        raise ValueError(f"data.max_len ({cfg.data.max_len}) exceeds the model's max_len ({model_cfg.max_len})")
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(type(model_cfg).family, model_cfg)
+    log(f"model: {model_cfg.family}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
+    objective = Objective(cfg.recipe.label_smoothing)
+    snaps = Snapshots(out, cfg.recipe.snapshot_interval, cfg.recipe.average_last, cfg.recipe.minutes)
+    trainer = Trainer(model, cfg.train, train_batches, val_batches, out_dir=out, tokenizer=tokenizer,
+                      run_config=cfg.to_dict(), loss_fn=objective, callbacks=(snaps,), log=log)
+    t0 = time.perf_counter()
+    last = trainer.fit(resume=resume)
+    seconds = time.perf_counter() - t0
+    summary = {"family": model_cfg.family, "pair": cfg.data.pair, "lang": lang, "steps": trainer.step,
+               "train_seconds": round(seconds, 1), "train_tokens": objective.tokens,
+               "tokens_per_s": round(objective.tokens / seconds, 1) if seconds > 0 else None,
+               "stopped_by_budget": snaps.stopped_by_budget, "val_loss_final": trainer.evaluate(), "best": "final"}
+    paths = snaps.paths()
+    if cfg.recipe.average_last > 1 and len(paths) > 1:
+        final = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        load_state(model, {k: v for k, v in average_checkpoints(paths).items()}, "averaged snapshots")
+        summary["val_loss_averaged"] = trainer.evaluate()
+        summary["averaged"] = [p.name for p in paths]
+        save_model(model, out / "averaged")
+        tokenizer.save(out / "averaged")
+        if summary["val_loss_averaged"] < summary["val_loss_final"]:
+            summary["best"] = "averaged"
+        else:
+            model.load_state_dict(final)
+    summary["last_metrics"] = last
+    atomic_write_json(out / "translation.json", summary)
+    log(f"done: {trainer.step} steps in {seconds:.0f} s, {summary['tokens_per_s']} tokens/s; val loss "
+        f"final {summary['val_loss_final']:.4f}" + (f", averaged {summary['val_loss_averaged']:.4f}"
+                                                    if "val_loss_averaged" in summary else "")
+        + f"; using {summary['best']}")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    p = argparse.ArgumentParser(description="Train a translation model (transformer or lstm) from a run config.")
+    p.add_argument("config", nargs="?", help="configs/translate-*.yaml")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    p.add_argument("--out", help="run directory (default: runs/<config name>)")
+    p.add_argument("--resume", action="store_true")
+    args = p.parse_args(argv)
+    if args.config is None and not (args.resume and args.out):
+        p.error("give a run config, or --resume --out RUN_DIR")
+    out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+    if args.resume:
+        cfg = TranslationRunConfig.from_dict(json.loads((out / "run.json").read_text())).with_overrides(args.overrides)
+    else:
+        cfg = TranslationRunConfig.from_file(args.config).with_overrides(args.overrides)
+        if (out / "train_state.pt").exists():
+            p.error(f"{out} already holds a checkpoint: pass --resume, or --out elsewhere")
+    train(cfg, out, resume=args.resume)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

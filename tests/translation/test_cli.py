@@ -1,0 +1,52 @@
+"""lmforge translate / lmforge eval bleu on the memorised tiny run, and their errors."""
+import io
+
+from lmforge.cli import main
+
+
+def test_translate_arguments_stdin_and_heatmap(memo_run, tmp_path, capsys, monkeypatch):
+    run, pairs, _, _ = memo_run
+    png = tmp_path / "att.png"
+    assert main(["translate", str(run), pairs[0].src, pairs[1].src, "--heatmap", str(png)]) == 0
+    out = capsys.readouterr()
+    assert out.out.splitlines() == [pairs[0].tgt, pairs[1].tgt]
+    assert png.read_bytes()[:4] == b"\x89PNG" and "heatmap saved" in out.err
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"{pairs[2].src}\n{pairs[3].src}\n"))
+    assert main(["translate", str(run), "--greedy"]) == 0
+    assert capsys.readouterr().out.splitlines() == [pairs[2].tgt, pairs[3].tgt]
+
+
+def test_eval_bleu_on_a_tsv(memo_run, capsys):
+    run, _, _, tsv = memo_run
+    assert main(["eval", "bleu", str(run), "--data", str(tsv), "--by-length"]) == 0
+    out = capsys.readouterr().out
+    assert "pairs: 34 (en -> de), beam 4" in out and "tok:13a" in out and "chrF" in out
+    assert "placeholder accuracy" in out and "words:" in out
+    assert float(out.split("BLEU")[1].split()[0]) > 80  # 32 memorised + 2 unseen val pairs
+
+
+def test_long_source_is_truncated_with_a_warning(memo_run, capsys):
+    run, _, _, _ = memo_run
+    assert main(["translate", str(run), "word " * 200]) == 0
+    assert "truncated" in capsys.readouterr().err
+
+
+def test_errors_are_one_clear_line(memo_run, tmp_path, capsys, monkeypatch):
+    from lmforge.models import build_model, save_model
+    run, _, _, _ = memo_run
+    save_model(build_model("gpt", "gpt-tiny"), tmp_path / "gpt")
+    cases = [
+        (["translate", str(tmp_path / "gpt"), "hello"], "not an encoder-decoder"),
+        (["translate", str(run), "hello", "--beam", "0"], "--beam must be >= 1"),
+        (["eval", "bleu", str(run), "--data", str(tmp_path / "missing.tsv")], "does not exist"),
+    ]
+    (tmp_path / "bad.tsv").write_text("domain\ten\n")
+    cases.append((["eval", "bleu", str(run), "--data", str(tmp_path / "bad.tsv")], "header must be"))
+    (tmp_path / "fr.tsv").write_text("domain\ten\tfr\nx\ta\tb\n")
+    cases.append((["eval", "bleu", str(run), "--data", str(tmp_path / "fr.tsv")], "unknown language column"))
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        assert message in capsys.readouterr().err, argv
+    monkeypatch.setattr("sys.stdin", io.StringIO("hello\n\nworld\n"))
+    assert main(["translate", str(run)]) == 2
+    assert "stdin line 2 is empty" in capsys.readouterr().err
