@@ -1,0 +1,13 @@
+"""Generation on token ids: logit processors, the decoding loop that yields a Step per token, beam search.
+
+    >>> from lmforge.generate import generate
+    >>> for step in generate(model, ids, max_new_tokens=20, temperature=0.8, top_p=0.95, seed=0): ...
+
+Knows no tokenizer and no concrete model family (DESIGN.md: generation knows no text).
+"""
+from lmforge.generate.beam import Hypothesis, beam_search, length_penalty
+from lmforge.generate.decode import Alternative, Engine, Sequence, Step, first_divergence, generate
+from lmforge.generate.sampling import FILTERS, SamplingParams
+
+__all__ = ["generate", "Step", "Alternative", "Engine", "Sequence", "SamplingParams", "FILTERS",
+           "first_divergence", "beam_search", "Hypothesis", "length_penalty"]
