@@ -56,22 +56,31 @@ def test_viterbi_matches_sentencepiece_on_every_line(pair, corpus):
 
 
 def held_out_lengths(corpora, n, vocab_size):
+    """Our encoded length on held-out lines / sentencepiece's, both trained on the same lines. Our
+    trained tokenizer has T5's template (appends </s>), sentencepiece's encode adds nothing: count
+    pieces only (with </s>, a 26-token KJV line reads as 27, 3.8% longer)."""
     train = [l for c in corpora for l in sample(c, 2 * n)[0::2]]
     held = [l for c in corpora for l in sample(c, 2 * n)[1::2]]
     ours, sp = UnigramTokenizer.train(train, vocab_size), spm_train(train, vocab_size)
     assert ours.vocab_size == vocab_size
-    return sum(len(ours.encode(l)) for l in held) / sum(len(x) for x in sp.encode(held))
+    return sum(len(ours.encode(l, add_special_tokens=False)) for l in held) / sum(len(x) for x in sp.encode(held))
 
 
 def test_training_within_two_percent_of_sentencepiece():
-    # all five corpora, 150 training lines each, held-out lines between them: measured 0.983
+    # all five corpora, 150 training lines each, held-out lines between them: measured 0.952
+    # (sentencepiece keeps a piece inside one Unicode script; we do not, see docs/tokenizers.md)
     assert held_out_lengths(CORPORA, 150, 2000) < 1.02
 
 
+def test_training_within_two_percent_of_sentencepiece_on_english():
+    # KJV alone, 600 training lines, 1500 pieces: measured 0.980
+    assert held_out_lengths(("kjv",), 600, 1500) < 1.02
+
+
 @pytest.mark.slow
-def test_training_close_to_sentencepiece_on_english():
-    # measured 1.029: on English alone at 3000 pieces we are 3% longer, not within 2% (see closing note)
-    assert held_out_lengths(("kjv", "gettext-en-de"), 1000, 3000) < 1.05
+def test_training_within_two_percent_of_sentencepiece_on_english_large():
+    # KJV + English/German program messages, 1000 lines each, 3000 pieces: measured 0.974
+    assert held_out_lengths(("kjv", "gettext-en-de"), 1000, 3000) < 1.02
 
 
 def test_file_round_trip_both_ways(pair, tmp_path):

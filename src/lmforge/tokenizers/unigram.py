@@ -170,16 +170,20 @@ class UnigramTokenizer(Tokenizer):
     @classmethod
     def train(cls, texts: str | Iterable[str], vocab_size: int, special_tokens: Sequence[str] = T5_SPECIAL_TOKENS,
               unk_token: str = "<unk>", max_piece_length: int = 16, shrinking_factor: float = 0.75,
-              em_iterations: int = 2, seed_size: int = 100_000, nfkc: bool = False) -> "UnigramTokenizer":
+              em_iterations: int = 2, seed_size: int = 1_000_000, nfkc: bool = False) -> "UnigramTokenizer":
         """Learn pieces and scores (defaults from SentencePiece's trainer_spec: max_piece_length 16,
-        shrinking_factor 0.75, num_sub_iterations 2). The vocabulary is special tokens first
+        shrinking_factor 0.75, num_sub_iterations 2, seed_sentencepiece_size 1M). The vocabulary is special tokens first
         (T5: <pad> </s> <unk>), then pieces by descending score."""
         specials = list(dict.fromkeys([*special_tokens, unk_token]))
         probe = cls([(unk_token, 0.0)], unk_token, nfkc=nfkc)
         words: Counter[str] = Counter()
+        line_ends: Counter[str] = Counter()  # how often each word is the last of its line
         for t in read_texts(texts):
-            for w in probe.normalize(t).split(SPACE)[1:]:
+            ws = probe.normalize(t).split(SPACE)[1:]
+            for w in ws:
                 words[SPACE + w] += 1
+            if ws:
+                line_ends[SPACE + ws[-1]] += 1
         if not words:
             raise ValueError("no text to train on: the training texts are empty; pass non-empty text")
         chars = Counter()
@@ -189,26 +193,32 @@ class UnigramTokenizer(Tokenizer):
         if vocab_size < len(specials) + len(chars):
             raise ValueError(f"vocab_size {vocab_size} is smaller than the alphabet: {len(chars)} distinct characters "
                              f"+ {len(specials)} special tokens = {len(specials) + len(chars)}; raise --vocab-size")
-        # 1. seed (SentencePiece MakeSeedSentencePieces, via its suffix array): substrings of words
-        # that occur at least twice and are right-branching, i.e. followed by two or more
-        # different characters (end of word counts as one). "▁upon" always ends its word, so it
-        # is no seed; "▁shal" (shall, shalt) is. Ranked by freq * length.
+        # 1. seed (SentencePiece MakeSeedSentencePieces): the internal nodes of the suffix tree of all
+        # lines, i.e. substrings that occur at least twice and are right-branching (followed by two or
+        # more different characters), with no ▁ after their first character. SentencePiece builds the
+        # tree over whole lines, so a word's end is followed by the next word's ▁ or by the end of the
+        # line: "▁from" (always a whole word) is a seed once it ends a line as well as being followed
+        # by another word; "▁shal" (shall, shalt) is one anyway. Ranked and scored by freq * length,
+        # as SentencePiece does; characters by freq.
         sub: dict[str, list] = {}  # piece -> [freq, first follower, branching?]
         for w, c in words.items():
-            for i in range(len(w)):
-                for j in range(i + 2, min(len(w), i + max_piece_length) + 1):
-                    nxt = w[j] if j < len(w) else ""
-                    e = sub.get(w[i:j])
-                    if e is None:
-                        sub[w[i:j]] = [c, nxt, False]
-                    else:
-                        e[0] += c
-                        if e[1] != nxt:
-                            e[2] = True
-        sub = {p: e[0] for p, e in sub.items() if e[2] and e[0] >= 2}
-        seeds = sorted(sub.items(), key=lambda kv: (-kv[1] * len(kv[0]), kv[0]))[:seed_size]
+            for n, end in ((c - line_ends[w], SPACE), (line_ends[w], None)):  # None: end of line
+                if not n:
+                    continue
+                for i in range(len(w)):
+                    for j in range(i + 2, min(len(w), i + max_piece_length) + 1):
+                        nxt = w[j] if j < len(w) else end
+                        e = sub.get(w[i:j])
+                        if e is None:
+                            sub[w[i:j]] = [n, nxt, False]
+                        else:
+                            e[0] += n
+                            if e[1] != nxt:
+                                e[2] = True
+        coverage = sorted(((p, e[0] * len(p)) for p, e in sub.items() if e[2] and e[0] >= 2),
+                          key=lambda kv: (-kv[1], kv[0]))
         pieces = dict(chars)
-        pieces.update(seeds)
+        pieces.update(coverage[:seed_size])
         total = sum(pieces.values())
         scores = {p: math.log(f / total) for p, f in pieces.items()}
         target = vocab_size - len(specials)
