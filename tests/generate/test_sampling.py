@@ -40,6 +40,14 @@ def test_top_k(k, expected):
     assert kept(top_k(P[[0, 1, 2, 3]].log(), k)) == expected
 
 
+def test_top_p_on_a_flat_large_vocabulary_equals_a_full_sort():
+    logits = torch.randn(3, 5000) * 0.3  # nucleus of thousands of tokens: the widening search must reach it
+    for p in (0.05, 0.5, 0.9):
+        probs, order = logits.softmax(-1).sort(-1, descending=True)
+        n_keep = ((probs.cumsum(-1) - probs) < p).sum(-1)
+        assert (~top_p(logits, p).isneginf()).sum(-1).tolist() == n_keep.tolist()
+
+
 def test_top_k_keeps_ties_and_never_empties_a_row():
     assert kept(top_k(torch.tensor([1.0, 3.0, 3.0, 0.0]), 1)) == [1, 2]
     assert kept(top_p(torch.tensor([0.0, 0.0, 0.0]), 1e-6)) != []
@@ -71,7 +79,7 @@ def test_process_order_and_tracking():
     z, removed = params.process(p.log()[None], track=True)
     # banned removes 1 -> [0.533, -, 0.2, 0.16, 0.107]; top-k 3 removes 4 -> [0.597, -, 0.224, 0.179, -];
     # top-p 0.75 needs 0.597 + 0.224: removes 3
-    by = {name: (~m[0]).logical_not().nonzero().flatten().tolist() for name, m in zip(FILTERS, removed)}
+    by = {name: [] if m is None else m[0].nonzero().flatten().tolist() for name, m in zip(FILTERS, removed)}
     assert kept(z[0]) == [0, 2]
     assert by == {"banned": [1], "no_repeat_ngram": [], "top_k": [4], "top_p": [3], "typical_p": [], "min_p": []}
 

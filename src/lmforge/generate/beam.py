@@ -2,7 +2,7 @@
 
 Keeps the `num_beams` best partial continuations by total log-probability; a continuation that
 emits EOS is finished and scored log P(Y) / lp(Y) with the length penalty of Wu et al. 2016
-(eq. 14), alpha = 0.6 as in Vaswani et al. 2017 sec. 6.1. Search stops when `num_beams`
+(eq. 14, `length_penalty`), alpha = 0.6 as in Vaswani et al. 2017 sec. 6.1. Search stops when `num_beams`
 hypotheses are finished and no live one can still beat the worst of them, or at max_new_tokens.
 """
 from __future__ import annotations
@@ -12,10 +12,7 @@ from typing import Sequence
 
 import torch
 
-
-def length_penalty(length: int, alpha: float = 0.6) -> float:
-    """Wu et al. 2016 eq. 14: lp(Y) = ((5 + |Y|) / 6) ** alpha. Example: length 7 -> 2 ** 0.6 = 1.5157."""
-    return ((5.0 + length) / 6.0) ** alpha
+from lmforge.generate.seq2seq import length_penalty  # Wu et al. 2016 eq. 14, shared with encoder-decoders
 
 
 @dataclass

@@ -302,10 +302,12 @@ class Engine:
             final = None
         else:
             final = z.log_softmax(-1)
-            probs = final.exp()
-            tok = torch.empty(len(rows), dtype=torch.long, device=logits.device)
-            for i, s in enumerate(rows):  # one generator per row: a row's sample does not depend on its batch
-                tok[i] = torch.multinomial(probs[i], 1, generator=s.generator)[0]
+            # Inverse-CDF sampling: one uniform per row from the row's own generator (so a row's sample
+            # does not depend on its batch), then a binary search in the cumulative distribution.
+            # torch.multinomial does the same job ~10x slower on a 50k vocabulary on CPU.
+            cdf = final.exp().cumsum(-1)  # (n, V)
+            u = torch.cat([torch.rand(1, generator=s.generator, device=cdf.device) for s in rows])
+            tok = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True).squeeze(-1).clamp(max=cdf.size(-1) - 1)
         t = tok[:, None]
         raw_lp = raw.gather(-1, t)  # (n, 1)
         rank = (raw > raw_lp).sum(-1, keepdim=True) + 1
@@ -317,12 +319,19 @@ class Engine:
         else:
             lp = final.gather(-1, t)
             alt_final = final.gather(-1, alt).exp()
-        gone = torch.stack(removed)  # (F, n, V)
-        gone_alt = gone.gather(-1, alt[None].expand(len(FILTERS), -1, -1))  # (F, n, k)
-        by = torch.where(gone_alt.any(0), gone_alt.to(torch.int8).argmax(0), -1)  # first processor that removed it
-        info = torch.cat([t, lp, raw_lp, rank, entropy, alt, alt_lp.exp(), alt_final, by,
-                          gone.sum(-1).T], dim=1).double().tolist()
-        k, out = self.k, []
+        F, n, k = len(FILTERS), len(rows), self.k
+        on = [i for i, m in enumerate(removed) if m is not None]
+        by = torch.full((n, k), -1, dtype=torch.long, device=logits.device)
+        counts_f = torch.zeros(n, F, dtype=torch.long, device=logits.device)
+        if on:
+            gone = torch.stack([removed[i] for i in on])  # (F_on, n, V)
+            gone_alt = gone.gather(-1, alt[None].expand(len(on), -1, -1))  # (F_on, n, k)
+            first = torch.tensor(on, device=logits.device)[gone_alt.to(torch.int8).argmax(0)]
+            by = torch.where(gone_alt.any(0), first, by)  # the first processor that removed it
+            counts_f[:, on] = gone.sum(-1).T
+        info = torch.cat([t, lp, raw_lp, rank, entropy, alt, alt_lp.exp(), alt_final, by, counts_f],
+                         dim=1).double().tolist()
+        out = []
         for s, r in zip(rows, info):
             alts = [Alternative(int(r[5 + j]), r[5 + k + j], r[5 + 2 * k + j],
                                 None if r[5 + 3 * k + j] < 0 else FILTERS[int(r[5 + 3 * k + j])]) for j in range(k)]
