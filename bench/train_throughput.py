@@ -1,0 +1,183 @@
+"""Training throughput (tokens/s of forward + backward + AdamW step): lmforge GPT vs Hugging Face GPT-2 vs litgpt.
+
+Shape: nanoGPT's CPU recipe for shakespeare-char (README "I only have a macbook": n_layer=4, n_head=4,
+n_embd=128, block_size=64, batch_size=12, dropout=0.0), vocab 65 (shakespeare-char's character set).
+Every contender gets the same shape, dtype, threads, random token batches, loss (mean cross-entropy over
+all B*T next-token targets) and optimizer (torch AdamW, nanoGPT's shakespeare-char settings: lr 1e-3,
+betas (0.9, 0.99), weight decay 0.1 on 2-D tensors only, as in nanoGPT's configure_optimizers).
+
+Contenders (all in train mode, dropout 0):
+  ours      lmforge.models.gpt.GPT, GELU-tanh, tied head (GPT-2)
+  hf        transformers.GPT2LMHeadModel, all dropouts 0, attn_implementation="sdpa", GELU-tanh ("gelu_new")
+  litgpt    litgpt.model.GPT with litgpt.Config(n_layer=4, n_head=4, n_embd=128, block_size=64,
+            vocab_size=65, padded_vocab_size=65, bias=True, norm_class_name="LayerNorm",
+            mlp_class_name="GptNeoxMLP", intermediate_size=512, gelu_approximate="tanh",
+            parallel_residual=False, rotary_percentage=0.0). litgpt has no learned absolute positions and
+            no weight tying, so the closest it gets to GPT-2 is no positional encoding at all (RoPE on 0 of
+            the head dimensions); its head is an untied 128x65 linear. Both make it do slightly *less* work.
+  ours-bf16 ours under torch.autocast(bfloat16); default only where the hardware runs bf16 natively.
+
+    python bench/train_throughput.py                 # CPU, 2 threads, fp32 for all + ours in bf16
+    python bench/train_throughput.py --device cuda   # a GPU: fp32 and bf16 for all three
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+
+import torch
+import torch.nn.functional as F
+
+from common import cpu_has_native_bf16, interleaved, machine, machine_line, ratio, set_threads, summary
+
+SHAPE = dict(n_layers=4, n_heads=4, d_model=128, block=64, batch=12, vocab=65)
+
+
+def build_ours(s):
+    from lmforge.models import build_model
+    return build_model("gpt", dict(vocab_size=s["vocab"], max_len=s["block"], d_model=s["d_model"],
+                                   n_heads=s["n_heads"], n_layers=s["n_layers"], dropout=0.0))
+
+
+def build_hf(s):
+    from transformers import GPT2Config, GPT2LMHeadModel
+    cfg = GPT2Config(vocab_size=s["vocab"], n_positions=s["block"], n_embd=s["d_model"], n_layer=s["n_layers"],
+                     n_head=s["n_heads"], resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                     bos_token_id=0, eos_token_id=0)
+    return GPT2LMHeadModel._from_config(cfg, attn_implementation="sdpa")
+
+
+def build_litgpt(s):
+    from litgpt.config import Config
+    from litgpt.model import GPT
+    cfg = Config(name="bench-gpt", n_layer=s["n_layers"], n_head=s["n_heads"], n_embd=s["d_model"],
+                 block_size=s["block"], vocab_size=s["vocab"], padded_vocab_size=s["vocab"], bias=True,
+                 norm_class_name="LayerNorm", norm_eps=1e-5, mlp_class_name="GptNeoxMLP",
+                 intermediate_size=4 * s["d_model"], gelu_approximate="tanh", parallel_residual=False,
+                 rotary_percentage=0.0)
+    return GPT(cfg)
+
+
+BUILDERS = {"ours": build_ours, "hf": build_hf, "litgpt": build_litgpt}
+
+
+def logits_loss(name: str):
+    """Each library's natural forward; the loss is the same mean cross-entropy for all."""
+    if name == "ours":
+        return lambda m, x, y: m(x, targets=y).loss  # F.cross_entropy inside the model
+    get = (lambda m, x: m(input_ids=x).logits) if name == "hf" else (lambda m, x: m(x))
+    return lambda m, x, y: (lambda z: F.cross_entropy(z.reshape(-1, z.size(-1)), y.reshape(-1)))(get(m, x))
+
+
+def adamw(model: torch.nn.Module, fused: bool) -> torch.optim.AdamW:
+    """nanoGPT's configure_optimizers: decay 2-D tensors, not biases/norms; shakespeare-char hyper-parameters."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": 0.1},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=1e-3, betas=(0.9, 0.99), fused=fused or None)
+
+
+def make_step(name: str, dtype: str, device: str, batches, fused: bool):
+    torch.manual_seed(0)
+    model = BUILDERS[name](SHAPE).to(device).train()
+    opt = adamw(model, fused)
+    fwd = logits_loss(name)
+    amp = (lambda: torch.autocast(device.split(":")[0], dtype=torch.bfloat16)) if dtype == "bf16" \
+        else contextlib.nullcontext
+    i = [0]
+
+    def step():
+        x, y = batches[i[0] % len(batches)]
+        i[0] += 1
+        with amp():
+            loss = fwd(model, x, y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return step, sum(p.numel() for p in model.parameters())
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads, the same for every contender")
+    ap.add_argument("--models", default="ours,hf,litgpt")
+    ap.add_argument("--dtypes", default=None,
+                    help="comma list of fp32,bf16 for every model; default: fp32 for all, plus bf16 for ours where "
+                         "bf16 is native (CPU with AVX512-BF16/AMX) and bf16 for all on a GPU")
+    ap.add_argument("--fused-adamw", action="store_true", help="AdamW(fused=True) for every contender")
+    ap.add_argument("--rounds", type=int, default=12)
+    ap.add_argument("--iters", type=int, default=10, help="timed steps per contender per round")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed steps before each contender's round")
+    ap.add_argument("--json", help="also write the results here")
+    args = ap.parse_args(argv)
+
+    set_threads(args.threads)
+    cuda = args.device.startswith("cuda")
+    models = args.models.split(",")
+    missing = []
+    for name in list(models):
+        try:
+            BUILDERS[name](dict(SHAPE, n_layers=1))
+        except ImportError as e:
+            missing.append(f"{name} ({e.name} not installed: see bench/requirements.txt)")
+            models.remove(name)
+    if args.dtypes:
+        contenders = [(m, d) for d in args.dtypes.split(",") for m in models]
+    else:
+        contenders = [(m, "fp32") for m in models]
+        if cuda:
+            contenders += [(m, "bf16") for m in models]
+        elif cpu_has_native_bf16() and "ours" in models:
+            contenders.append(("ours", "bf16"))
+
+    g = torch.Generator().manual_seed(0)
+    B, T, V = SHAPE["batch"], SHAPE["block"], SHAPE["vocab"]
+    batches = [(torch.randint(0, V, (B, T), generator=g).to(args.device),
+                torch.randint(0, V, (B, T), generator=g).to(args.device)) for _ in range(8)]
+    steps, nparams = {}, {}
+    for m, d in contenders:
+        key = m if d == "fp32" else f"{m}-{d}"
+        steps[key], nparams[key] = make_step(m, d, args.device, batches, args.fused_adamw)
+
+    info = machine(args.device)
+    print(machine_line(info), file=sys.stderr)
+    times = interleaved(steps, rounds=args.rounds, iters=args.iters, warmup=args.warmup, device=args.device,
+                        log=lambda s: print(s, file=sys.stderr))
+    tokens = B * T
+    res = {"machine": info, "shape": SHAPE, "fused_adamw": args.fused_adamw, "params": nparams,
+           "tokens_per_s": {k: summary(v, tokens) for k, v in times.items()}, "ratios": {},
+           "skipped": missing}
+    for k in times:
+        base = k.split("-")[0]
+        suffix = k[len(base):]
+        if base != "ours":
+            if "ours" + suffix in times:
+                res["ratios"][f"ours{suffix} / {k}"] = ratio(times["ours" + suffix], times[k])
+    if "ours" in times:
+        for k in times:
+            if k.startswith("ours-"):
+                res["ratios"][f"{k} / ours"] = ratio(times[k], times["ours"])
+
+    print(f"\nTraining throughput, {B}x{T} tokens/step, {args.device}, "
+          f"AdamW {'fused' if args.fused_adamw else 'default (for-loop on CPU)'} -- {machine_line(info)}\n")
+    print("| contender | params | tokens/s best | median | worst | spread |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for k, s in res["tokens_per_s"].items():
+        print(f"| {k} | {nparams[k]:,} | {s['best']:,.0f} | {s['median']:,.0f} | {s['worst']:,.0f} | "
+              f"{s['spread'] * 100:.0f}% |")
+    print("\n| ratio (speed) | best vs best | per-round median | per-round min..max |")
+    print("|---|---:|---:|---:|")
+    for k, r in res["ratios"].items():
+        print(f"| {k} | {r['best']:.2f}x | {r['median']:.2f}x | {r['min']:.2f}..{r['max']:.2f}x |")
+    for m in missing:
+        print(f"\nskipped: {m}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
