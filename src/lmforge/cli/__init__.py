@@ -17,6 +17,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tokenizer": ("tokenizer", "Train, inspect and compare tokenizers"),
     "translate": ("translate", "Translate English with an encoder-decoder run (transformer, lstm)"),
     "eval": ("eval", "Evaluate a model: eval bleu RUN --data FILE.tsv (BLEU, chrF, placeholder accuracy)"),
+    "sample": ("sample", "Continue a prompt with a trained model"),
+    "generate": ("generate", "Generate text and show the distribution behind every token"),
 }
 
 

@@ -1,0 +1,53 @@
+"""From token ids back to text while streaming: incremental decoding and stop strings.
+
+Used by the CLI and the server (the generation engine knows no text). No web dependencies here.
+"""
+from __future__ import annotations
+
+
+class TextStream:
+    """Turn a stream of token ids into new text, one piece per token.
+
+    Byte-level BPE tokens can end inside a UTF-8 character: decoding such a prefix gives U+FFFD, so
+    text ending in it is held back until the next token completes it. Stop strings are searched in
+    the text (they may span tokens); `stopped` is set at the first match and the text is cut before it. Text within
+    len(longest stop) - 1 characters of the end is held back, since a stop string may start there.
+
+        >>> s = TextStream(decode=lambda ids: "".join(chr(97 + i) for i in ids), stop=["cd"])
+        >>> [s.push(i) for i in (0, 1, 2, 3, 4)], s.text, s.stopped
+        (['', 'a', 'b', '', ''], 'ab', True)
+    """
+
+    def __init__(self, decode, stop: list[str] | tuple[str, ...] = ()):
+        self.decode, self.stop = decode, [s for s in stop if s]
+        self.ids: list[int] = []
+        self.text = ""  # text given out so far
+        self.stopped = False
+        self._hold = max((len(s) for s in self.stop), default=1) - 1  # chars kept back: a stop may begin there
+
+    def push(self, token: int) -> str:
+        """Add one token; return the text that can be shown now ('' while held back or after a stop)."""
+        if self.stopped:
+            return ""
+        self.ids.append(token)
+        full = self.decode(self.ids)
+        if full.endswith("\ufffd"):
+            return ""
+        for s in self.stop:
+            i = full.find(s, max(0, len(self.text) - len(s)))
+            if i >= 0:
+                self.stopped = True
+                return self._emit(full[:i])
+        return self._emit(full[:len(full) - self._hold] if self._hold else full)
+
+    def flush(self) -> str:
+        """At the end of generation: give out whatever was held back."""
+        if self.stopped:
+            return ""
+        return self._emit(self.decode(self.ids).rstrip("\ufffd"))
+
+    def _emit(self, upto: str) -> str:
+        if len(upto) <= len(self.text):
+            return ""
+        new, self.text = upto[len(self.text):], upto
+        return new
