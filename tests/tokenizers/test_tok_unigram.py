@@ -35,6 +35,7 @@ def test_textbook_viterbi():
     assert tok.encode_full("ab  ab ").offsets == [(0, 1), (1, 2), (2, 5), (5, 6)]  # ▁ covers the first space
     assert tok.encode_full("xyb").tokens == ["▁", "<unk>", "b"]  # a run of unknown characters is one <unk>
     assert tok.decode(tok.encode("ab ab")) == "ab ab"
+    assert tok.encode("ab▁ab") == tok.encode("ab ab")  # a ▁ in the text starts a word, as in sentencepiece
 
 
 @pytest.mark.parametrize("corpus", CORPORA)

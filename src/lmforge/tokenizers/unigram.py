@@ -28,6 +28,7 @@ from .base import T5_SPECIAL_TOKENS, Template, Tokenizer, read_texts
 
 SPACE = "▁"  # U+2581, SentencePiece's whitespace marker
 UNK_PENALTY = 10.0  # unknown-character score = lowest piece score - 10 (SentencePiece kUnkPenalty)
+_MISS = object()
 
 
 class UnigramTokenizer(Tokenizer):
@@ -48,7 +49,10 @@ class UnigramTokenizer(Tokenizer):
         super().__init__(vocab, [*special_tokens, unk_token], template)
         self.pieces, self.unk_token, self.byte_fallback, self.nfkc = pieces, unk_token, byte_fallback, nfkc
         self.scores = {p: s for p, s in pieces if p not in self.special_tokens and not _is_byte_piece(p)}
-        self._max_len = max((len(p) for p in self.scores), default=1)
+        # Viterbi's lookup table, a flat trie: every prefix of a piece -> its score, or None if the
+        # prefix is no piece. A miss ends the scan from a position (no longer piece can match there).
+        self._prefixes: dict[str, float | None] = {p[:k]: None for p in self.scores for k in range(1, len(p))}
+        self._prefixes.update(self.scores)
         self._unk_score = min(self.scores.values(), default=0.0) - UNK_PENALTY
         if byte_fallback:
             missing = [f"<0x{b:02X}>" for b in range(256) if f"<0x{b:02X}>" not in vocab]
@@ -86,22 +90,25 @@ class UnigramTokenizer(Tokenizer):
     def _viterbi(self, word: str) -> list[str]:
         """Best segmentation of one word. best[j] = best score of word[:j]; ties keep the
         segmentation found first (scanning starts left to right), as HF's lattice does."""
-        n, scores, maxlen = len(word), self.scores, self._max_len
+        n, table, unk_score = len(word), self._prefixes, self._unk_score
         best = [0.0] + [-math.inf] * n
         back = [0] * (n + 1)
         for i in range(n):
-            if best[i] == -math.inf:
+            base = best[i]
+            if base == -math.inf:
                 continue
             covered = False
-            for j in range(i + 1, min(n, i + maxlen) + 1):
-                s = scores.get(word[i:j])
+            for j in range(i + 1, n + 1):
+                s = table.get(word[i:j], _MISS)
+                if s is _MISS:
+                    break
                 if s is not None:
                     if j == i + 1:
                         covered = True
-                    if best[i] + s > best[j]:
-                        best[j], back[j] = best[i] + s, i
-            if not covered and best[i] + self._unk_score > best[i + 1]:
-                best[i + 1], back[i + 1] = best[i] + self._unk_score, i
+                    if base + s > best[j]:
+                        best[j], back[j] = base + s, i
+            if not covered and base + unk_score > best[i + 1]:
+                best[i + 1], back[i + 1] = base + unk_score, i
         out, j = [], n
         while j > 0:
             out.append(word[back[j]:j]); j = back[j]
@@ -125,18 +132,27 @@ class UnigramTokenizer(Tokenizer):
         return out
 
     def _word_ids(self, word: str) -> list[int]:
+        """Ids of SPACE + word, cached by word (the pre-tokenized word without its ▁)."""
         ids = self._cache.get(word)
         if ids is None:
-            ids = [i for i, _, _ in self._word_pieces(word)]
+            ids = [i for i, _, _ in self._word_pieces(SPACE + word)]
             if len(self._cache) >= self.CACHE_SIZE:
                 self._cache.clear()
             self._cache[word] = ids
         return ids
 
     def _encode_ids(self, text: str) -> list[int]:
+        # the words of normalize(text).split(SPACE), without building the normalized string
+        if self.nfkc:
+            text = "".join(self._norm_char(c) for c in text)
         out: list[int] = []
-        for w in self.normalize(text).split(SPACE)[1:]:
-            out += self._word_ids(SPACE + w)
+        cache, word_ids = self._cache, self._word_ids
+        for w in text.split(" "):
+            if not w:
+                continue
+            for part in (w.split(SPACE) if SPACE in w else (w,)):
+                ids = cache.get(part)
+                out += ids if ids is not None else word_ids(part)
         return out
 
     def _tokenize(self, text: str):
@@ -348,9 +364,9 @@ def _prune(words, scores, keep: int, required: set[str], maxlen: int) -> dict[st
         f = freq.get(p, 0)
         if f == 0:
             continue  # not on any best path: removing it costs nothing
-        saved = tmp.scores.pop(p)  # best split of the piece itself without it
+        tmp._prefixes[p] = None  # best split of the piece itself without it
         alt = tmp._viterbi(p)
-        tmp.scores[p] = saved
+        tmp._prefixes[p] = scores[p]
         new_total = total + f * (len(alt) - 1)
         logp_alt = sum(math.log(freq.get(a, 0) + f) - math.log(new_total) for a in alt)
         loss[p] = share[p] / n_words * (math.log(f) - math.log(total) - logp_alt)
