@@ -104,9 +104,9 @@ def translate(model, tokenizer, texts: list[str], *, beam: int = 4, alpha: float
             raise ValueError(f"sentence {i + 1} is empty: give one non-empty sentence per line")
     ids, truncated = [], 0
     for t in texts:
-        s = tokenizer.encode(t)[: c.max_len - 1] + [EOS]
-        truncated += len(tokenizer.encode(t)) > c.max_len - 1
-        ids.append(s)
+        s = tokenizer.encode(t)
+        truncated += len(s) > c.max_len - 1
+        ids.append(s[: c.max_len - 1] + [EOS])
     if truncated and warn is not None:
         warn(f"warning: {truncated} source sentence(s) longer than max_len - 1 = {c.max_len - 1} tokens were truncated")
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths together: less padding
@@ -162,7 +162,8 @@ def plot_cross_attention(model, tokenizer, src_text: str, tgt_text: str, path, l
     ax.set_yticks(range(len(t)), ["<s>"] + [label(i) for i in t[1:]], fontsize=8)
     ax.set_xlabel("source tokens")
     ax.set_ylabel("target tokens (predicting the next)")
-    ax.set_title(f"{getattr(model.config, 'family', '')} cross-attention, decoder layer {layer}, mean over heads", fontsize=9)
+    which = "last decoder layer" if layer == -1 else f"decoder layer {layer}"
+    ax.set_title(f"{getattr(model.config, 'family', '')} cross-attention, {which}, mean over heads", fontsize=9)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
     plt.close(fig)
