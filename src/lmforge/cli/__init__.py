@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("eval", "Evaluate a model: eval bleu RUN --data FILE.tsv (BLEU, chrF, placeholder accuracy)"),
     "sample": ("sample", "Continue a prompt with a trained model"),
     "generate": ("generate", "Generate text and show the distribution behind every token"),
+    "chat": ("chat", "Chat in the terminal with a system prompt, streaming, /regen and /reset"),
 }
 
 

@@ -1,0 +1,119 @@
+"""lmforge chat RUN [--system TEXT]: a terminal chat with streaming answers.
+
+Commands: /regen (answer the last message again with a new seed and say where it diverged),
+/reset (forget the conversation, keep the system prompt), /probs on|off (show p and the runner-up
+after every token), /quit. Ctrl-C stops the answer being written and keeps the session.
+"""
+from __future__ import annotations
+
+import sys
+
+from lmforge.cli.generate import add_sampling_arguments, load_run, token_text
+
+
+def add_arguments(p) -> None:
+    p.add_argument("run", help="an lmforge run/model directory or a Hugging Face GPT-2 directory (with tokenizer.json)")
+    p.add_argument("--system", default="", help="system prompt: who the assistant is")
+    add_sampling_arguments(p, temperature=0.8, max_new_tokens=200)
+    p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default 0.95; 1 = off)")
+
+
+def answer(model, tok, messages, args, seed, show_probs, out=sys.stdout):
+    """Stream one assistant answer; returns (text, tokens). Ctrl-C ends it early."""
+    from lmforge.data.chat import build_prompt
+    from lmforge.generate import generate
+    from lmforge.serve.text import TextStream
+
+    room = model.config.max_len - min(args.max_new_tokens, model.config.max_len // 2)
+    prompt = build_prompt(tok, messages, room)
+    if prompt.dropped:
+        print(f"[context full: the oldest {prompt.dropped} message(s) are left out of what the model sees]", file=out)
+    stream = TextStream(tok.decode, prompt.stop_text)
+    tokens, steps = [], None
+    try:
+        print("assistant> ", end="", flush=True, file=out)
+        steps = generate(model, prompt.ids, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                         top_k=args.top_k, top_p=args.top_p, seed=seed, eos_token_id=prompt.stop_ids)
+        for s in steps:
+            if s.token in prompt.stop_ids:
+                break
+            tokens.append(s.token)
+            piece = stream.push(s.token)
+            if show_probs:  # each token as it comes, with its probability and the runner-up's
+                runner = next((a for a in s.alternatives if a.token != s.token), None)
+                note = f" vs {token_text(tok, runner.token)} {runner.raw_prob:.2f}" if runner else ""
+                piece = f"{tok.decode([s.token])}[{s.raw_prob:.2f}{note}]"
+            print(piece, end="", flush=True, file=out)
+            if stream.stopped:
+                break
+        print("" if show_probs else stream.flush(), file=out)
+    except KeyboardInterrupt:
+        if steps is not None:
+            steps.close()
+        print(" [stopped]", file=out)
+    return stream.text.strip(), tokens
+
+
+class Session:
+    """The conversation and the terminal's settings."""
+
+    def __init__(self, model, tok, args):
+        import random
+        self.model, self.tok, self.args = model, tok, args
+        self.system = [{"role": "system", "content": args.system}] if args.system else []
+        self.messages = list(self.system)
+        self.show_probs, self.last_tokens = False, None
+        self.seed = args.seed if args.seed is not None else random.randrange(2**31)
+
+    def reply(self) -> list[int]:
+        self.seed += 1  # a new seed per answer: /regen gives a different one
+        text, tokens = answer(self.model, self.tok, self.messages, self.args, self.seed, self.show_probs)
+        self.messages.append({"role": "assistant", "content": text})
+        return tokens
+
+    def handle(self, line: str) -> bool:
+        """Act on one line; False to quit."""
+        from lmforge.generate import first_divergence
+        cmd = line.strip()
+        if cmd in ("/quit", "/exit"):
+            return False
+        if cmd == "/reset":
+            self.messages, self.last_tokens = list(self.system), None
+            print("[conversation cleared]")
+        elif cmd in ("/probs on", "/probs off"):
+            self.show_probs = cmd.endswith("on")
+            print(f"[probabilities {'on' if self.show_probs else 'off'}]")
+        elif cmd == "/regen":
+            if not self.messages or self.messages[-1]["role"] != "assistant":
+                print("[nothing to regenerate yet]")
+                return True
+            self.messages.pop()
+            tokens = self.reply()
+            i = first_divergence(self.last_tokens or [], tokens)
+            print("[same answer]" if i is None else f"[new answer diverged at token {i}]")
+            self.last_tokens = tokens
+        elif cmd.startswith("/"):
+            print(f"[unknown command {cmd.split()[0]}: use /regen /reset /probs on|off /quit]")
+        elif cmd:
+            self.messages.append({"role": "user", "content": line})
+            try:
+                self.last_tokens = self.reply()
+            except ValueError as e:  # e.g. a message longer than the context: say so, keep the session
+                self.messages.pop()
+                print(f"[{e}]")
+        return True
+
+
+def run(args) -> int:
+    model, tok = load_run(args.run)
+    session = Session(model, tok, args)
+    print("lmforge chat: /regen /reset /probs on|off /quit; Ctrl-C stops an answer")
+    while True:
+        try:
+            if not session.handle(input("you> ")):
+                return 0
+        except KeyboardInterrupt:  # Ctrl-C between tokens or at the prompt: the session goes on
+            print(" [stopped]")
+        except EOFError:
+            print()
+            return 0
