@@ -1,0 +1,35 @@
+"""lmforge serve RUN [--host 127.0.0.1] [--port 8000]: OpenAI-compatible API + the web explorer at /."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from lmforge.cli.generate import load_run
+
+
+def add_arguments(p) -> None:
+    p.add_argument("run", help="an lmforge run/model directory or a Hugging Face GPT-2 directory (with tokenizer.json)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--name", default=None, help="model id clients pass as `model` (default: the directory name)")
+    p.add_argument("--max-tokens", type=int, default=1024, help="cap on max_tokens per request (default 1024)")
+    p.add_argument("--max-concurrent", type=int, default=32, help="requests generating at once; more get HTTP 429")
+    p.add_argument("--max-body", type=int, default=1 << 20, help="largest request body in bytes (default 1 MiB)")
+
+
+def run(args) -> int:
+    try:
+        import uvicorn
+
+        from lmforge.serve.app import Limits, create_app
+    except ImportError as e:
+        raise ValueError(f"lmforge serve needs the serve extra ({e.name} is missing): pip install 'lmforge[serve]'") from None
+    for name in ("max_tokens", "max_concurrent", "max_body"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    model, tok = load_run(args.run)
+    name = args.name or Path(args.run).resolve().name
+    app = create_app(model, tok, name, Limits(max_tokens=args.max_tokens, max_body=args.max_body,
+                                              max_concurrent=args.max_concurrent))
+    print(f"serving {name!r} on http://{args.host}:{args.port}  (explorer: /, API: /v1)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0

@@ -1,0 +1,151 @@
+"""The OpenAI-compatible server, driven by the official `openai` client against a real uvicorn process."""
+import json
+import threading
+import time
+
+import httpx
+import pytest
+
+openai = pytest.importorskip("openai")
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return openai.OpenAI(base_url=server + "/v1", api_key="unused", max_retries=0, timeout=60)
+
+
+def alive(server):
+    assert httpx.get(server + "/health", timeout=5).json()["status"] == "ok"
+
+
+def test_models_and_completion_with_logprobs(client):
+    assert [m.id for m in client.models.list().data] == ["tiny"]
+    r = client.completions.create(model="tiny", prompt="And God said", max_tokens=12, temperature=0.7, seed=5,
+                                  logprobs=3)
+    c = r.choices[0]
+    assert c.finish_reason == "length" and r.usage.completion_tokens == 12 and r.usage.prompt_tokens == 12
+    assert "".join(c.logprobs.tokens) == c.text and len(c.logprobs.token_logprobs) == 12
+    for lp, top in zip(c.logprobs.token_logprobs, c.logprobs.top_logprobs):
+        assert lp <= 0 and len(top) == 3 and max(top.values()) >= lp - 1e-6
+    again = client.completions.create(model="tiny", prompt="And God said", max_tokens=12, temperature=0.7, seed=5)
+    assert again.choices[0].text == c.text  # same seed, same text
+
+
+def test_streaming_equals_non_streaming_and_n(client):
+    kw = dict(model="tiny", prompt="In the beginning", max_tokens=20, temperature=0.9, seed=3)
+    full = client.completions.create(**kw).choices[0].text
+    pieces = [ch.choices[0].text for ch in client.completions.create(stream=True, **kw)]
+    assert "".join(pieces) == full and len(pieces) > 3
+    r = client.completions.create(n=3, **kw)
+    assert [c.index for c in r.choices] == [0, 1, 2] and r.choices[0].text == full
+    assert len({c.text for c in r.choices}) > 1  # choice i uses seed + i
+
+
+def test_stop_strings(client):
+    base = client.completions.create(model="tiny", prompt="And", max_tokens=30, temperature=0).choices[0].text
+    stop = base[8:10]
+    r = client.completions.create(model="tiny", prompt="And", max_tokens=30, temperature=0, stop=[stop, "zzz"])
+    assert r.choices[0].text == base[:base.index(stop)] and r.choices[0].finish_reason == "stop"
+
+
+def test_chat_completion_stream_and_logprobs(client):
+    msgs = [{"role": "system", "content": "Be wise."}, {"role": "user", "content": "Who?"}]
+    r = client.chat.completions.create(model="tiny", messages=msgs, max_tokens=10, temperature=0, logprobs=True,
+                                       top_logprobs=2)
+    m = r.choices[0]
+    assert m.message.role == "assistant" and len(m.logprobs.content) == r.usage.completion_tokens
+    assert all(len(t.top_logprobs) == 2 for t in m.logprobs.content)
+    streamed = "".join(ch.choices[0].delta.content or "" for ch in
+                       client.chat.completions.create(model="tiny", messages=msgs, max_tokens=10, temperature=0,
+                                                      stream=True))
+    assert streamed == m.message.content
+
+
+@pytest.mark.parametrize("kwargs, status, param", [
+    (dict(model="nope"), 404, "model"),
+    (dict(temperature=-0.5), 400, "temperature"),
+    (dict(top_p=1.5), 400, "top_p"),
+    (dict(max_tokens=0), 400, "max_tokens"),
+    (dict(max_tokens=101), 400, "max_tokens"),
+    (dict(prompt=""), 400, "prompt"),
+    (dict(prompt="a" * 200), 400, "prompt"),
+    (dict(n=99), 400, "n"),
+    (dict(stop=123), 400, "stop"),
+])
+def test_bad_requests_get_openai_errors_and_the_server_stays_up(client, server, kwargs, status, param):
+    args = {"model": "tiny", "prompt": "And", "max_tokens": 5, **kwargs}
+    with pytest.raises(openai.APIStatusError) as e:
+        client.completions.create(**args)
+    assert e.value.status_code == status
+    err = e.value.body
+    assert err["param"] == param and param in err["message"]
+    if param == "prompt" and "a" * 10 in args["prompt"]:
+        assert "maximum context length is 128 tokens" in err["message"]
+    alive(server)
+
+
+def test_bad_json_and_oversized_body(server):
+    r = httpx.post(server + "/v1/completions", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "body"
+    r = httpx.post(server + "/v1/completions", json={"prompt": "x" * 30000, "model": "tiny"})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
+    alive(server)
+
+
+def stream_tokens(server, prompt, seed, max_tokens, out, i):
+    with httpx.stream("POST", server + "/v1/completions", timeout=60,
+                      json={"model": "tiny", "prompt": prompt, "max_tokens": max_tokens, "seed": seed,
+                            "temperature": 0.8, "stream": True}) as r:
+        text = ""
+        for line in r.iter_lines():
+            if line.startswith("data: {"):
+                text += json.loads(line[6:])["choices"][0]["text"]
+        out[i] = text
+
+
+def test_concurrent_requests_are_batched_and_unaffected_by_each_other(server, client):
+    prompts = ["And God said", "In the beginning", "The LORD is", "Blessed"]
+    alone = [client.completions.create(model="tiny", prompt=p, max_tokens=60, seed=i, temperature=0.8).choices[0].text
+             for i, p in enumerate(prompts)]
+    before = httpx.get(server + "/api/stats").json()
+    out = [None] * 4
+    threads = [threading.Thread(target=stream_tokens, args=(server, p, i, 60, out, i)) for i, p in enumerate(prompts)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    after = httpx.get(server + "/api/stats").json()
+    assert out == alone  # joining a running batch changes nothing in a request's text
+    assert after["max_batch"] >= 2  # they were decoded together (continuous batching)
+    assert after["steps"] - before["steps"] < 4 * 60  # fewer engine steps than tokens: rows shared steps
+
+
+def test_disconnect_cancels_generation(server):
+    before = httpx.get(server + "/api/stats").json()
+    with httpx.stream("POST", server + "/v1/completions", timeout=60,
+                      json={"model": "tiny", "prompt": "And", "max_tokens": 100, "stream": True}) as r:
+        for i, line in enumerate(r.iter_lines()):
+            if i >= 4:
+                break  # leave mid-stream: the connection closes
+    deadline = time.time() + 20
+    while True:
+        s = httpx.get(server + "/api/stats").json()
+        if s["cancelled"] > before["cancelled"] and s["active"] == 0:
+            break
+        assert time.time() < deadline, s
+        time.sleep(0.1)
+    assert s["tokens"] - before["tokens"] < 100  # generation stopped well before max_tokens
+    alive(server)
+
+
+def test_distribution_endpoint_applies_settings(server):
+    ids = [1, 2, 3]
+    raw = httpx.post(server + "/api/distribution", json={"ids": ids, "n": 5}).json()["alternatives"]
+    cut = httpx.post(server + "/api/distribution", json={"ids": ids, "n": 5, "top_k": 2, "temperature": 0.5}).json()
+    cut = cut["alternatives"]
+    assert [a["token"] for a in raw] == [a["token"] for a in cut]
+    assert [a["raw_prob"] for a in raw] == pytest.approx([a["raw_prob"] for a in cut])
+    assert [a["prob"] > 0 for a in cut] == [True, True, False, False, False]
+    assert sum(a["prob"] for a in cut) == pytest.approx(1.0, abs=1e-5)
+    r = httpx.post(server + "/api/distribution", json={"ids": [], "n": 5})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "ids"
