@@ -417,8 +417,8 @@ def create_app(model, tok, name: str = "lmforge", limits: Limits | None = None) 
         if not all(0 <= t < model.config.vocab_size for t in ids):
             raise APIError(400, f"ids must be in [0, {model.config.vocab_size - 1}]", "ids")
         srv.check_length(ids, "ids")
-        params, _ = srv.params(body)
-        n = _num(body, "n", 10, 1, 50, integer=True)
+        n = _num(body, "n", 10, 1, 50, integer=True)  # bars to return (not OpenAI's n)
+        params, _ = srv.params({k: v for k, v in body.items() if k != "n"})
 
         def compute():
             with torch.inference_mode():
