@@ -21,7 +21,7 @@ for (const id of ["temperature", "top_k", "top_p"]) {
   });
 }
 
-function visible(text) { return text.replace(/\n/g, "\u21b5\n"); }
+function visible(text) { return text.replace(/ /g, "\u2423").replace(/\n/g, "\u21b5"); }
 
 function setRunning(running) {
   $("generate").disabled = running;
@@ -124,7 +124,7 @@ async function showDistribution(i) {
     row.className = "bar" + (a.token === step.token ? " chosen" : "") + (a.prob === 0 ? " removed" : "");
     row.dataset.token = a.token;
     row.innerHTML = `<span class="label"></span><span class="track"><span class="raw"></span><span class="final"></span></span><span class="p"></span>`;
-    row.querySelector(".label").textContent = visible(JSON.stringify(a.text).slice(1, -1));
+    row.querySelector(".label").textContent = visible(a.text);
     row.querySelector(".raw").style.width = (100 * a.raw_prob).toFixed(1) + "%";
     row.querySelector(".final").style.width = (100 * a.prob).toFixed(1) + "%";
     row.querySelector(".p").textContent = a.prob.toFixed(3);
