@@ -1,0 +1,195 @@
+"""Generation benchmarks, ratios measured in one run (these machines are noisy: contenders interleaved).
+
+    python bench/generate.py                 # all three; --only decode|server|ttft; --repeats N
+
+1. Decode tokens/s, batch 1, GPT-2-124M shape (random weights), 32-token prompt, 256 new tokens, greedy,
+   fp32: lmforge.generate (full Step records) vs Hugging Face `generate` with its KV cache, same process.
+   Also the fraction of the memory-bandwidth bound: a decode step must read every parameter once, so
+   tokens/s <= read bandwidth / parameter bytes (bandwidth measured here by summing a 1 GiB tensor).
+   bf16 too where the CPU has native bf16 (avx512_bf16 / amx).
+2. Server: aggregate streamed tokens/s with 8 concurrent clients vs 1 (continuous batching).
+3. Time to first token for a 512-token prompt (124M shape), vs HF generate(max_new_tokens=1).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+# bench/ holds scripts named like packages (bench/tokenizers.py): keep this folder off the import path
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import torch  # noqa: E402
+
+
+def cpu_info() -> str:
+    flags = ""
+    if Path("/proc/cpuinfo").exists():
+        text = Path("/proc/cpuinfo").read_text()
+        name = next((l.split(":", 1)[1].strip() for l in text.splitlines() if l.startswith("model name")), "?")
+        flags = next((l for l in text.splitlines() if l.startswith("flags")), "")
+        bf16 = [f for f in ("avx512_bf16", "amx_bf16") if f in flags.split()]
+    else:
+        name, bf16 = platform.processor(), []
+    return (f"{name}, {os.cpu_count()} cores, torch {torch.__version__}, threads {torch.get_num_threads()}, "
+            f"capability {torch.backends.cpu.get_cpu_capability()}, bf16 flags: {', '.join(bf16) or 'none'}")
+
+
+def has_native_bf16() -> bool:
+    return Path("/proc/cpuinfo").exists() and any(f in Path("/proc/cpuinfo").read_text().split()
+                                                  for f in ("avx512_bf16", "amx_bf16"))
+
+
+def read_bandwidth() -> float:
+    """Bytes/s reading a 1 GiB fp32 tensor (best of 5)."""
+    x = torch.ones(256 * 1024 * 1024)
+    best = float("inf")
+    for _ in range(5):
+        t = time.perf_counter()
+        x.sum()
+        best = min(best, time.perf_counter() - t)
+    return x.numel() * 4 / best
+
+
+def models(dtype):
+    import transformers
+
+    from lmforge.convert.hf import save_hf
+    from lmforge.models import build_model
+    torch.manual_seed(0)
+    ours = build_model("gpt", "gpt2").eval()
+    with tempfile.TemporaryDirectory() as d:
+        save_hf(ours, d)
+        hf = transformers.GPT2LMHeadModel.from_pretrained(d, attn_implementation="sdpa").eval()
+    return ours.to(dtype), hf.to(dtype)
+
+
+def bench_decode(repeats: int, dtype=torch.float32, new: int = 256) -> dict:
+    from lmforge.generate import generate
+    ours, hf = models(dtype)
+    prompt = torch.randint(0, 50257, (1, 32))
+    n_params = sum(p.numel() for p in ours.parameters())
+    times = {"lmforge": [], "hf": []}
+    toks = {}
+    for r in range(repeats + 1):  # first round warms up, not counted
+        for name in ("lmforge", "hf"):  # interleaved
+            t = time.perf_counter()
+            if name == "lmforge":
+                out = [s.token for s in generate(ours, prompt[0], max_new_tokens=new, temperature=0)]
+            else:
+                with torch.inference_mode():
+                    out = hf.generate(prompt, max_new_tokens=new, min_new_tokens=new, do_sample=False,
+                                      pad_token_id=0)[0, 32:].tolist()
+            if r:
+                times[name].append(new / (time.perf_counter() - t))
+            toks[name] = out
+    bw = read_bandwidth()
+    bound = bw / (n_params * torch.finfo(dtype).bits / 8)
+    best = {k: max(v) for k, v in times.items()}
+    return {"dtype": str(dtype).split(".")[-1], "lmforge_tok_s": best["lmforge"], "hf_tok_s": best["hf"],
+            "ratio": best["lmforge"] / best["hf"],
+            "spread_lmforge": [round(x, 2) for x in times["lmforge"]], "spread_hf": [round(x, 2) for x in times["hf"]],
+            "same_tokens": toks["lmforge"] == toks["hf"] if dtype == torch.float32 else None,
+            "read_GBps": bw / 1e9, "bound_tok_s": bound, "fraction_of_bound": best["lmforge"] / bound}
+
+
+def bench_ttft(repeats: int) -> dict:
+    from lmforge.generate import generate
+    ours, hf = models(torch.float32)
+    prompt = torch.randint(0, 50257, (1, 512))
+    t_ours, t_hf = [], []
+    for r in range(repeats + 1):
+        t = time.perf_counter()
+        next(iter(generate(ours, prompt[0], max_new_tokens=1, temperature=0)))
+        a = time.perf_counter() - t
+        with torch.inference_mode():
+            t = time.perf_counter()
+            hf.generate(prompt, max_new_tokens=1, do_sample=False, pad_token_id=0)
+            b = time.perf_counter() - t
+        if r:
+            t_ours.append(a); t_hf.append(b)
+    return {"lmforge_ttft_s": min(t_ours), "hf_ttft_s": min(t_hf), "ratio_hf_over_lmforge": min(t_hf) / min(t_ours)}
+
+
+def bench_server(clients: int = 8, tokens: int = 128) -> dict:
+    import httpx
+
+    from lmforge.models import build_model, save_model
+    from lmforge.tokenizers import CharTokenizer
+    d = Path(tempfile.mkdtemp())
+    tok = CharTokenizer.train("".join(chr(c) for c in range(32, 127)) + "\n")
+    torch.manual_seed(0)
+    save_model(build_model("gpt", dict(vocab_size=tok.vocab_size, max_len=256, d_model=384, n_heads=6, n_layers=6)), d)
+    tok.save(d)
+    port = 8000 + os.getpid() % 1000
+    proc = subprocess.Popen([sys.executable, "-m", "lmforge", "serve", str(d), "--port", str(port), "--name", "m"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+
+        def one(i, out):
+            n = 0
+            with httpx.stream("POST", url + "/v1/completions", timeout=300,
+                              json={"model": "m", "prompt": f"Client {i} says", "max_tokens": tokens,
+                                    "temperature": 1.0, "seed": i, "stream": True}) as r:
+                for line in r.iter_lines():
+                    if line.startswith("data: {") and json.loads(line[6:])["choices"][0]["text"] is not None:
+                        n += 1
+            out[i] = n
+
+        def run(k):
+            out = [0] * k
+            ts = [threading.Thread(target=one, args=(i, out)) for i in range(k)]
+            t = time.perf_counter()
+            for th in ts:
+                th.start()
+            for th in ts:
+                th.join()
+            return k * tokens / (time.perf_counter() - t)
+        run(1)  # warm up
+        single = max(run(1), run(1))
+        many = max(run(clients), run(clients))
+        return {"clients": clients, "tokens_each": tokens, "one_client_tok_s": single,
+                f"{clients}_clients_tok_s": many, "ratio": many / single}
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", choices=["decode", "server", "ttft"])
+    p.add_argument("--repeats", type=int, default=3)
+    args = p.parse_args()
+    print("machine:", cpu_info(), flush=True)
+    results = {}
+    if args.only in (None, "decode"):
+        results["decode_fp32"] = bench_decode(args.repeats)
+        print(json.dumps(results["decode_fp32"], indent=1), flush=True)
+        if has_native_bf16():
+            results["decode_bf16"] = bench_decode(args.repeats, torch.bfloat16)
+            print(json.dumps(results["decode_bf16"], indent=1), flush=True)
+    if args.only in (None, "ttft"):
+        results["ttft_512"] = bench_ttft(args.repeats)
+        print(json.dumps(results["ttft_512"], indent=1), flush=True)
+    if args.only in (None, "server"):
+        results["server"] = bench_server()
+        print(json.dumps(results["server"], indent=1), flush=True)
+
+
+if __name__ == "__main__":
+    main()
