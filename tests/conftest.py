@@ -1,4 +1,13 @@
-import pytest
+import os
+
+# Tests use tiny models: one thread is as fast as two there, and on a shared 2-core machine several
+# threads per process oversubscribe the cores (measured: the translation tests went from ~60 s to ~620 s).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 def pytest_addoption(parser):
