@@ -22,7 +22,7 @@ def answer(model, tok, messages, args, seed, show_probs, out=sys.stdout):
     """Stream one assistant answer; returns (text, tokens). Ctrl-C ends it early."""
     from lmforge.data.chat import build_prompt
     from lmforge.generate import generate
-    from lmforge.serve.text import TextStream
+    from lmforge.tokenizers.stream import TextStream
 
     room = model.config.max_len - min(args.max_new_tokens, model.config.max_len // 2)
     prompt = build_prompt(tok, messages, room)

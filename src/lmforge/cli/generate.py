@@ -73,7 +73,7 @@ def run(args) -> int:
     import torch
 
     from lmforge.generate import generate
-    from lmforge.serve.text import TextStream
+    from lmforge.tokenizers.stream import TextStream
 
     if args.head != "mean" and not args.head.lstrip("-").isdigit():
         raise ValueError(f"--head must be an integer or 'mean', got {args.head!r}")

@@ -4,6 +4,8 @@ Print the prompt and a sampled continuation. (`lmforge generate` shows the distr
 """
 from __future__ import annotations
 
+import sys
+
 from lmforge.cli.generate import add_sampling_arguments, encode_prompt, eos_ids, load_run
 
 
@@ -15,14 +17,20 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from lmforge.generate import generate
-    from lmforge.serve.text import TextStream
+    from lmforge.tokenizers.stream import TextStream
 
     model, tok = load_run(args.run)
     ids = encode_prompt(tok, args.prompt)
     stream = TextStream(tok.decode)
     print(args.prompt, end="", flush=True)
-    for s in generate(model, ids, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                      top_k=args.top_k, seed=args.seed, eos_token_id=eos_ids(tok)):
-        print(stream.push(s.token), end="", flush=True)
+    n, last = 0, None
+    for last in generate(model, ids, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                         top_k=args.top_k, seed=args.seed, eos_token_id=eos_ids(tok)):
+        n += 1
+        print(stream.push(last.token), end="", flush=True)
     print(stream.flush())
+    if last is not None and last.finish_reason == "length" and n < args.max_new_tokens:
+        max_len = model.config.max_len
+        print(f"note: stopped after {n} of {args.max_new_tokens} new tokens: the prompt ({len(ids)} tokens) and "
+              f"the text filled the model's context of {max_len} tokens", file=sys.stderr)
     return 0

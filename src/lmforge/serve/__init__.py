@@ -1,4 +1,4 @@
 """Serving: an OpenAI-compatible HTTP server with continuous batching and the web explorer (static/).
 
-`lmforge.serve.app` needs the [serve] extra (FastAPI, uvicorn); `lmforge.serve.text` does not.
+`lmforge.serve.app` needs the [serve] extra (FastAPI, uvicorn).
 """

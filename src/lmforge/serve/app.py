@@ -28,7 +28,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 
 from lmforge.data.chat import build_prompt
 from lmforge.generate import Engine, SamplingParams
-from lmforge.serve.text import TextStream
+from lmforge.tokenizers.stream import TextStream
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """From token ids back to text while streaming: incremental decoding and stop strings.
 
-Used by the CLI and the server (the generation engine knows no text). No web dependencies here.
+Used by the CLI and the server (the generation engine knows no text). Pure Python, no torch.
 """
 from __future__ import annotations
 
