@@ -4,7 +4,8 @@ Regularization"; Kudo & Richardson 2018).
 Text is normalized (optional per-character NFKC; runs of spaces collapsed, ends stripped), every
 space becomes "▁" and one "▁" is put in front: "Hello world" -> "▁Hello▁world". The text is cut
 into words at each "▁" and each word is segmented by Viterbi: the split whose pieces have the
-largest total log-probability (score). A character no piece covers becomes <unk> (a run of them
+largest total log-probability (score). Where two splits tie, sentencepiece's float32 sums decide, so
+such lines are split as sentencepiece does, in float32 over the whole line (see "Viterbi" below). A character no piece covers becomes <unk> (a run of them
 one <unk>, as SentencePiece does) or, with byte_fallback, its UTF-8 bytes <0xE4><0xBD><0xA0>.
 
     >>> tok = UnigramTokenizer([("<unk>", 0.0), ("▁", -2.0), ("▁a", -1.0), ("b", -2.0), ("ab", -2.5),
@@ -20,7 +21,9 @@ keeping 75%} until the vocabulary has the requested size. Single characters are 
 from __future__ import annotations
 
 import math
+import struct
 import unicodedata
+from array import array
 from collections import Counter, defaultdict
 from typing import Iterable, Sequence
 
@@ -28,6 +31,10 @@ from .base import T5_SPECIAL_TOKENS, Template, Tokenizer, read_texts
 
 SPACE = "▁"  # U+2581, SentencePiece's whitespace marker
 UNK_PENALTY = 10.0  # unknown-character score = lowest piece score - 10 (SentencePiece kUnkPenalty)
+# Lines whose running score may grow this large (float32 spacing there: 2**-7) run wholly in float32
+# (_viterbi_f32); below it a word is cached unless it has a tie or near-tie. It covers lines of up to
+# ~2,800 characters with the 8k model (largest |score| 23.5, <unk>'s).
+SAFE_MAGNITUDE = 2.0 ** 16
 _MISS = object()
 
 
@@ -53,12 +60,22 @@ class UnigramTokenizer(Tokenizer):
         # prefix is no piece. A miss ends the scan from a position (no longer piece can match there).
         self._prefixes: dict[str, float | None] = {p[:k]: None for p in self.scores for k in range(1, len(p))}
         self._prefixes.update(self.scores)
-        self._unk_score = min(self.scores.values(), default=0.0) - UNK_PENALTY
+        lowest = min(self.scores.values(), default=0.0)
+        self._unk_score = lowest - UNK_PENALTY
+        self._unk_score32 = _f32(_f32(lowest) - UNK_PENALTY)  # as sentencepiece computes it, in float
+        # |any running score| <= characters so far * this, as the best path never scores below the
+        # path of single characters (a piece or <unk> each)
+        self._max_abs_score = max([abs(self._unk_score), *(abs(s) for s in self.scores.values())])
+        self._prefixes32: dict[str, float | None] | None = None  # _prefixes in float32, on first use
+        # a piece with ▁ after its first character spans words: then a line cannot be cut into words
+        self._joined_words = any(SPACE in p[1:] for p in self.scores)
         if byte_fallback:
             missing = [f"<0x{b:02X}>" for b in range(256) if f"<0x{b:02X}>" not in vocab]
             if missing:
                 raise ValueError(f"byte_fallback needs the 256 pieces <0x00>..<0xFF>; {missing[0]} is missing")
-        self._cache: dict[str, list[int]] = {}
+        self._cache: dict[str, list[int]] = {}  # word -> ids, its split safe in any line below SAFE_MAGNITUDE
+        self._near_ties: dict[str, tuple[list[int], float]] = {}  # word -> (ids, magnitude it is safe below)
+        self._tie_lines: dict[str, list[int]] = {}  # line -> ids, for lines split by _viterbi_f32
 
     # -- normalization ------------------------------------------------------------------------
     def _norm_char(self, c: str) -> str:
@@ -87,16 +104,25 @@ class UnigramTokenizer(Tokenizer):
         return "".join(SPACE + w for w in words if w)
 
     # -- Viterbi ------------------------------------------------------------------------------
-    def _viterbi(self, word: str) -> list[str]:
-        """Best segmentation of one word. best[j] = best score of word[:j]; ties keep the
-        segmentation found first (scanning starts left to right), as HF's lattice does."""
+    # sentencepiece (unigram_model.cc, Model::EncodeOptimized, its default encoder) runs one lattice
+    # over the whole normalized line: start positions left to right, from each the pieces shortest
+    # first, then <unk> if no one-character piece starts there; a candidate replaces the best path
+    # ending where it ends only if its score is strictly greater, so of two equal scores the one found
+    # first stays. Scores are float32 and so is every running sum. Where no two splits come close,
+    # the winner is that of exact arithmetic, which we find word by word (no piece has a ▁ after its
+    # first character, so every path passes through every ▁) and cache. Where two splits tie, as
+    # `─`+`──` and `──`+`─` always do, float32 rounding of the sum carried from the start of the line
+    # picks the winner, so such lines run sentencepiece's Viterbi in float32 (_viterbi_f32).
+    def _viterbi(self, word: str) -> tuple[list[str], float]:
+        """Best split of one word in (near) exact arithmetic, float64, and the margin of its closest
+        call: the smallest |candidate - best[j]| compared, 0 for a tie (_safe_below says what margin
+        float32 needs). best[j] = best score of word[:j]; ties keep the split found first."""
         n, table, unk_score = len(word), self._prefixes, self._unk_score
         best = [0.0] + [-math.inf] * n
         back = [0] * (n + 1)
-        for i in range(n):
+        margin = math.inf
+        for i in range(n):  # every position is reached: a one-character piece or <unk> ends at i + 1
             base = best[i]
-            if base == -math.inf:
-                continue
             covered = False
             for j in range(i + 1, n + 1):
                 s = table.get(word[i:j], _MISS)
@@ -105,20 +131,78 @@ class UnigramTokenizer(Tokenizer):
                 if s is not None:
                     if j == i + 1:
                         covered = True
-                    if base + s > best[j]:
+                    d = base + s - best[j]
+                    if d > 0:
                         best[j], back[j] = base + s, i
-            if not covered and base + unk_score > best[i + 1]:
-                best[i + 1], back[i + 1] = base + unk_score, i
+                        if d < margin:
+                            margin = d
+                    elif -d < margin:
+                        margin = -d
+            if not covered:
+                d = base + unk_score - best[i + 1]
+                if d > 0:
+                    best[i + 1], back[i + 1] = base + unk_score, i
+                    if d < margin:
+                        margin = d
+                elif -d < margin:
+                    margin = -d
         out, j = [], n
         while j > 0:
             out.append(word[back[j]:j]); j = back[j]
+        return out[::-1], margin
+
+    def _viterbi_f32(self, line: str) -> list[str]:
+        """Best split of a whole normalized line ("▁In▁the▁beginning") exactly as sentencepiece
+        finds it: same order of candidates, same strict comparison, float32 scores and sums (a
+        float64 sum of two float32 numbers rounds to their float32 sum: 53 >= 2 * 24 + 2 bits)."""
+        if self._prefixes32 is None:
+            self._prefixes32 = {p: None if s is None else _f32(s) for p, s in self._prefixes.items()}
+        n, table, unk_score = len(line), self._prefixes32, self._unk_score32
+        best = [0.0] + [-math.inf] * n  # float32 values
+        back = [0] * (n + 1)
+        f32 = array("f", [0.0])  # storing into it rounds to float32
+        for i in range(n):
+            base = best[i]
+            covered = False
+            for j in range(i + 1, n + 1):
+                s = table.get(line[i:j], _MISS)
+                if s is _MISS:
+                    break
+                if s is not None:
+                    if j == i + 1:
+                        covered = True
+                    if base + s > best[j]:  # rounding is monotonic: only a float64 win can win in float32
+                        f32[0] = base + s
+                        if f32[0] > best[j]:
+                            best[j], back[j] = f32[0], i
+            if not covered and base + unk_score > best[i + 1]:
+                f32[0] = base + unk_score
+                if f32[0] > best[i + 1]:
+                    best[i + 1], back[i + 1] = f32[0], i
+        out, j = [], n
+        while j > 0:
+            out.append(line[back[j]:j]); j = back[j]
         return out[::-1]
 
-    def _word_pieces(self, word: str) -> list[tuple[int, str, int]]:
-        """-> [(id, token, length in the word)] with unknown runs fused or byte-encoded."""
+    def _line_pieces(self, line: str) -> list[str]:
+        """Best split of a normalized line: word by word, or all at once in float32 where two splits
+        of a word come close enough for float32 rounding to choose between them."""
+        magnitude = len(line) * self._max_abs_score  # bounds |any running score| in the line
+        if magnitude >= SAFE_MAGNITUDE or self._joined_words:
+            return self._viterbi_f32(line)
+        out = []
+        for w in line.split(SPACE)[1:]:
+            pieces, margin = self._viterbi(SPACE + w)
+            if magnitude >= _safe_below(len(w) + 1, margin):
+                return self._viterbi_f32(line)
+            out += pieces
+        return out
+
+    def _pieces_to_tokens(self, pieces: list[str]) -> list[tuple[int, str, int]]:
+        """-> [(id, token, length in the text)] with unknown runs fused or byte-encoded."""
         vocab, unk = self.vocab, self.vocab[self.unk_token]
         out: list[tuple[int, str, int]] = []
-        for p in self._viterbi(word):
+        for p in pieces:
             i = vocab.get(p)
             if i is not None and p in self.scores:
                 out.append((i, p, len(p)))
@@ -131,20 +215,32 @@ class UnigramTokenizer(Tokenizer):
                 out.append((unk, self.unk_token, len(p)))
         return out
 
-    def _word_ids(self, word: str) -> list[int]:
-        """Ids of SPACE + word, cached by word (the pre-tokenized word without its ▁)."""
-        ids = self._cache.get(word)
-        if ids is None:
-            ids = [i for i, _, _ in self._word_pieces(SPACE + word)]
-            if len(self._cache) >= self.CACHE_SIZE:
-                self._cache.clear()
-            self._cache[word] = ids
-        return ids
+    def _word_ids(self, word: str, magnitude: float) -> list[int] | None:
+        """Ids of SPACE + word, cached by word (the pre-tokenized word without its ▁); None if in a
+        line of this magnitude float32 rounding could split the word otherwise. A word whose split
+        holds below SAFE_MAGNITUDE goes into the cache, which needs no check; one with a tie or a
+        near-tie goes into _near_ties with the magnitude it holds up to."""
+        near = self._near_ties.get(word)
+        if near is None:
+            pieces, margin = self._viterbi(SPACE + word)
+            ids = [i for i, _, _ in self._pieces_to_tokens(pieces)]
+            holds = _safe_below(len(word) + 1, margin)
+            if len(self._cache) + len(self._near_ties) >= self.CACHE_SIZE:
+                self._cache.clear(); self._near_ties.clear()
+            if holds >= SAFE_MAGNITUDE:
+                self._cache[word] = ids
+                return ids
+            near = self._near_ties[word] = (ids, holds)
+        ids, holds = near
+        return ids if magnitude < holds else None
 
     def _encode_ids(self, text: str) -> list[int]:
         # the words of normalize(text).split(SPACE), without building the normalized string
         if self.nfkc:
             text = "".join(self._norm_char(c) for c in text)
+        magnitude = (len(text) + 1) * self._max_abs_score  # >= len(normalize(text)) * max |score|
+        if magnitude >= SAFE_MAGNITUDE or self._joined_words:
+            return self._ids_f32(text, memo=False)
         out: list[int] = []
         cache, word_ids = self._cache, self._word_ids
         for w in text.split(" "):
@@ -152,21 +248,34 @@ class UnigramTokenizer(Tokenizer):
                 continue
             for part in (w.split(SPACE) if SPACE in w else (w,)):
                 ids = cache.get(part)
-                out += ids if ids is not None else word_ids(part)
+                if ids is None:
+                    ids = word_ids(part, magnitude)
+                    if ids is None:  # a tie in this word: float32 along the line decides, as in sentencepiece
+                        return self._ids_f32(text)
+                out += ids
         return out
+
+    def _ids_f32(self, text: str, memo: bool = True) -> list[int]:
+        """Ids of a (NFKC'd) text by sentencepiece's float32 Viterbi over the whole line; lines with
+        ties are memoized as words are (box-drawing lines repeat), long lines are not."""
+        ids = self._tie_lines.get(text)
+        if ids is None:
+            line = "".join(SPACE + w for w in text.split(" ") if w)
+            ids = [i for i, _, _ in self._pieces_to_tokens(self._viterbi_f32(line))]
+            if memo:
+                if len(self._tie_lines) >= self.CACHE_SIZE:
+                    self._tie_lines.clear()
+                self._tie_lines[text] = ids
+        return ids
 
     def _tokenize(self, text: str):
         norm, orig = self._normalize_aligned(text)
         ids, tokens, offsets = [], [], []
-        start = 0
-        for w in norm.split(SPACE)[1:]:
-            w = SPACE + w
-            pos = start
-            for i, t, n in self._word_pieces(w):
-                a, b = (pos, pos + n) if n else (pos - 1, pos)  # later bytes of a char share its span
-                ids.append(i); tokens.append(t); offsets.append((orig[a], orig[b - 1] + 1))
-                pos += n
-            start += len(w)
+        pos = 0
+        for i, t, n in self._pieces_to_tokens(self._line_pieces(norm)):
+            a, b = (pos, pos + n) if n else (pos - 1, pos)  # later bytes of a char share its span
+            ids.append(i); tokens.append(t); offsets.append((orig[a], orig[b - 1] + 1))
+            pos += n
         return ids, tokens, offsets
 
     def _decode_tokens(self, tokens: list[str]) -> str:
@@ -292,6 +401,19 @@ class UnigramTokenizer(Tokenizer):
         return cls(pieces, unk, [t for t in specials if t != unk], model.get("byte_fallback", False), "NFKC" in kinds)
 
 
+def _safe_below(n: int, margin: float) -> float:
+    """The line magnitude M below which float32 sums keep the split of an n-character word whose
+    closest call has this margin: |x| < M rounds to float32 with error <= M * 2**-24, as does each
+    score; so each piece of a path adds <= M * 2**-23, and two paths of <= n pieces differ from exact
+    by <= n * M * 2**-22 together. With a factor 2 to spare: safe while M < margin * 2**21 / n."""
+    return margin * 2.0 ** 21 / n
+
+
+def _f32(x: float) -> float:
+    """x rounded to float32, as sentencepiece stores scores."""
+    return struct.unpack("f", struct.pack("f", x))[0]
+
+
 def _is_byte_piece(p: str) -> bool:
     return len(p) == 6 and p.startswith("<0x") and p.endswith(">")
 
@@ -351,7 +473,7 @@ def _prune(words, scores, keep: int, required: set[str], maxlen: int) -> dict[st
     freq: Counter[str] = Counter()
     share: Counter[str] = Counter()
     for w, c in words:
-        split = tmp._viterbi(w)
+        split = tmp._viterbi(w)[0]
         for p in split:
             freq[p] += c
         for p in set(split):
@@ -365,7 +487,7 @@ def _prune(words, scores, keep: int, required: set[str], maxlen: int) -> dict[st
         if f == 0:
             continue  # not on any best path: removing it costs nothing
         tmp._prefixes[p] = None  # best split of the piece itself without it
-        alt = tmp._viterbi(p)
+        alt = tmp._viterbi(p)[0]
         tmp._prefixes[p] = scores[p]
         new_total = total + f * (len(alt) - 1)
         logp_alt = sum(math.log(freq.get(a, 0) + f) - math.log(new_total) for a in alt)
