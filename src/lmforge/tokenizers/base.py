@@ -83,6 +83,17 @@ class Tokenizer:
     without special tokens, `_decode_tokens(tokens) -> str`, `vocab` and the HF JSON parts."""
 
     kind = "base"
+    CACHE_SIZE = 100_000  # words whose ids are remembered; most words of a text repeat
+
+    def _word_ids(self, word: str) -> list[int]:
+        """Ids of one pre-tokenized word via `self._segment`, cached (subclasses set `self._cache = {}`)."""
+        ids = self._cache.get(word)
+        if ids is None:
+            ids = self._segment(word)
+            if len(self._cache) >= self.CACHE_SIZE:
+                self._cache.clear()
+            self._cache[word] = ids
+        return ids
 
     def __init__(self, vocab: dict[str, int], special_tokens: Sequence[str] = (),
                  template: Template | None = None):

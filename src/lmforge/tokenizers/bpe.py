@@ -71,7 +71,6 @@ class BPETokenizer(Tokenizer):
     """Byte-level BPE (GPT-2 family). `merges` is the ordered list of learned pairs."""
 
     kind = "bpe"
-    CACHE_SIZE = 100_000  # words whose ids are remembered; most words of a text repeat
 
     def __init__(self, vocab: dict[str, int], merges: Sequence[tuple[str, str]],
                  special_tokens: Sequence[str] = (), pattern: str = GPT2_PATTERN,
@@ -123,7 +122,7 @@ class BPETokenizer(Tokenizer):
         return cls(vocab, merges, specials, pattern)
 
     # -- encoding ---------------------------------------------------------------------------
-    def _bpe(self, word: str) -> list[int]:
+    def _segment(self, word: str) -> list[int]:
         """Ids of one pre-tokenized word: bytes, then merges by rank (lowest first, leftmost
         first). Example with merges [(a,a), (aa,a), (aaa,b)]: "aaab" -> a a a b -> aa a b ->
         aaa b -> aaab."""
@@ -151,15 +150,6 @@ class BPETokenizer(Tokenizer):
                 else:
                     out.append(ids[i]); i += 1
             ids = out
-        return ids
-
-    def _word_ids(self, word: str) -> list[int]:
-        ids = self._cache.get(word)
-        if ids is None:
-            ids = self._bpe(word)
-            if len(self._cache) >= self.CACHE_SIZE:
-                self._cache.clear()
-            self._cache[word] = ids
         return ids
 
     def _encode_ids(self, text: str) -> list[int]:

@@ -62,7 +62,6 @@ class _CharMap(dict):
 
 class WordPieceTokenizer(Tokenizer):
     kind = "wordpiece"
-    CACHE_SIZE = 100_000
 
     def __init__(self, vocab: dict[str, int], special_tokens: Sequence[str] | None = None,
                  unk_token: str = "[UNK]", prefix: str = "##", max_input_chars_per_word: int = 100,
@@ -113,7 +112,7 @@ class WordPieceTokenizer(Tokenizer):
         return text.translate(self._charmap)
 
     # -- WordPiece --------------------------------------------------------------------------
-    def _word(self, word: str) -> list[int]:
+    def _segment(self, word: str) -> list[int]:
         """Greedy longest-match-first. "unaffable" -> un ##aff ##able (toy vocab above)."""
         if len(word) > self.max_input_chars_per_word:
             return [self.vocab[self.unk_token]]
@@ -130,15 +129,6 @@ class WordPieceTokenizer(Tokenizer):
             else:
                 return [vocab[self.unk_token]]
             start = end
-        return ids
-
-    def _word_ids(self, word: str) -> list[int]:
-        ids = self._cache.get(word)
-        if ids is None:
-            ids = self._word(word)
-            if len(self._cache) >= self.CACHE_SIZE:
-                self._cache.clear()
-            self._cache[word] = ids
         return ids
 
     def _encode_ids(self, text: str) -> list[int]:
