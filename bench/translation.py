@@ -13,21 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
+from common import cpu_model_and_flags  # bench/common.py
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def plot(results: dict, pair: str, docs: Path) -> list[Path]:
@@ -128,7 +119,7 @@ def main() -> int:
             plot_cross_attention(model, tokenizer, q.src, hyp, docs / f"translation-{args.pair}-attention.png")
             results[family]["heatmap_sentence"] = {"src": q.src, "hyp": hyp, "ref": q.tgt}
         del model
-    meta = {"pair": args.pair, "cpu": cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+    meta = {"pair": args.pair, "cpu": cpu_model_and_flags()[0], "threads": torch.get_num_threads(), "torch": torch.__version__,
             "date": time.strftime("%Y-%m-%d"), "test_pairs": len(test)}
     (out / f"results-{args.pair}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     for path in plot(results, args.pair, docs):
