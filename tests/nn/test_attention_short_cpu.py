@@ -1,4 +1,4 @@
-"""The bf16 short-sequence CPU path of `attention` (plain baddbmm/softmax/bmm) computes the same attention."""
+"""The bf16 short-sequence CPU path of `attention` (written out instead of the fused kernel) computes the same attention."""
 import pytest
 import torch
 

@@ -31,50 +31,36 @@ def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, bias:
     scores = [[0, 2], [0, 2]], softmax = [0.1192, 0.8808] per row, out = 0.1192*1 + 0.8808*3 = 2.7616.
     """
     scale = 1.0 / math.sqrt(q.size(-1)) if scale is None else scale
-    if (not need_weights and mask is None and bias is None and q.device.type == "cpu"
-            and q.dtype in (torch.bfloat16, torch.float16) and k.size(-2) <= 256):
-        return _short_cpu_attention(q, k, v, is_causal, dropout_p, scale), None
     if bias is not None:
         bias = bias.to(q.dtype)
         mask = bias if mask is None else bias.masked_fill(~mask, torch.finfo(q.dtype).min)
-    if not need_weights:
+    if not (need_weights or _fused_is_slow(q, k)):
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
                                              is_causal=is_causal and mask is None, scale=scale)
         return out, None
-    scores = (q @ k.transpose(-2, -1)) * scale  # (B, nh, T, S)
+    scores = (q * scale) @ k.transpose(-2, -1)  # (B, nh, T, S); scaling q touches T*hs values, not T*S
     if is_causal and mask is None:
         T, S = q.size(-2), k.size(-2)
         mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)
-    if mask is not None:
-        scores = scores + mask if mask.dtype != torch.bool else scores.masked_fill(~mask, float("-inf"))
-    probs = scores.softmax(dim=-1)
+    if mask is not None:  # in place: the matmul's backward needs q and k, not its output
+        scores = scores.add_(mask) if mask.dtype != torch.bool else scores.masked_fill_(~mask, float("-inf"))
+    probs = scores.softmax(dim=-1, dtype=torch.float32).to(v.dtype)  # normalise in fp32, as the fused kernel does
     if dropout_p > 0.0:
         probs = F.dropout(probs, p=dropout_p)
-    return probs @ v, probs
+    return probs @ v, (probs if need_weights else None)
 
 
-def _short_cpu_attention(q: Tensor, k: Tensor, v: Tensor, is_causal: bool, dropout_p: float, scale: float) -> Tensor:
-    """The same attention as three plain kernels: baddbmm (scores + causal -inf), softmax, bmm.
+def _fused_is_slow(q: Tensor, k: Tensor) -> bool:
+    """bf16/fp16 on CPU with at most 256 keys: the written-out attention beats torch's fused CPU kernel.
 
-    Used for bf16/fp16 on CPU with at most 256 keys, where torch's fused CPU kernel is the slow choice:
-    forward + backward at (B, nh, T, hs) = (12, 4, 64, 32) in bf16 take 6.7 ms with
-    scaled_dot_product_attention and 1.4 ms here (4 x 256 x 12 heads x 64: 45 ms vs 23 ms; from 512 keys
-    on the fused kernel is as fast or faster, and it never stores the (T, S) probabilities). Measured on
+    Forward + backward at (B, nh, T, hs) = (12, 4, 64, 32) in bf16 take 6.7 ms with
+    scaled_dot_product_attention and 1.4 ms written out (4 x 256 x 12 heads x 64: 45 ms vs 23 ms; from 512
+    keys on the fused kernel is as fast or faster, and it never stores the (T, S) probabilities). Measured on
     an AVX512-BF16 CPU, one thread, torch 2.13; see bench/train_throughput.py. In fp32 the two are equal.
     The scores are rounded to bf16 before the fp32 softmax, as in eager implementations (HF GPT-2's eager
     path): output error against fp32 ~1e-2 at T = 64, against ~5e-3 for the fused kernel.
     """
-    B, nh, T, hs = q.shape
-    S = k.size(-2)
-    bias = torch.zeros(T, S, dtype=q.dtype, device=q.device)
-    if is_causal:
-        bias = bias.masked_fill_(torch.ones(T, S, dtype=torch.bool, device=q.device).triu_(S - T + 1), float("-inf"))
-    scores = torch.baddbmm(bias, q.reshape(B * nh, T, hs), k.reshape(B * nh, S, hs).transpose(1, 2),
-                           alpha=scale)  # (B*nh, T, S)
-    probs = scores.softmax(dim=-1, dtype=torch.float32).to(v.dtype)  # normalise in fp32, as the fused kernel does
-    if dropout_p > 0.0:
-        probs = F.dropout(probs, p=dropout_p)
-    return torch.bmm(probs, v.reshape(B * nh, S, hs)).view(B, nh, T, hs)
+    return q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16) and k.size(-2) <= 256
 
 
 class MultiHeadAttention(nn.Module):
