@@ -12,7 +12,37 @@ from typing import Sequence
 
 import torch
 
-from lmforge.generate.seq2seq import length_penalty  # Wu et al. 2016 eq. 14, shared with encoder-decoders
+
+
+def length_penalty(length: int, alpha: float = 0.6) -> float:
+    """Wu et al. 2016 eq. 14. Example: length 7, alpha 0.6 -> (12 / 6) ** 0.6 = 1.5157; alpha 0 -> 1."""
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+def next_beams(top: list[float], idx: list[int], V: int, k: int, eos_id: int | None):
+    """One beam step of one sentence, from its best candidates (2k of them, best first; candidate i is
+    token i % V appended to beam i // V). Returns (ended, live): `ended` = (logprob, beam) of the
+    candidates ending in EOS among the first k (finished hypotheses); `live` = the best k others as
+    (logprob, beam, token), padded with dead copies (-inf) when fewer exist (so every step keeps k rows).
+
+    Example (k = 2, V = 3, EOS = 2): top [-0.1, -0.5, -0.9, -1.2], idx [2, 4, 0, 5] ->
+    ended [(-0.1, 0)], live [(-0.5, 1, 1), (-0.9, 0, 0)] (candidate 5 = EOS at rank 3 is not counted).
+    """
+    ended, live = [], []
+    for rank, (s, i) in enumerate(zip(top, idx)):
+        if s == float("-inf"):
+            break
+        origin, tok = divmod(i, V)
+        if tok == eos_id:
+            if rank < k:  # an EOS among the best k candidates ends that hypothesis
+                ended.append((s, origin))
+            continue
+        live.append((s, origin, tok))
+        if len(live) == k:
+            break
+    if live:
+        live += [(float("-inf"), live[0][1], live[0][2])] * (k - len(live))
+    return ended, live
 
 
 @dataclass
@@ -51,27 +81,14 @@ def beam_search(model, prompt: Sequence[int], *, num_beams: int = 4, max_new_tok
         V = logits.size(-1)
         cand = (scores[:, None] + logits.float().log_softmax(-1)).view(-1)  # (k * V,)
         top, idx = cand.topk(min(2 * k, cand.numel()))
-        live: list[tuple[float, int, int]] = []
-        for rank, (s, i) in enumerate(zip(top.tolist(), idx.tolist())):
-            if s == float("-inf"):
-                break
-            origin, tok = divmod(i, V)
-            if tok == eos_token_id:
-                if rank < k:  # an EOS among the best k candidates ends that hypothesis
-                    toks = seqs[origin, len(prompt):].tolist() + [tok]
-                    finished.append(Hypothesis(toks, s, s / lp(t)))
-                continue
-            live.append((s, origin, tok))
-            if len(live) == k:
-                break
+        ended, live = next_beams(top.tolist(), idx.tolist(), V, k, eos_token_id)
+        finished += [Hypothesis(seqs[o, len(prompt):].tolist() + [eos_token_id], s, s / lp(t)) for s, o in ended]
         finished.sort(key=lambda h: -h.score)
         # Done when the beam is full of finished hypotheses and the best live one, even at its
         # current length, cannot beat the worst of them (HF's heuristic for early_stopping=False).
         if not live or (len(finished) >= k and live[0][0] / lp(t) <= finished[k - 1].score):
             live = []
             break
-        while len(live) < k:  # fewer than k candidates: pad with dead copies
-            live.append((float("-inf"), live[0][1], live[0][2]))
         origin = torch.tensor([o for _, o, _ in live], device=dev)
         new = torch.tensor([[tok] for _, _, tok in live], device=dev)
         seqs = torch.cat([seqs[origin], new], dim=1)

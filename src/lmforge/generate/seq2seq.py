@@ -14,12 +14,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from lmforge.generate.beam import length_penalty, next_beams
+
 MAX_EXTRA = 50  # sec. 6.1: "maximum output length during inference to input length + 50"
-
-
-def length_penalty(length: int, alpha: float = 0.6) -> float:
-    """Wu et al. 2016 eq. 14. Example: length 7, alpha 0.6 -> (12 / 6) ** 0.6 = 1.5157; alpha 0 -> 1."""
-    return ((5.0 + length) / 6.0) ** alpha
 
 
 def _check(model, src: Tensor) -> None:
@@ -86,24 +83,13 @@ def beam_search(model, src: Tensor, beam: int = 4, alpha: float = 0.6,
         top_scores, top_idx = cand.topk(min(2 * k, k * V), dim=-1)  # (A, 2k)
         new_active, rows, next_ids, new_scores, new_tokens = [], [], [], [], []
         for a, b in enumerate(active):
-            live = []
-            for rank, (s, i) in enumerate(zip(top_scores[a].tolist(), top_idx[a].tolist())):
-                origin, tok = divmod(i, V)
-                if s == float("-inf"):
-                    break
-                if tok == c.eos_id:
-                    if rank < k:
-                        finished[b].append((s / length_penalty(t, alpha), tokens[b][origin]))
-                    continue
-                live.append((s, origin, tok))
-                if len(live) == k:
-                    break
+            ended, live = next_beams(top_scores[a].tolist(), top_idx[a].tolist(), V, k, c.eos_id)
+            finished[b] += [(s / length_penalty(t, alpha), tokens[b][o]) for s, o in ended]
             if len(finished[b]) >= k or t == n or not live:
                 if not finished[b] or t == n:  # out of length: the live hypotheses count as they are
-                    finished[b] += [(s / length_penalty(t, alpha), tokens[b][o] + [tok]) for s, o, tok in live]
+                    finished[b] += [(s / length_penalty(t, alpha), tokens[b][o] + [tok]) for s, o, tok in live
+                                    if s > float("-inf")]
                 continue
-            while len(live) < k:  # fewer than k non-</s> candidates: pad with dead copies
-                live.append((float("-inf"), live[0][1], live[0][2]))
             new_active.append(b)
             rows += [a * k + o for _, o, _ in live]
             next_ids += [tok for _, _, tok in live]
