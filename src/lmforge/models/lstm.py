@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from lmforge.config import LSTMConfig
 from lmforge.models.outputs import ModelOutput
-from lmforge.nn import LMHead, init_weights
+from lmforge.nn import LMHead, attention, init_weights, padding_mask
 
 
 @dataclass
@@ -80,9 +80,10 @@ class LSTM(nn.Module):
     def decode(self, tgt: Tensor, memory: Tensor, src_keep: Tensor, hc: tuple[Tensor, Tensor]):
         """tgt (B, T) -> (attentional states h~ (B, T, d_model), (h, c), attention probs (B, T, S))."""
         out, hc = self.decoder(self.drop(self.tok_emb(tgt)), hc)  # (B, T, d_model)
-        scores = out @ self.attn(memory).transpose(1, 2)  # (B, T, S): h_t^T W_a h_s
-        probs = scores.masked_fill(~src_keep[:, None, :], float("-inf")).softmax(-1)
-        context = probs @ memory  # (B, T, d_model)
+        # one head, score h_t^T W_a h_s without scaling (Luong's "general" score): the backbone's attention
+        context, probs = attention(out[:, None], self.attn(memory)[:, None], memory[:, None], padding_mask(src_keep),
+                                   scale=1.0, need_weights=True)  # (B, 1, T, d_model), (B, 1, T, S)
+        context, probs = context[:, 0], probs[:, 0]
         h = torch.tanh(self.combine(torch.cat([context, out], dim=-1)))  # eq. 5
         return self.drop(h), hc, probs
 
