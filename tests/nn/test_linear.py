@@ -1,0 +1,47 @@
+"""lmforge.nn.linear: the thread-split few-row product equals F.linear, and training never takes it."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lmforge.nn import Linear, linear
+
+
+@pytest.fixture
+def threads():
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("n_threads", [2, 3])
+@pytest.mark.parametrize("out_f,in_f,rows,bias", [(2304, 768, 1, True), (50257, 64, 3, False),
+                                                  (1000, 1024, 32, True), (768, 3072, 7, False)])
+def test_split_product_equals_f_linear(threads, n_threads, out_f, in_f, rows, bias):
+    threads(n_threads)
+    torch.manual_seed(0)
+    w, b = torch.randn(out_f, in_f), (torch.randn(out_f) if bias else None)
+    x = torch.randn(1, rows, in_f)
+    with torch.no_grad():
+        got = linear(x, w, b)
+    assert got.shape == (1, rows, out_f)
+    torch.testing.assert_close(got, F.linear(x, w, b), rtol=1e-5, atol=1e-4)
+
+
+def test_gradients_flow_through_the_usual_path(threads):
+    threads(2)
+    torch.manual_seed(0)
+    layer = Linear(768, 2304)
+    x = torch.randn(1, 1, 768, requires_grad=True)
+    layer(x).square().sum().backward()
+    ref = torch.nn.Linear(768, 2304)
+    ref.load_state_dict(layer.state_dict())
+    x2 = x.detach().clone().requires_grad_()
+    ref(x2).square().sum().backward()
+    torch.testing.assert_close(layer.weight.grad, ref.weight.grad)
+    torch.testing.assert_close(x.grad, x2.grad)
+
+
+def test_linear_is_an_nn_linear_with_the_same_state_dict():
+    layer = Linear(4, 3)
+    assert isinstance(layer, torch.nn.Linear)
+    assert set(layer.state_dict()) == {"weight", "bias"}
