@@ -1,7 +1,8 @@
 """Transformer (2017) vs the LSTM baseline at an equal wall-clock budget, on the bundled gettext pairs.
 
 Trains configs/translate-PAIR.yaml (transformer-small) and configs/translate-PAIR-lstm.yaml (lstm-small)
-one after the other, each for --minutes of wall-clock time on this machine, then decodes the test
+at the same time (one process and one thread each, so both see the same machine for the same minutes;
+--no-parallel: one after the other), each for --minutes of wall-clock time, then decodes the test
 split (programs never seen in training) with beam 4, alpha 0.6 and reports side by side: BLEU and
 chrF (sacrebleu, signature printed), placeholder accuracy, training tokens/s, BLEU by source length.
 Writes OUT/results-PAIR.json and PNG plots into docs/.
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -64,6 +67,40 @@ def plot(results: dict, pair: str, docs: Path) -> list[Path]:
     return paths
 
 
+def run_family(args, family: str, test, lang: str, out: Path, docs: Path) -> None:
+    """Train one model for args.minutes, decode the test split, write RUN/result.json."""
+    from lmforge.config import TranslationRunConfig
+    from lmforge.eval.translation import evaluate_pairs, load_translator, plot_cross_attention
+    from lmforge.train.recipes.translation import train
+
+    config = ROOT / "configs" / (f"translate-{args.pair}.yaml" if family == "transformer"
+                                 else f"translate-{args.pair}-{family}.yaml")
+    cfg = TranslationRunConfig.from_file(config).with_overrides([f"recipe.minutes={args.minutes}"])
+    run_dir = out / f"{args.pair}-{family}"
+    if (run_dir / "train_state.pt").exists():
+        raise SystemExit(f"{run_dir} already holds a run; remove it or pass another --out")
+    print(f"== {family}: {config.relative_to(ROOT)}, {args.minutes:g} minutes", flush=True)
+    summary = train(cfg, run_dir)
+    model, tokenizer = load_translator(run_dir)
+    print(f"== {family}: decoding {len(test)} test pairs, beam 4", flush=True)
+    r = evaluate_pairs(model, tokenizer, [q.src for q in test], [q.tgt for q in test], lang, beam=4,
+                       warn=lambda m: print(m, flush=True))
+    hyps = r.pop("hypotheses")
+    (run_dir / "test-hypotheses.txt").write_text("\n".join(hyps) + "\n")
+    metrics = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    result = {"config": str(config.relative_to(ROOT)), "minutes": args.minutes, "train": summary,
+              "params": sum(q.numel() for q in model.parameters()), "test": r, "metrics": metrics}
+    print(f"== {family}: BLEU {r['bleu']:.2f} chrF {r['chrf']:.2f} placeholders "
+          f"{100 * r['placeholders']['accuracy']:.1f}% tokens/s {summary['tokens_per_s']}", flush=True)
+    if family == "transformer":  # cross-attention of a test message with a placeholder
+        q = next((q for q in test if "%s" in q.src and 4 <= len(q.src.split()) <= 10), test[0])
+        hyp = hyps[test.index(q)]
+        plot_cross_attention(model, tokenizer, q.src, hyp, docs / f"translation-{args.pair}-attention.png")
+        result["heatmap_sentence"] = {"src": q.src, "hyp": hyp, "ref": q.tgt}
+    del model
+    (run_dir / "result.json").write_text(json.dumps(result, indent=1))
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--pair", default="en-de", choices=["en-de", "en-zh"])
@@ -76,15 +113,16 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: on a CPU shared with other work, 2 threads measured ~10x slower "
                         "per step than alone, as each intra-op barrier waits for a descheduled thread)")
+    p.add_argument("--parallel", action=argparse.BooleanOptionalAction, default=True,
+                   help="train the models at the same time, one process each (default): on a shared machine both "
+                        "then see the same load for the same minutes; --no-parallel trains one after the other")
+    p.add_argument("--no-report", action="store_true", help=argparse.SUPPRESS)  # used by --parallel's children
     args = p.parse_args()
 
     import torch
     torch.set_num_threads(args.threads)
 
-    from lmforge.config import TranslationRunConfig
     from lmforge.data.translation import read_tsv, split_by_domain
-    from lmforge.eval.translation import evaluate_pairs, load_translator, plot_cross_attention
-    from lmforge.train.recipes.translation import train
 
     out, docs = Path(args.out), Path(args.docs)
     docs.mkdir(parents=True, exist_ok=True)
@@ -92,33 +130,22 @@ def main() -> int:
     test = split_by_domain(pairs)["test"]
     if args.test_limit and len(test) > args.test_limit:
         test = test[:: -(-len(test) // args.test_limit)]  # every k-th pair: all test programs stay represented
+    families = args.families.split(",")
+    if args.parallel and len(families) > 1:
+        # one process per model, started together: both see the same machine for the same minutes
+        cmd = [sys.executable, __file__, "--pair", args.pair, "--minutes", str(args.minutes), "--out", str(out),
+               "--test-limit", str(args.test_limit), "--docs", str(docs), "--threads", str(args.threads)]
+        procs = [subprocess.Popen(cmd + ["--families", f, "--no-report"]) for f in families]
+        if any(proc.wait() for proc in procs):
+            raise SystemExit("a training process failed; see its output above")
     results = {}
-    for family in args.families.split(","):
-        config = ROOT / "configs" / (f"translate-{args.pair}.yaml" if family == "transformer"
-                                     else f"translate-{args.pair}-{family}.yaml")
-        cfg = TranslationRunConfig.from_file(config).with_overrides([f"recipe.minutes={args.minutes}"])
-        run_dir = out / f"{args.pair}-{family}"
-        if (run_dir / "train_state.pt").exists():
-            raise SystemExit(f"{run_dir} already holds a run; remove it or pass another --out")
-        print(f"== {family}: {config.relative_to(ROOT)}, {args.minutes:g} minutes", flush=True)
-        summary = train(cfg, run_dir)
-        model, tokenizer = load_translator(run_dir)
-        print(f"== {family}: decoding {len(test)} test pairs, beam 4", flush=True)
-        r = evaluate_pairs(model, tokenizer, [q.src for q in test], [q.tgt for q in test], lang, beam=4,
-                           warn=lambda m: print(m, flush=True))
-        hyps = r.pop("hypotheses")
-        (run_dir / "test-hypotheses.txt").write_text("\n".join(hyps) + "\n")
-        metrics = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-        results[family] = {"config": str(config.relative_to(ROOT)), "minutes": args.minutes, "train": summary,
-                           "params": sum(q.numel() for q in model.parameters()), "test": r, "metrics": metrics}
-        print(f"== {family}: BLEU {r['bleu']:.2f} chrF {r['chrf']:.2f} placeholders "
-              f"{100 * r['placeholders']['accuracy']:.1f}% tokens/s {summary['tokens_per_s']}", flush=True)
-        if family == "transformer":  # cross-attention of a test message with a placeholder
-            q = next((q for q in test if "%s" in q.src and 4 <= len(q.src.split()) <= 10), test[0])
-            hyp = hyps[test.index(q)]
-            plot_cross_attention(model, tokenizer, q.src, hyp, docs / f"translation-{args.pair}-attention.png")
-            results[family]["heatmap_sentence"] = {"src": q.src, "hyp": hyp, "ref": q.tgt}
-        del model
+    for family in families:
+        result = out / f"{args.pair}-{family}" / "result.json"
+        if not (args.parallel and len(families) > 1):
+            run_family(args, family, test, lang, out, docs)
+        results[family] = json.loads(result.read_text())
+    if args.no_report:
+        return 0
     meta = {"pair": args.pair, "cpu": cpu_model_and_flags()[0], "threads": torch.get_num_threads(), "torch": torch.__version__,
             "date": time.strftime("%Y-%m-%d"), "test_pairs": len(test)}
     (out / f"results-{args.pair}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
