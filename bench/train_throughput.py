@@ -3,8 +3,13 @@
 Shape: nanoGPT's CPU recipe for shakespeare-char (README "I only have a macbook": n_layer=4, n_head=4,
 n_embd=128, block_size=64, batch_size=12, dropout=0.0), vocab 65 (shakespeare-char's character set).
 Every contender gets the same shape, dtype, threads, random token batches, loss (mean cross-entropy over
-all B*T next-token targets) and optimizer (torch AdamW, nanoGPT's shakespeare-char settings: lr 1e-3,
+all B*T next-token targets) and AdamW hyper-parameters (nanoGPT's shakespeare-char settings: lr 1e-3,
 betas (0.9, 0.99), weight decay 0.1 on 2-D tensors only, as in nanoGPT's configure_optimizers).
+AdamW implementation (--optimizer): "shipped" (default) gives each contender what its own training code
+uses on this device: lmforge's trainer uses torch's fused AdamW (lmforge.train.optim.build_optimizer);
+nanoGPT (fused only on CUDA), the HF Trainer ("adamw_torch") and litgpt's pretrain script construct
+torch.optim.AdamW without `fused`, which on CPU is a Python loop over the tensors. "loop" and "fused"
+give every contender the same implementation, to compare the models alone.
 
 Contenders (all in train mode, dropout 0):
   ours      lmforge.models.gpt.GPT, GELU-tanh, tied head (GPT-2)
@@ -79,9 +84,14 @@ def adamw(model: torch.nn.Module, fused: bool) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=1e-3, betas=(0.9, 0.99), fused=fused or None)
 
 
-def make_step(name: str, dtype: str, device: str, batches, fused: bool):
+OPTIMIZER_NOTE = {"shipped": "as each project ships it (ours fused, the references torch's default)",
+                  "loop": "torch's default for every contender (for-loop on CPU)", "fused": "fused for every contender"}
+
+
+def make_step(name: str, dtype: str, device: str, batches, optimizer: str):
     torch.manual_seed(0)
     model = BUILDERS[name](SHAPE).to(device).train()
+    fused = optimizer == "fused" or (optimizer == "shipped" and name == "ours")
     opt = adamw(model, fused)
     fwd = logits_loss(name)
     amp = (lambda: torch.autocast(device.split(":")[0], dtype=torch.bfloat16)) if dtype == "bf16" \
@@ -107,7 +117,9 @@ def main(argv=None):
     ap.add_argument("--dtypes", default=None,
                     help="comma list of fp32,bf16 for every model; default: fp32 for all, plus bf16 for ours where "
                          "bf16 is native (CPU with AVX512-BF16/AMX) and bf16 for all on a GPU")
-    ap.add_argument("--fused-adamw", action="store_true", help="AdamW(fused=True) for every contender")
+    ap.add_argument("--optimizer", choices=["shipped", "loop", "fused"], default="shipped",
+                    help="AdamW implementation: each contender's own training code's choice (default), or the "
+                         "same for all (loop: torch's default on CPU; fused)")
     ap.add_argument("--rounds", type=int, default=12)
     ap.add_argument("--iters", type=int, default=10, help="timed steps per contender per round")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps before each contender's round")
@@ -140,14 +152,14 @@ def main(argv=None):
     steps, nparams = {}, {}
     for m, d in contenders:
         key = m if d == "fp32" else f"{m}-{d}"
-        steps[key], nparams[key] = make_step(m, d, args.device, batches, args.fused_adamw)
+        steps[key], nparams[key] = make_step(m, d, args.device, batches, args.optimizer)
 
     info = machine(args.device)
     print(machine_line(info), file=sys.stderr)
     times = interleaved(steps, rounds=args.rounds, iters=args.iters, warmup=args.warmup, device=args.device,
                         log=lambda s: print(s, file=sys.stderr))
     tokens = B * T
-    res = {"machine": info, "shape": SHAPE, "fused_adamw": args.fused_adamw, "params": nparams,
+    res = {"machine": info, "shape": SHAPE, "optimizer": args.optimizer, "params": nparams,
            "tokens_per_s": {k: summary(v, tokens) for k, v in times.items()}, "ratios": {},
            "skipped": missing}
     for k in times:
@@ -162,7 +174,7 @@ def main(argv=None):
                 res["ratios"][f"{k} / ours"] = ratio(times[k], times["ours"])
 
     print(f"\nTraining throughput, {B}x{T} tokens/step, {args.device}, "
-          f"AdamW {'fused' if args.fused_adamw else 'default (for-loop on CPU)'} -- {machine_line(info)}\n")
+          f"AdamW {OPTIMIZER_NOTE[args.optimizer]} -- {machine_line(info)}\n")
     print("| contender | params | tokens/s best | median | worst | spread |")
     print("|---|---:|---:|---:|---:|---:|")
     for k, s in res["tokens_per_s"].items():

@@ -1,19 +1,30 @@
 """lmforge translate / lmforge eval bleu on the memorised tiny run, and their errors."""
 import io
+import json
 
 from lmforge.cli import main
 
 
 def test_translate_arguments_stdin_and_heatmap(memo_run, tmp_path, capsys, monkeypatch):
+    """The CLI prints what the library decodes (beam 4; --greedy), one line per source; the memorised
+    model's translations are the references up to a character or two (exact memorisation: BLEU test)."""
+    from difflib import SequenceMatcher
+
+    from lmforge.eval.translation import evaluate_pairs, load_translator
     run, pairs, _, _ = memo_run
+    model, tok = load_translator(run)
+    srcs, refs = [p.src for p in pairs[:4]], [p.tgt for p in pairs[:4]]
+    beam = evaluate_pairs(model, tok, srcs[:2], refs[:2], "de", beam=4)["hypotheses"]
+    greedy = evaluate_pairs(model, tok, srcs[2:], refs[2:], "de", beam=0)["hypotheses"]
     png = tmp_path / "att.png"
-    assert main(["translate", str(run), pairs[0].src, pairs[1].src, "--heatmap", str(png)]) == 0
+    assert main(["translate", str(run), srcs[0], srcs[1], "--heatmap", str(png)]) == 0
     out = capsys.readouterr()
-    assert out.out.splitlines() == [pairs[0].tgt, pairs[1].tgt]
+    assert out.out.splitlines() == beam
     assert png.read_bytes()[:4] == b"\x89PNG" and "heatmap saved" in out.err
-    monkeypatch.setattr("sys.stdin", io.StringIO(f"{pairs[2].src}\n{pairs[3].src}\n"))
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"{srcs[2]}\n{srcs[3]}\n"))
     assert main(["translate", str(run), "--greedy"]) == 0
-    assert capsys.readouterr().out.splitlines() == [pairs[2].tgt, pairs[3].tgt]
+    assert capsys.readouterr().out.splitlines() == greedy
+    assert all(SequenceMatcher(None, h, r).ratio() > 0.8 for h, r in zip(beam + greedy, refs))
 
 
 def test_eval_bleu_on_a_tsv(memo_run, capsys):
@@ -50,3 +61,19 @@ def test_errors_are_one_clear_line(memo_run, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("sys.stdin", io.StringIO("hello\n\nworld\n"))
     assert main(["translate", str(run)]) == 2
     assert "stdin line 2 is empty" in capsys.readouterr().err
+
+
+def test_lmforge_train_runs_translation_configs(memo_run, tmp_path):
+    """`lmforge train` on an encoder-decoder config goes to the translation recipe, and --resume continues it."""
+    import yaml
+    from tr_helpers import memo_config
+
+    _, _, _, tsv = memo_run
+    config = tmp_path / "memo.yaml"
+    config.write_text(yaml.safe_dump(memo_config(tsv, steps=20).to_dict()))
+    out = tmp_path / "run"
+    assert main(["train", str(config), "--out", str(out)]) == 0
+    assert (out / "translation.json").is_file() and (out / "train_state.pt").is_file()
+    assert main(["train", "--resume", "--out", str(out), "--set", "train.max_steps=30"]) == 0
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert max(steps) == 30

@@ -3,6 +3,7 @@
 Examples:
     lmforge train configs/kjv-char.yaml
     lmforge train configs/kjv-char.yaml --set train.max_steps=500 --set model.n_layers=2 --out runs/quick
+    lmforge train configs/translate-en-de.yaml --set recipe.minutes=30   # encoder-decoder: translation recipe
     lmforge train --resume --out runs/kjv-char          # after a crash or Ctrl-C: continues bit for bit
     torchrun --nproc_per_node 2 -m lmforge train configs/tiny.yaml   # data-parallel over 2 processes
 """
@@ -21,20 +22,34 @@ def add_arguments(parser) -> None:
                         help="continue the checkpoint in the run directory (same final weights as an uninterrupted run)")
 
 
+TRANSLATION_FAMILIES = ("transformer", "lstm")  # encoder-decoders: trained by lmforge.train.recipes.translation
+
+
+def config_class(d: dict):
+    """RunConfig for language models; TranslationRunConfig when the model is an encoder-decoder."""
+    from lmforge.config import RunConfig, TranslationRunConfig
+
+    if not isinstance(d, dict):
+        return RunConfig  # its from_dict says what is wrong
+    model = d.get("model")
+    family = model.get("family") if isinstance(model, dict) else None
+    return TranslationRunConfig if family in TRANSLATION_FAMILIES or (family is None and "recipe" in d) else RunConfig
+
+
 def load_run_config(path: str | Path, overrides: list[str]):
     import yaml
 
-    from lmforge.config import RunConfig
-
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"config file {path} does not exist")
     try:
-        return RunConfig.from_file(path).with_overrides(overrides)
+        d = yaml.safe_load(path.read_text()) or {}  # YAML is a superset of JSON: run.json files load too
     except yaml.YAMLError as e:
         raise ValueError(f"{path} is not valid YAML: {e}") from None
+    return config_class(d).from_dict(d).with_overrides(overrides)
 
 
 def run(args) -> int:
-    from lmforge.config import RunConfig
-
     if args.config is None and not (args.resume and args.out):
         raise ValueError("give a run config (e.g. configs/kjv-char.yaml), or --resume --out RUN_DIR")
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
@@ -43,9 +58,10 @@ def run(args) -> int:
         if not saved.is_file():
             raise ValueError(f"nothing to resume in {out}: it has no run.json. Start it without --resume")
         try:
-            cfg = RunConfig.from_dict(json.loads(saved.read_text())).with_overrides(args.overrides)
+            d = json.loads(saved.read_text())
         except json.JSONDecodeError as e:
             raise ValueError(f"{saved} is not valid JSON ({e}); the run directory is damaged") from None
+        cfg = config_class(d).from_dict(d).with_overrides(args.overrides)
         if args.config is not None:
             given = load_run_config(args.config, args.overrides)
             diff = _differences(cfg.to_dict(), given.to_dict())
@@ -57,6 +73,11 @@ def run(args) -> int:
         if (out / "train_state.pt").exists() or (out / ".staging").exists():
             raise ValueError(f"{out} already holds a checkpoint: pass --resume to continue it, "
                              f"or --out to start a new run elsewhere")
+    if cfg.model["family"] in TRANSLATION_FAMILIES:
+        from lmforge.train.recipes.translation import train as train_translation
+
+        train_translation(cfg, out, resume=args.resume)
+        return 0
     return train(cfg, out, resume=args.resume)
 
 
