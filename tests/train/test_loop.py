@@ -125,3 +125,21 @@ def test_resume_keeps_the_dtype_that_auto_chose(kjv, tmp_path):
                     out_dir=tmp_path, log=lambda s: None)
     again.fit(resume=True)
     assert again.bf16 == (state["dtype"] == "bf16") and again.step == 6
+
+
+def test_dtype_probe_is_a_training_step_that_leaves_no_trace(kjv, tmp_path):
+    """`dtype: auto` times forward + backward on batch 0; the probe must not leave gradients, touch the
+    RNG, or change the weights, or a run with `auto` would not match the same run with its chosen dtype."""
+    tok, train, val = kjv
+    cfg = TrainConfig(max_steps=1, batch_size=4, dtype="fp32", progress=False, eval_interval=0, save_interval=0)
+    t = Trainer(tiny(tok.vocab_size, dropout=0.1), cfg, RandomWindows(train, 32, 4, seed=1),
+                RandomWindows(val, 32, 4, seed=2), out_dir=tmp_path, tokenizer=tok, log=lambda s: None)
+    before = {k: v.clone() for k, v in t.model.state_dict().items()}
+    rng = torch.get_rng_state()
+    calls = []
+    t.model.tok_emb.weight.register_hook(lambda grad: calls.append("backward"))
+    t._probe()()
+    assert calls == ["backward"]
+    assert all(p.grad is None for p in t.model.parameters()) and t.model.training
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert all(torch.equal(v, before[k]) for k, v in t.model.state_dict().items())
