@@ -45,3 +45,11 @@ def test_linear_is_an_nn_linear_with_the_same_state_dict():
     layer = Linear(4, 3)
     assert isinstance(layer, torch.nn.Linear)
     assert set(layer.state_dict()) == {"weight", "bias"}
+
+
+def test_a_non_contiguous_weight_takes_the_usual_path(threads):
+    threads(2)
+    w = torch.randn(768, 2304).t()  # (2304, 768), column-major
+    x = torch.randn(1, 768)
+    with torch.no_grad():
+        torch.testing.assert_close(linear(x, w), F.linear(x, w))

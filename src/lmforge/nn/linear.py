@@ -25,7 +25,7 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     threads = torch.get_num_threads()
     out_f, in_f = weight.shape
     if (threads < 2 or x.device.type != "cpu" or x.dtype != torch.float32 or weight.numel() < _MIN_WEIGHT
-            or x.numel() > _FEW_ROWS * in_f or out_f < 64 * threads
+            or x.numel() > _FEW_ROWS * in_f or out_f < 64 * threads or not weight.is_contiguous()
             or (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))):
         return F.linear(x, weight, bias)
     rows = x.reshape(-1, in_f)
