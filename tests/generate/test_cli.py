@@ -78,11 +78,15 @@ def test_stop_string_cuts_the_text(tiny_run, capsys):
     assert out.rstrip("\n") == "And" + gen[:gen.index(stop)]
 
 
-def test_sample_says_when_the_context_is_full(tiny_run, capsys):
+def test_sample_slides_past_the_context_or_says_where_it_stopped(tiny_run, capsys):
     import lmforge
     max_len = lmforge.load(tiny_run).config.max_len
     code, out, err = cli(capsys, "sample", str(tiny_run), "--prompt", "In", "--max-new-tokens", str(max_len + 50),
                          "--temperature", "0")  # greedy: this random model never picks <|endoftext|> here
+    assert code == 0 and f"exceed the model's context of {max_len} tokens" in err
+    assert len(out.rstrip("\n")) == 2 + max_len + 50  # character tokens: the prompt and every new token
+    code, out, err = cli(capsys, "sample", str(tiny_run), "--prompt", "In", "--max-new-tokens", str(max_len + 50),
+                         "--temperature", "0", "--no-slide")
     assert code == 0 and f"filled the model's context of {max_len} tokens" in err
     assert f"stopped after {max_len - 2} of {max_len + 50} new tokens" in err  # "In" is 2 char tokens
     _, _, err = cli(capsys, "sample", str(tiny_run), "--prompt", "In", "--max-new-tokens", "5")

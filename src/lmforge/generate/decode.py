@@ -68,6 +68,14 @@ class Sequence:
         self.generator = None if seed is None else torch.Generator(device).manual_seed(seed)
         self.finish_reason: str | None = None
         self.cancelled = False
+        self.slide = False  # when the context fills: keep its last half and go on (Engine.add(slide=True))
+        self.start = 0  # where the model's context begins in prompt + tokens (moves when it slides)
+        self.slides = 0
+
+    @property
+    def context(self) -> list[int]:
+        """The tokens the model conditions on: prompt + tokens, from `start`."""
+        return (self.prompt + self.tokens)[self.start:]
 
     @property
     def done(self) -> bool:
@@ -132,8 +140,15 @@ class Engine:
 
     def add(self, prompt: Seq[int], params: SamplingParams | None = None, *, max_new_tokens: int = 64,
             eos_token_id: int | Iterable[int] | None = None, stop=None, seed: int | None = None,
-            tag: Any = None) -> Sequence:
-        """Queue a prompt (token ids); it joins the batch at the next `step()`. Returns its handle."""
+            tag: Any = None, slide: bool = False) -> Sequence:
+        """Queue a prompt (token ids); it joins the batch at the next `step()`. Returns its handle.
+
+        slide: generate past the model's context (max_len). When prompt + new tokens fill it, the row
+        keeps the last max_len // 2 tokens as its context, re-reads them (one prefill) and goes on, so
+        max_new_tokens is the only limit. Tokens after a slide no longer see the text before the
+        window (llama.cpp's "context shift" drops half the same way; nanoGPT's sample.py crops to
+        the last block_size tokens at every step, which costs a full forward per token).
+        Without it a row ends with finish_reason "length" when the context is full."""
         prompt = [int(t) for t in prompt]
         if not prompt:
             raise ValueError("prompt is empty: give at least one token id (e.g. a BOS or newline token)")
@@ -146,9 +161,10 @@ class Engine:
         if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
         eos = frozenset([eos_token_id] if isinstance(eos_token_id, int) else eos_token_id or ())
-        budget = min(max_new_tokens, self.max_len - len(prompt))
+        budget = max_new_tokens if slide else min(max_new_tokens, self.max_len - len(prompt))
         seq = Sequence(next(self._ids), prompt, params or SamplingParams(), budget, eos, _as_stop(stop), seed,
                        self.device, tag)
+        seq.slide = slide
         with self._lock:
             self.pending.append(seq)
         return seq
@@ -157,13 +173,14 @@ class Engine:
     def _join(self, new: list[Sequence]) -> None:
         """Prefill the new rows' prompts (all but the last token, which is fed with everyone's next step)."""
         n, dev = len(new), self.device
-        Lp = max(len(s.prompt) - 1 for s in new)
+        contexts = [s.context for s in new]  # the prompt, or a sliding row's window
+        Lp = max(len(c) - 1 for c in contexts)
         ids = torch.zeros(n, Lp, dtype=torch.long, device=dev)
         mask = torch.zeros(n, Lp, dtype=torch.bool, device=dev)
-        for i, s in enumerate(new):  # left padding
-            m = len(s.prompt) - 1
+        for i, c in enumerate(contexts):  # left padding
+            m = len(c) - 1
             if m:
-                ids[i, Lp - m:] = torch.tensor(s.prompt[:-1], device=dev)
+                ids[i, Lp - m:] = torch.tensor(c[:-1], device=dev)
                 mask[i, Lp - m:] = True
         new_padded = not bool(mask.all())
         if self.use_cache:
@@ -178,13 +195,14 @@ class Engine:
         B = len(self.rows)
         self.padded = self.padded or new_padded or (B > 0 and self.mask.size(1) != Lp)
         self.mask = mask if not self.rows else _merge_right(self.mask, mask, False)
-        self.last = torch.cat([self.last, torch.tensor([[s.prompt[-1]] for s in new], device=dev)])
-        self.pos = torch.cat([self.pos, torch.tensor([len(s.prompt) - 1 for s in new], device=dev)])
+        self.last = torch.cat([self.last, torch.tensor([[c[-1]] for c in contexts], device=dev)])
+        self.pos = torch.cat([self.pos, torch.tensor([len(c) - 1 for c in contexts], device=dev)])
         self.rows += new
         if self.counts is not None or any(s.params.needs_counts for s in new):
             counts = torch.zeros(n, self.vocab_size, device=dev)
-            for i, s in enumerate(new):
-                counts[i].index_add_(0, torch.tensor(s.prompt, device=dev), torch.ones(len(s.prompt), device=dev))
+            for i, s in enumerate(new):  # penalties count everything seen, also before a slide
+                seen = s.prompt + s.tokens
+                counts[i].index_add_(0, torch.tensor(seen, device=dev), torch.ones(len(seen), device=dev))
             if self.counts is None:
                 self.counts = torch.zeros(B, self.vocab_size, device=dev)
                 for i, s in enumerate(self.rows[:B]):
@@ -264,7 +282,7 @@ class Engine:
         self.last, self.pos = tokens[:, None], self.pos + 1
         if self.counts is not None:
             self.counts[torch.arange(B, device=self.device), tokens] += 1
-        finished = []
+        finished, sliding = [], []
         for b, (s, st) in enumerate(zip(self.rows, steps)):
             s.tokens.append(st.token)
             if st.token in s.eos:
@@ -273,9 +291,17 @@ class Engine:
                 s.finish_reason = "stop"
             elif len(s.tokens) >= s.budget:
                 s.finish_reason = "length"
+            elif s.slide and len(s.prompt) + len(s.tokens) - s.start >= self.max_len:
+                s.start = len(s.prompt) + len(s.tokens) - max(1, self.max_len // 2)
+                s.slides += 1
+                sliding.append(s)
             st.finish_reason = s.finish_reason
             if s.finish_reason:
                 finished.append(b)
+        if sliding:  # leave the batch and re-join at the next step with the kept half as their context
+            finished += [b for b, s in enumerate(self.rows) if s in sliding]
+            with self._lock:
+                self.pending = sliding + self.pending
         self._drop(finished)
         return steps
 
@@ -373,14 +399,15 @@ def generate(model, ids, *, max_new_tokens: int = 64, temperature: float = 1.0, 
              logit_bias: dict[int, float] | None = None, banned_tokens: Seq[int] = (),
              eos_token_id: int | Seq[int] | None = None, stop=None, seed: int | None = None,
              use_cache: bool = True, alternatives: int = 5, need_weights: bool = False,
-             cancel: threading.Event | None = None) -> Iterator[Step]:
+             cancel: threading.Event | None = None, slide: bool = False) -> Iterator[Step]:
     """Generate from one prompt (list of ids, or a (T,) tensor) or several ((B, T) tensor, list of lists
     of different lengths); yields a Step per new token per row, rows interleaved step by step.
 
     temperature 0 is greedy. seed: row r samples with its own generator seeded `seed + r`, so a row's
     text does not depend on the others (batched == one by one). stop: token-id sequences that end a
     row (the stop tokens are yielded). cancel: a threading.Event; once set (from any thread) no
-    further step is computed. Stopping early is simply leaving the loop.
+    further step is computed. Stopping early is simply leaving the loop. slide: go on past the
+    model's context, keeping its last half (see Engine.add).
 
         for step in generate(model, [464, 3290], max_new_tokens=20, temperature=0.8, top_p=0.95, seed=0):
             print(step.token, step.prob, [(a.token, a.raw_prob) for a in step.alternatives])
@@ -396,7 +423,7 @@ def generate(model, ids, *, max_new_tokens: int = 64, temperature: float = 1.0, 
                     capacity=longest + max_new_tokens if isinstance(max_new_tokens, int) else None)
     for r, p in enumerate(prompts):
         engine.add(p, params, max_new_tokens=max_new_tokens, eos_token_id=eos_token_id, stop=stop,
-                   seed=None if seed is None else seed + r)
+                   seed=None if seed is None else seed + r, slide=slide)
     return _run(engine, cancel)
 
 
