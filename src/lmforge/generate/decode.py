@@ -70,7 +70,6 @@ class Sequence:
         self.cancelled = False
         self.slide = False  # when the context fills: keep its last half and go on (Engine.add(slide=True))
         self.start = 0  # where the model's context begins in prompt + tokens (moves when it slides)
-        self.slides = 0
 
     @property
     def context(self) -> list[int]:
@@ -293,7 +292,6 @@ class Engine:
                 s.finish_reason = "length"
             elif s.slide and len(s.prompt) + len(s.tokens) - s.start >= self.max_len:
                 s.start = len(s.prompt) + len(s.tokens) - max(1, self.max_len // 2)
-                s.slides += 1
                 sliding.append(s)
             st.finish_reason = s.finish_reason
             if s.finish_reason:
