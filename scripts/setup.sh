@@ -12,12 +12,14 @@ python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 python -c "import torch" 2>/dev/null || python -m pip install -q "torch==2.13.0"
 python -m pip install -q -e ".[dev]"
 # The browser test needs a real Chromium; use the system package, never a downloaded browser build.
-if ! command -v chromium >/dev/null 2>&1; then
+# Plots of Chinese tokens need a CJK font (fonts-wqy-microhei, 5 MB); without one they show empty boxes.
+if ! command -v chromium >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -qi "wenquanyi\|noto sans cjk"; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) >/dev/null \
-      || echo "warning: could not install chromium; the browser test will be skipped" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver fonts-wqy-microhei) \
+      >/dev/null || echo "warning: could not install chromium / fonts-wqy-microhei; the browser test will be skipped" >&2
   else
-    echo "note: install Debian's chromium (apt-get install chromium) to run the browser test" >&2
+    echo "note: install Debian's chromium and fonts-wqy-microhei (apt-get install chromium fonts-wqy-microhei)" \
+         "to run the browser test and draw Chinese token labels" >&2
   fi
 fi
 python -c "import torch, lmforge; print(f'lmforge {lmforge.__version__} ready: torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}')"

@@ -146,30 +146,33 @@ def plot_steps(steps, tok, path: str, max_steps: int = 24) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from lmforge.plots import token_fonts
     steps = steps[:max_steps]
     if not steps:
         raise ValueError("nothing was generated, so there is nothing to plot")
     cols = min(6, len(steps))
     rows = (len(steps) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.2 * rows), squeeze=False)
-    for ax in axes.flat[len(steps):]:
-        ax.axis("off")
-    for ax, s in zip(axes.flat, steps):
-        labels = [token_text(tok, a.token) for a in s.alternatives]
-        x = range(len(labels))
-        ax.bar([i - 0.2 for i in x], [a.raw_prob for a in s.alternatives], 0.4, color="#9ecae1", label="model")
-        ax.bar([i + 0.2 for i in x], [a.prob for a in s.alternatives], 0.4, color="#08519c", label="sampled from")
-        for i, a in enumerate(s.alternatives):
-            if a.token == s.token:
-                ax.axvspan(i - 0.5, i + 0.5, color="#fdae6b", alpha=0.35, lw=0)
-        ax.set_xticks(list(x), labels, fontsize=7)
-        ax.set_ylim(0, 1)
-        ax.set_title(f"#{s.index} {token_text(tok, s.token)!s}  p={s.prob:.2f}", fontsize=8)
-        ax.tick_params(axis="y", labelsize=6)
-    axes.flat[0].legend(fontsize=6)
-    fig.suptitle("each step: top alternatives, model (light) vs after processors (dark); chosen shaded", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with matplotlib.rc_context(token_fonts()):  # CJK token labels need a CJK font
+        fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.2 * rows), squeeze=False)
+        for ax in axes.flat[len(steps):]:
+            ax.axis("off")
+        for ax, s in zip(axes.flat, steps):
+            labels = [token_text(tok, a.token) for a in s.alternatives]
+            x = range(len(labels))
+            ax.bar([i - 0.2 for i in x], [a.raw_prob for a in s.alternatives], 0.4, color="#9ecae1", label="model")
+            ax.bar([i + 0.2 for i in x], [a.prob for a in s.alternatives], 0.4, color="#08519c", label="sampled from")
+            for i, a in enumerate(s.alternatives):
+                if a.token == s.token:
+                    ax.axvspan(i - 0.5, i + 0.5, color="#fdae6b", alpha=0.35, lw=0)
+            ax.set_xticks(list(x), labels, fontsize=7)
+            ax.set_ylim(0, 1)
+            ax.set_title(f"#{s.index} {token_text(tok, s.token)!s}  p={s.prob:.2f}", fontsize=8)
+            ax.tick_params(axis="y", labelsize=6)
+        axes.flat[0].legend(fontsize=6)
+        fig.suptitle("each step: top alternatives, model (light) vs after processors (dark); chosen shaded", fontsize=9)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
@@ -179,6 +182,8 @@ def plot_attention(steps, tok, prompt_ids, path: str, layer: int, head: str) -> 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import torch
+
+    from lmforge.plots import token_fonts
     if not steps:
         raise ValueError("nothing was generated, so there is no attention to plot")
     n_layers, n_heads = steps[0].attention.shape[:2]
@@ -193,13 +198,14 @@ def plot_attention(steps, tok, prompt_ids, path: str, layer: int, head: str) -> 
         a = a.mean(0) if head == "mean" else a[int(head)]
         grid[i, :a.numel()] = a
     ids = list(prompt_ids) + [s.token for s in steps]
-    fig, ax = plt.subplots(figsize=(min(0.22 * S + 2, 30), min(0.22 * len(steps) + 1.5, 20)))
-    ax.imshow(grid.numpy(), cmap="viridis", aspect="auto")
-    ax.set_xticks(range(S), [token_text(tok, t) for t in ids[:S]], fontsize=6, rotation=90)
-    ax.set_yticks(range(len(steps)), [token_text(tok, s.token) for s in steps], fontsize=6)
-    ax.set_xlabel("attends to (prompt and generated tokens; the query's own input token is the last column it sees)")
-    ax.set_ylabel("generated token")
-    ax.set_title(f"attention, layer {layer}, head {head}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with matplotlib.rc_context(token_fonts()):  # CJK token labels need a CJK font
+        fig, ax = plt.subplots(figsize=(min(0.22 * S + 2, 30), min(0.22 * len(steps) + 1.5, 20)))
+        ax.imshow(grid.numpy(), cmap="viridis", aspect="auto")
+        ax.set_xticks(range(S), [token_text(tok, t) for t in ids[:S]], fontsize=6, rotation=90)
+        ax.set_yticks(range(len(steps)), [token_text(tok, s.token) for s in steps], fontsize=6)
+        ax.set_xlabel("attends to (prompt and generated tokens; the query's own input token is the last column it sees)")
+        ax.set_ylabel("generated token")
+        ax.set_title(f"attention, layer {layer}, head {head}")
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
     plt.close(fig)

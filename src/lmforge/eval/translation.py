@@ -148,6 +148,7 @@ def plot_cross_attention(model, tokenizer, src_text: str, tgt_text: str, path, l
 
     from lmforge.data.translation import BOS, EOS
     from lmforge.io import atomic_write
+    from lmforge.plots import token_fonts
     s = tokenizer.encode(src_text)[: model.config.max_len - 1] + [EOS]
     t = [BOS] + tokenizer.encode(tgt_text)[: model.config.max_len - 2]
     with torch.no_grad():
@@ -156,14 +157,15 @@ def plot_cross_attention(model, tokenizer, src_text: str, tgt_text: str, path, l
 
     def label(i):
         return tokenizer.decode([i]).replace("\n", "\\n") or "·"
-    fig, ax = plt.subplots(figsize=(max(4, 0.45 * len(s) + 2), max(3, 0.4 * len(t) + 1.5)), dpi=110)
-    ax.imshow(probs, cmap="viridis", aspect="auto", vmin=0, vmax=1)
-    ax.set_xticks(range(len(s)), [label(i) for i in s], rotation=70, fontsize=8)
-    ax.set_yticks(range(len(t)), ["<s>"] + [label(i) for i in t[1:]], fontsize=8)
-    ax.set_xlabel("source tokens")
-    ax.set_ylabel("target tokens (predicting the next)")
-    which = "last decoder layer" if layer == -1 else f"decoder layer {layer}"
-    ax.set_title(f"{getattr(model.config, 'family', '')} cross-attention, {which}, mean over heads", fontsize=9)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    with matplotlib.rc_context(token_fonts()):  # Chinese tokens need a CJK font
+        fig, ax = plt.subplots(figsize=(max(4, 0.45 * len(s) + 2), max(3, 0.4 * len(t) + 1.5)), dpi=110)
+        ax.imshow(probs, cmap="viridis", aspect="auto", vmin=0, vmax=1)
+        ax.set_xticks(range(len(s)), [label(i) for i in s], rotation=70, fontsize=8)
+        ax.set_yticks(range(len(t)), ["<s>"] + [label(i) for i in t[1:]], fontsize=8)
+        ax.set_xlabel("source tokens")
+        ax.set_ylabel("target tokens (predicting the next)")
+        which = "last decoder layer" if layer == -1 else f"decoder layer {layer}"
+        ax.set_title(f"{getattr(model.config, 'family', '')} cross-attention, {which}, mean over heads", fontsize=9)
+        fig.tight_layout()
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
     plt.close(fig)
