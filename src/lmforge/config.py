@@ -272,21 +272,28 @@ class RunConfig(Config):
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 
     SECTIONS: ClassVar[tuple[str, ...]] = ("model", "data", "train")
+    DEFAULT_FAMILY: ClassVar[str] = "gpt"
+
+    @classmethod
+    def _sections(cls, d: Any) -> dict[str, dict]:
+        """Check the top level (a mapping of known sections, each a mapping); every section, {} if absent,
+        the model section with its family filled in."""
+        name = cls.__name__
+        if not isinstance(d, dict):
+            raise ValueError(f"{name}: expected a mapping with sections {', '.join(cls.SECTIONS)}, got {type(d).__name__}")
+        for key in d:
+            if key not in cls.SECTIONS:
+                raise ValueError(f"{name}: unknown section {key!r}. Allowed sections: {', '.join(cls.SECTIONS)}")
+            if d[key] is not None and not isinstance(d[key], dict):
+                raise ValueError(f"{name}: section {key!r} must be a mapping of keys to values, got {d[key]!r}")
+        out = {key: dict(d.get(key) or {}) for key in cls.SECTIONS}
+        out["model"].setdefault("family", cls.DEFAULT_FAMILY)
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], *, ignore: tuple[str, ...] = ()):
-        if not isinstance(d, dict):
-            raise ValueError(f"RunConfig: expected a mapping with sections {', '.join(cls.SECTIONS)}, got {type(d).__name__}")
-        for key in d:
-            if key not in cls.SECTIONS:
-                raise ValueError(f"RunConfig: unknown section {key!r}. Allowed sections: {', '.join(cls.SECTIONS)}")
-        for key in ("model", "data", "train"):
-            if d.get(key) is not None and not isinstance(d[key], dict):
-                raise ValueError(f"RunConfig: section {key!r} must be a mapping of keys to values, got {d[key]!r}")
-        model = dict(d.get("model") or {})
-        model.setdefault("family", "gpt")
-        return cls(model=model, data=DataConfig.from_dict(d.get("data") or {}),
-                   train=TrainConfig.from_dict(d.get("train") or {}))
+        s = cls._sections(d)
+        return cls(model=s["model"], data=DataConfig.from_dict(s["data"]), train=TrainConfig.from_dict(s["train"]))
 
     def __post_init__(self):
         self.model_config()  # validate family, preset and keys now, not at step 0 of training
@@ -474,18 +481,10 @@ class TranslationRunConfig(RunConfig):
     recipe: TranslationConfig = dataclasses.field(default_factory=TranslationConfig)
 
     SECTIONS: ClassVar[tuple[str, ...]] = ("model", "data", "train", "recipe")
+    DEFAULT_FAMILY: ClassVar[str] = "transformer"
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], *, ignore: tuple[str, ...] = ()):
-        if not isinstance(d, dict):
-            raise ValueError(f"TranslationRunConfig: expected a mapping with sections {', '.join(cls.SECTIONS)}")
-        for key in d:
-            if key not in cls.SECTIONS:
-                raise ValueError(f"TranslationRunConfig: unknown section {key!r}. Allowed sections: {', '.join(cls.SECTIONS)}")
-            if d[key] is not None and not isinstance(d[key], dict):
-                raise ValueError(f"TranslationRunConfig: section {key!r} must be a mapping of keys to values, got {d[key]!r}")
-        model = dict(d.get("model") or {})
-        model.setdefault("family", "transformer")
-        return cls(model=model, data=TranslationDataConfig.from_dict(d.get("data") or {}),
-                   train=TrainConfig.from_dict(d.get("train") or {}),
-                   recipe=TranslationConfig.from_dict(d.get("recipe") or {}))
+        s = cls._sections(d)
+        return cls(model=s["model"], data=TranslationDataConfig.from_dict(s["data"]),
+                   train=TrainConfig.from_dict(s["train"]), recipe=TranslationConfig.from_dict(s["recipe"]))
