@@ -69,6 +69,8 @@ def test_chat_completion_stream_and_logprobs(client):
     (dict(max_tokens=101), 400, "max_tokens"),
     (dict(prompt=""), 400, "prompt"),
     (dict(prompt="a" * 200), 400, "prompt"),
+    (dict(prompt=[1, 2, 10**6]), 400, "prompt"),  # token ids outside the vocabulary
+    (dict(prompt=[1] * 200), 400, "prompt"),  # token ids longer than the context
     (dict(n=99), 400, "n"),
     (dict(stop=123), 400, "stop"),
 ])
@@ -79,7 +81,7 @@ def test_bad_requests_get_openai_errors_and_the_server_stays_up(client, server, 
     assert e.value.status_code == status
     err = e.value.body
     assert err["param"] == param and param in err["message"]
-    if param == "prompt" and "a" * 10 in args["prompt"]:
+    if param == "prompt" and len(args["prompt"]) == 200:
         assert "maximum context length is 128 tokens" in err["message"]
     alive(server)
 
@@ -147,5 +149,6 @@ def test_distribution_endpoint_applies_settings(server):
     assert [a["raw_prob"] for a in raw] == pytest.approx([a["raw_prob"] for a in cut])
     assert [a["prob"] > 0 for a in cut] == [True, True, False, False, False]
     assert sum(a["prob"] for a in cut) == pytest.approx(1.0, abs=1e-5)
-    r = httpx.post(server + "/api/distribution", json={"ids": [], "n": 5})
-    assert r.status_code == 400 and r.json()["error"]["param"] == "ids"
+    for bad in ([], [1, 10**6], [1] * 200):
+        r = httpx.post(server + "/api/distribution", json={"ids": bad, "n": 5})
+        assert r.status_code == 400 and r.json()["error"]["param"] == "ids"

@@ -175,6 +175,14 @@ class Server:
         self.check_length(ids, param)
         return ids
 
+    def check_ids(self, ids, param: str) -> list[int]:
+        """Token ids given directly (completions' prompt, the explorer's ids): in the vocabulary, within the context."""
+        V = self.model.config.vocab_size
+        if not all(0 <= t < V for t in ids):
+            raise APIError(400, f"{param}: token ids must be in [0, {V - 1}]", param)
+        self.check_length(ids, param)
+        return ids
+
     def check_length(self, ids, param):
         if len(ids) >= self.max_len:
             raise APIError(400, f"This model's maximum context length is {self.max_len} tokens; your {param} is "
@@ -267,6 +275,22 @@ def create_app(model, tok, name: str = "lmforge", limits: Limits | None = None) 
         return {**srv.worker.stats, "active": len(srv.worker.engine.rows), "max_len": srv.max_len,
                 "vocab_size": model.config.vocab_size}
 
+    async def collect(gen, n: int, entry=None):
+        """Drain `srv.run` for a non-streaming answer: per choice its text, finish reason and [entry(step)];
+        and the number of tokens generated."""
+        texts, reasons, entries, n_tokens = [""] * n, ["length"] * n, [[] for _ in range(n)], 0
+        async for c, st, piece, reason in gen:
+            texts[c] += piece
+            reasons[c] = reason or reasons[c]
+            n_tokens += 1
+            if entry is not None:
+                entries[c].append(entry(st))
+        return texts, reasons, entries, n_tokens
+
+    def usage(prompt_tokens: int, completion_tokens: int) -> dict:
+        return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens}
+
     def logprob_entry(st, k: int):
         t = srv.tok.decode([st.token])
         top = [(srv.tok.decode([a.token]), _log(a.raw_prob)) for a in st.alternatives[:k]]
@@ -285,10 +309,7 @@ def create_app(model, tok, name: str = "lmforge", limits: Limits | None = None) 
         if isinstance(prompt, list) and len(prompt) == 1:
             prompt = prompt[0]
         if isinstance(prompt, list) and prompt and all(isinstance(t, int) for t in prompt):
-            srv.check_length(prompt, "prompt")
-            ids = prompt
-            if not all(0 <= t < model.config.vocab_size for t in prompt):
-                raise APIError(400, f"prompt token ids must be in [0, {model.config.vocab_size - 1}]", "prompt")
+            ids = srv.check_ids(prompt, "prompt")
         else:
             ids = srv.encode(prompt)
         rid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
@@ -318,19 +339,11 @@ def create_app(model, tok, name: str = "lmforge", limits: Limits | None = None) 
                 yield "data: [DONE]\n\n"
             return StreamingResponse(events(), media_type="text/event-stream")
 
-        texts, reasons = [""] * opts["n"], [None] * opts["n"]
-        entries = [[] for _ in range(opts["n"])]
-        n_tokens = 0
-        async for c, st, piece, reason in gen:
-            texts[c] += piece
-            reasons[c] = reason or reasons[c]
-            n_tokens += 1
-            if k is not None:
-                entries[c].append(logprob_entry(st, k))
+        texts, reasons, entries, n_tokens = await collect(
+            gen, opts["n"], None if k is None else (lambda st: logprob_entry(st, k)))
         return {"id": rid, "object": "text_completion", "created": created, "model": name,
                 "choices": [choice_obj(c, texts[c], reasons[c], lp_obj(entries[c], 0)) for c in range(opts["n"])],
-                "usage": {"prompt_tokens": len(ids), "completion_tokens": n_tokens,
-                          "total_tokens": len(ids) + n_tokens}}
+                "usage": usage(len(ids), n_tokens)}
 
     @app.post("/v1/chat/completions")
     @handle
@@ -367,21 +380,12 @@ def create_app(model, tok, name: str = "lmforge", limits: Limits | None = None) 
                 yield "data: [DONE]\n\n"
             return StreamingResponse(events(), media_type="text/event-stream")
 
-        texts, reasons = [""] * opts["n"], ["length"] * opts["n"]
-        lps = [[] for _ in range(opts["n"])]
-        n_tokens = 0
-        async for c, st, piece, reason in gen:
-            texts[c] += piece
-            reasons[c] = reason or reasons[c]
-            n_tokens += 1
-            if want_lp:
-                lps[c].append(lp_content(st))
+        texts, reasons, lps, n_tokens = await collect(gen, opts["n"], lp_content if want_lp else None)
         choices = [{"index": c, "message": {"role": "assistant", "content": texts[c]},
                     "logprobs": {"content": lps[c]} if want_lp else None, "finish_reason": reasons[c]}
                    for c in range(opts["n"])]
         return {"id": rid, "object": "chat.completion", "created": created, "model": name, "choices": choices,
-                "usage": {"prompt_tokens": len(prompt.ids), "completion_tokens": n_tokens,
-                          "total_tokens": len(prompt.ids) + n_tokens}}
+                "usage": usage(len(prompt.ids), n_tokens)}
 
     # -- the explorer's endpoints -------------------------------------------------------------------
     def step_json(st):
@@ -414,9 +418,7 @@ def create_app(model, tok, name: str = "lmforge", limits: Limits | None = None) 
         ids = body.get("ids")
         if not isinstance(ids, list) or not ids or not all(isinstance(t, int) for t in ids):
             raise APIError(400, "ids must be a non-empty list of token ids", "ids")
-        if not all(0 <= t < model.config.vocab_size for t in ids):
-            raise APIError(400, f"ids must be in [0, {model.config.vocab_size - 1}]", "ids")
-        srv.check_length(ids, "ids")
+        srv.check_ids(ids, "ids")
         n = _num(body, "n", 10, 1, 50, integer=True)  # bars to return (not OpenAI's n)
         params, _ = srv.params({k: v for k, v in body.items() if k != "n"})
 
