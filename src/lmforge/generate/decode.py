@@ -20,9 +20,10 @@ added at the start.
 from __future__ import annotations
 
 import itertools
+import math
 import threading
-from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Sequence as Seq
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Sequence as Seq
 
 import torch
 from torch import Tensor
@@ -61,9 +62,9 @@ class Sequence:
     """A row of an Engine: the prompt, what was generated so far, how to choose and when to stop."""
 
     def __init__(self, id: int, prompt: list[int], params: SamplingParams, budget: int,
-                 eos: frozenset[int], stop: tuple[tuple[int, ...], ...], seed: int | None, device, tag: Any):
+                 eos: frozenset[int], stop: tuple[tuple[int, ...], ...], seed: int | None, device):
         self.id, self.prompt, self.params, self.budget = id, prompt, params, budget
-        self.eos, self.stop, self.tag = eos, stop, tag
+        self.eos, self.stop = eos, stop
         self.tokens: list[int] = []
         self.generator = None if seed is None else torch.Generator(device).manual_seed(seed)
         self.finish_reason: str | None = None
@@ -139,7 +140,7 @@ class Engine:
 
     def add(self, prompt: Seq[int], params: SamplingParams | None = None, *, max_new_tokens: int = 64,
             eos_token_id: int | Iterable[int] | None = None, stop=None, seed: int | None = None,
-            tag: Any = None, slide: bool = False) -> Sequence:
+            slide: bool = False) -> Sequence:
         """Queue a prompt (token ids); it joins the batch at the next `step()`. Returns its handle.
 
         slide: generate past the model's context (max_len). When prompt + new tokens fill it, the row
@@ -162,7 +163,7 @@ class Engine:
         eos = frozenset([eos_token_id] if isinstance(eos_token_id, int) else eos_token_id or ())
         budget = max_new_tokens if slide else min(max_new_tokens, self.max_len - len(prompt))
         seq = Sequence(next(self._ids), prompt, params or SamplingParams(), budget, eos, _as_stop(stop), seed,
-                       self.device, tag)
+                       self.device)
         seq.slide = slide
         with self._lock:
             self.pending.append(seq)
@@ -321,21 +322,22 @@ class Engine:
         hist = [s.prompt + s.tokens for s in rows] if params.no_repeat_ngram_size else None
         z, removed = params.process(logits, counts, hist, track=True)
         raw = logits.log_softmax(-1)  # (n, V) the model's own distribution
+        p_raw = raw.exp()
         if params.greedy:
             tok = z.argmax(-1)  # (n,)
             final = None
         else:
-            final = z.log_softmax(-1)
+            final = raw if z is logits else z.log_softmax(-1)  # no processor changed anything: the same
             # Inverse-CDF sampling: one uniform per row from the row's own generator (so a row's sample
             # does not depend on its batch), then a binary search in the cumulative distribution.
             # torch.multinomial does the same job ~10x slower on a 50k vocabulary on CPU.
-            cdf = final.exp().cumsum(-1)  # (n, V)
+            cdf = (p_raw if final is raw else final.exp()).cumsum(-1)  # (n, V)
             u = torch.cat([torch.rand(1, generator=s.generator, device=cdf.device) for s in rows])
             tok = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True).squeeze(-1).clamp(max=cdf.size(-1) - 1)
         t = tok[:, None]
         raw_lp = raw.gather(-1, t)  # (n, 1)
         rank = (raw > raw_lp).sum(-1, keepdim=True) + 1
-        entropy = -(raw.exp() * raw).sum(-1, keepdim=True)
+        entropy = -(p_raw * raw).sum(-1, keepdim=True)
         alt_lp, alt = raw.topk(self.k, dim=-1)  # (n, k)
         if final is None:
             lp = torch.zeros_like(raw_lp)
@@ -360,14 +362,9 @@ class Engine:
             alts = [Alternative(int(r[5 + j]), r[5 + k + j], r[5 + 2 * k + j],
                                 None if r[5 + 3 * k + j] < 0 else FILTERS[int(r[5 + 3 * k + j])]) for j in range(k)]
             removed_n = {name: int(c) for name, c in zip(FILTERS, r[5 + 4 * k:]) if c}
-            out.append(Step(s.id, len(s.tokens), int(r[0]), _exp(r[1]), r[1], _exp(r[2]), r[2], int(r[3]), r[4],
+            out.append(Step(s.id, len(s.tokens), int(r[0]), math.exp(r[1]), r[1], math.exp(r[2]), r[2], int(r[3]), r[4],
                             alts, removed_n))
         return out
-
-
-def _exp(x: float) -> float:
-    import math
-    return math.exp(x)
 
 
 def _merge_right(a: Tensor, b: Tensor, fill) -> Tensor:
