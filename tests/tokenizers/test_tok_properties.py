@@ -60,3 +60,48 @@ def test_unigram_and_char_round_trip_normalized_text(s):
         assert CH.decode(CH.encode(s)) == s
     if all(c in UG.scores for c in norm.replace(" ", "")):
         assert UG.decode(UG.encode(s), skip_special_tokens=True) == norm
+
+
+class FullDecodeStream:
+    """TextStream's algorithm written the slow way: decode every id again after each token."""
+
+    def __init__(self, decode, stop):
+        self.decode, self.stop, self.ids, self.text = decode, [x for x in stop if x], [], ""
+        self.hold, self.stopped = max((len(x) for x in self.stop), default=1) - 1, False
+
+    def emit(self, upto):
+        new = upto[len(self.text):] if len(upto) > len(self.text) else ""
+        self.text = upto if new else self.text
+        return new
+
+    def push(self, token):
+        if self.stopped:
+            return ""
+        self.ids.append(token)
+        full = self.decode(self.ids)
+        if full.endswith("\ufffd"):
+            return ""
+        for x in self.stop:
+            i = full.find(x, max(0, len(self.text) - len(x)))
+            if i >= 0:
+                self.stopped = True
+                return self.emit(full[:i])
+        return self.emit(full[:len(full) - self.hold] if self.hold else full)
+
+    def flush(self):
+        return "" if self.stopped else self.emit(self.decode(self.ids).rstrip("\ufffd"))
+
+
+@SETTINGS
+@given(st.one_of(text, tricky), st.sampled_from([(), ("the",), ("\n", "汉"), ("abc", "d")]))
+@pytest.mark.parametrize("tok", [BPE, WP, UG, CH], ids=["bpe", "wordpiece", "unigram", "char"])
+def test_streaming_decodes_only_the_tail_and_gives_the_same_pieces(tok, s, stop):
+    """TextStream decodes a few tokens around the new one instead of everything: the same pieces as
+    decoding everything each time; for byte-level BPE (whose decode is concatenation) also the full text."""
+    from lmforge.tokenizers.stream import TextStream
+    ids = tok.encode(s + " and the rest 汉字") * 3
+    fast, slow = TextStream(tok.decode, stop), FullDecodeStream(tok.decode, stop)
+    pieces = [fast.push(i) for i in ids] + [fast.flush()]
+    assert pieces == [slow.push(i) for i in ids] + [slow.flush()]
+    if tok is BPE and not stop:
+        assert "".join(pieces) == tok.decode(ids)
