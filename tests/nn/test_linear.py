@@ -7,6 +7,16 @@ from lmforge.nn import Linear, linear
 
 
 @pytest.fixture
+def batched_calls(monkeypatch):
+    """Counts calls of the batched products the split path uses (F.linear never calls them)."""
+    calls = []
+    for name in ("bmm", "baddbmm"):
+        real = getattr(torch, name)
+        monkeypatch.setattr(torch, name, lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k))
+    return calls
+
+
+@pytest.fixture
 def threads():
     before = torch.get_num_threads()
     yield torch.set_num_threads
@@ -16,7 +26,7 @@ def threads():
 @pytest.mark.parametrize("n_threads", [2, 3])
 @pytest.mark.parametrize("out_f,in_f,rows,bias", [(2304, 768, 1, True), (50257, 64, 3, False),
                                                   (1000, 1024, 32, True), (768, 3072, 7, False)])
-def test_split_product_equals_f_linear(threads, n_threads, out_f, in_f, rows, bias):
+def test_split_product_equals_f_linear(threads, batched_calls, n_threads, out_f, in_f, rows, bias):
     threads(n_threads)
     torch.manual_seed(0)
     w, b = torch.randn(out_f, in_f), (torch.randn(out_f) if bias else None)
@@ -24,15 +34,17 @@ def test_split_product_equals_f_linear(threads, n_threads, out_f, in_f, rows, bi
     with torch.no_grad():
         got = linear(x, w, b)
     assert got.shape == (1, rows, out_f)
+    assert batched_calls == ["baddbmm" if bias else "bmm"]  # the split path ran
     torch.testing.assert_close(got, F.linear(x, w, b), rtol=1e-5, atol=1e-4)
 
 
-def test_gradients_flow_through_the_usual_path(threads):
+def test_gradients_flow_through_the_usual_path(threads, batched_calls):
     threads(2)
     torch.manual_seed(0)
     layer = Linear(768, 2304)
     x = torch.randn(1, 1, 768, requires_grad=True)
     layer(x).square().sum().backward()
+    assert batched_calls == []  # training keeps F.linear
     ref = torch.nn.Linear(768, 2304)
     ref.load_state_dict(layer.state_dict())
     x2 = x.detach().clone().requires_grad_()
@@ -47,9 +59,10 @@ def test_linear_is_an_nn_linear_with_the_same_state_dict():
     assert set(layer.state_dict()) == {"weight", "bias"}
 
 
-def test_a_non_contiguous_weight_takes_the_usual_path(threads):
+def test_a_non_contiguous_weight_takes_the_usual_path(threads, batched_calls):
     threads(2)
     w = torch.randn(768, 2304).t()  # (2304, 768), column-major
     x = torch.randn(1, 768)
     with torch.no_grad():
         torch.testing.assert_close(linear(x, w), F.linear(x, w))
+    assert batched_calls == []

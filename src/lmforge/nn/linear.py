@@ -22,11 +22,13 @@ _MIN_WEIGHT = 1 << 19    # 768 x 768 fp32 is the smallest GPT-2 matrix and gains
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """F.linear(x, weight, bias); few-row fp32 inference on a multi-threaded CPU splits the output features
     across threads (see the module docstring)."""
-    threads = torch.get_num_threads()
     out_f, in_f = weight.shape
-    if (threads < 2 or x.device.type != "cpu" or x.dtype != torch.float32 or weight.numel() < _MIN_WEIGHT
-            or x.numel() > _FEW_ROWS * in_f or out_f < 64 * threads or not weight.is_contiguous()
+    if (x.numel() > _FEW_ROWS * in_f or not x.is_cpu or x.dtype != torch.float32  # training batches stop here
+            or weight.numel() < _MIN_WEIGHT or not weight.is_contiguous()
             or (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))):
+        return F.linear(x, weight, bias)
+    threads = torch.get_num_threads()
+    if threads < 2 or out_f < 64 * threads:
         return F.linear(x, weight, bias)
     rows = x.reshape(-1, in_f)
     per = out_f // threads
