@@ -31,14 +31,17 @@ from lmforge.nn import LMHead, attention, init_weights, padding_mask
 
 @dataclass
 class LSTMState:
-    """What decoding carries from step to step: encoder output, its padding, the decoder LSTM's (h, c)."""
+    """What decoding carries from step to step: encoder output, its attention keys, its padding, the decoder
+    LSTM's (h, c)."""
 
     memory: Tensor  # (B, S, d_model)
+    keys: Tensor  # (B, S, d_model): W_a h_s, computed once per source
     src_keep: Tensor  # (B, S)
     hc: tuple[Tensor, Tensor]  # each (n_layers, B, d_model)
 
     def reorder(self, index: Tensor) -> None:
-        self.memory, self.src_keep = self.memory.index_select(0, index), self.src_keep.index_select(0, index)
+        self.memory, self.keys = self.memory.index_select(0, index), self.keys.index_select(0, index)
+        self.src_keep = self.src_keep.index_select(0, index)
         self.hc = (self.hc[0].index_select(1, index), self.hc[1].index_select(1, index))
 
 
@@ -77,13 +80,15 @@ class LSTM(nn.Module):
             return t.view(L, 2, B, -1).permute(0, 2, 1, 3).reshape(L, B, -1)
         return self.drop(memory), src_keep, (join(h), join(c))
 
-    def decode(self, tgt: Tensor, memory: Tensor, src_keep: Tensor, hc: tuple[Tensor, Tensor]):
-        """tgt (B, T) -> (attentional states h~ (B, T, d_model), (h, c), attention probs (B, T, S))."""
+    def decode(self, tgt: Tensor, memory: Tensor, keys: Tensor, src_keep: Tensor, hc: tuple[Tensor, Tensor],
+               need_weights: bool = False):
+        """tgt (B, T), keys = attn(memory) -> (attentional states h~ (B, T, d_model), (h, c), attention probs
+        (B, T, S) or None)."""
         out, hc = self.decoder(self.drop(self.tok_emb(tgt)), hc)  # (B, T, d_model)
         # one head, score h_t^T W_a h_s without scaling (Luong's "general" score): the backbone's attention
-        context, probs = attention(out[:, None], self.attn(memory)[:, None], memory[:, None], padding_mask(src_keep),
-                                   scale=1.0, need_weights=True)  # (B, 1, T, d_model), (B, 1, T, S)
-        context, probs = context[:, 0], probs[:, 0]
+        context, probs = attention(out[:, None], keys[:, None], memory[:, None], padding_mask(src_keep),
+                                   scale=1.0, need_weights=need_weights)  # (B, 1, T, d_model), (B, 1, T, S)
+        context, probs = context[:, 0], (None if probs is None else probs[:, 0])
         h = torch.tanh(self.combine(torch.cat([context, out], dim=-1)))  # eq. 5
         return self.drop(h), hc, probs
 
@@ -92,7 +97,7 @@ class LSTM(nn.Module):
         """Teacher forcing, same signature as the Transformer's. cross_attentions: [(B, 1, T, S)] (one "head")."""
         self._check(tgt, "target")
         memory, src_keep, hc = self.encode(src, src_keep)
-        h, _, probs = self.decode(tgt, memory, src_keep, hc)
+        h, _, probs = self.decode(tgt, memory, self.attn(memory), src_keep, hc, need_weights)
         logits = self.lm_head(h)  # (B, T, vocab)
         loss = None
         if targets is not None:
@@ -104,10 +109,10 @@ class LSTM(nn.Module):
     @torch.no_grad()
     def start(self, src: Tensor, max_new_tokens: int) -> LSTMState:
         memory, src_keep, hc = self.encode(src)
-        return LSTMState(memory, src_keep, hc)
+        return LSTMState(memory, self.attn(memory), src_keep, hc)
 
     @torch.no_grad()
     def step(self, ids: Tensor, state: LSTMState) -> Tensor:
         """ids (B, T) new target tokens -> logits (B, vocab) for the token after them."""
-        h, state.hc, _ = self.decode(ids, state.memory, state.src_keep, state.hc)
+        h, state.hc, _ = self.decode(ids, state.memory, state.keys, state.src_keep, state.hc)
         return self.lm_head(h[:, -1])
