@@ -44,9 +44,10 @@ def greedy(model, src: Tensor, max_new_tokens: int | None = None) -> list[list[i
     done = torch.zeros(B, dtype=torch.bool, device=src.device)
     for _ in range(n):
         nxt = model.step(ids, state).argmax(-1)  # (B,)
+        chosen = nxt.tolist()  # one transfer per step, not one per row
         for b in (~done).nonzero().flatten().tolist():
-            if nxt[b].item() != c.eos_id:
-                out[b].append(nxt[b].item())
+            if chosen[b] != c.eos_id:
+                out[b].append(chosen[b])
         done |= nxt == c.eos_id
         if done.all():
             break
@@ -82,8 +83,9 @@ def beam_search(model, src: Tensor, beam: int = 4, alpha: float = 0.6,
         cand = (scores[active][:, :, None] + logp.view(len(active), k, V)).view(len(active), k * V)
         top_scores, top_idx = cand.topk(min(2 * k, k * V), dim=-1)  # (A, 2k)
         new_active, rows, next_ids, new_scores, new_tokens = [], [], [], [], []
+        top_scores, top_idx = top_scores.tolist(), top_idx.tolist()  # one transfer per step
         for a, b in enumerate(active):
-            ended, live = next_beams(top_scores[a].tolist(), top_idx[a].tolist(), V, k, c.eos_id)
+            ended, live = next_beams(top_scores[a], top_idx[a], V, k, c.eos_id)
             finished[b] += [(s / length_penalty(t, alpha), tokens[b][o]) for s, o in ended]
             if len(finished[b]) >= k or t == n or not live:
                 if not finished[b] or t == n:  # out of length: the live hypotheses count as they are

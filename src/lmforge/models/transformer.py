@@ -34,13 +34,15 @@ from lmforge.nn import (Block, FeedForward, KVCache, LayerNorm, LMHead, MultiHea
 class TransformerState:
     """What decoding carries from step to step: encoder output, its padding, the decoder's KV cache."""
 
-    memory: Tensor  # (B, S, d_model)
+    memory: Tensor | None  # (B, S, d_model); None once every layer has cached its cross-attention keys/values
     src_keep: Tensor  # (B, S), 1 = real source token
     cache: KVCache
 
     def reorder(self, index: Tensor) -> None:
         """Rows i <- rows index[i] (beam search keeps, drops and duplicates hypotheses)."""
-        self.memory, self.src_keep = self.memory.index_select(0, index), self.src_keep.index_select(0, index)
+        cached = all(kv is not None for kv in self.cache.cross)  # after the first step memory is not read again
+        self.memory = None if cached else self.memory.index_select(0, index)
+        self.src_keep = self.src_keep.index_select(0, index)
         self.cache.reorder(index)
 
 
