@@ -4,7 +4,6 @@ import threading
 import pytest
 import torch
 
-import lmforge
 from lmforge.generate import Engine, SamplingParams, beam_search, first_divergence, generate
 from lmforge.models import build_model
 

@@ -6,7 +6,7 @@ import torch
 from lmforge.eval.translation import evaluate_pairs, load_translator
 from lmforge.train.recipes.translation import average_checkpoints, train
 
-from tr_helpers import memo_config, write_tsv
+from tr_helpers import memo_config
 
 
 def test_memorises_32_pairs_to_bleu_over_90(memo_run):

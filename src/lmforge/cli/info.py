@@ -72,9 +72,9 @@ def run(args) -> int:
     print(f"  model       {family}: " + ", ".join(f"{k}={v}" for k, v in cfg.items()))
     if "run" in info:
         r = info["run"]
-        print(f"  data        " + ", ".join(f"{k}={v}" for k, v in r.get("data", {}).items()))
+        print("  data        " + ", ".join(f"{k}={v}" for k, v in r.get("data", {}).items()))
         t = r.get("train", {})
-        print(f"  train       " + ", ".join(f"{k}={t[k]}" for k in ("max_steps", "batch_size", "grad_accum", "lr",
+        print("  train       " + ", ".join(f"{k}={t[k]}" for k in ("max_steps", "batch_size", "grad_accum", "lr",
                                                                     "schedule", "dtype") if k in t))
     if "step" in info:
         print(f"  step        {info['step']}")

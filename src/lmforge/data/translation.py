@@ -16,7 +16,6 @@ from __future__ import annotations
 import lzma
 import random
 import re
-from collections import Counter
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -170,8 +169,3 @@ class TokenBatches:
     def tokens(self) -> int:
         """Real (non-padding) source + target tokens in one epoch."""
         return sum(len(s) + len(t) - 1 for s, t in self.examples)
-
-
-def length_stats(pairs: list[Pair]) -> Counter:
-    """Domain -> number of pairs (for the docs and `lmforge info`-style summaries)."""
-    return Counter(p.domain for p in pairs)

@@ -12,11 +12,10 @@ What it adds (Vaswani et al. 2017, sec. 5 and 6.1):
 Run directory: the Trainer's files (resume works as for any run) plus snapshots/, averaged/ (a model
 directory) and translation.json (val losses, tokens/s, which weights `lmforge translate` uses).
 
-    python -m lmforge.train.recipes.translation configs/translate-en-de.yaml --out runs/en-de
+    lmforge train configs/translate-en-de.yaml --out runs/en-de
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -136,16 +135,13 @@ def train(cfg: TranslationRunConfig, out: str | Path, *, resume: bool = False, l
                "stopped_by_budget": snaps.stopped_by_budget, "val_loss_final": trainer.evaluate(), "best": "final"}
     paths = snaps.paths()
     if cfg.recipe.average_last > 1 and len(paths) > 1:
-        final = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        load_state(model, {k: v for k, v in average_checkpoints(paths).items()}, "averaged snapshots")
+        load_state(model, average_checkpoints(paths), "averaged snapshots")  # out/ keeps the final weights
         summary["val_loss_averaged"] = trainer.evaluate()
         summary["averaged"] = [p.name for p in paths]
         save_model(model, out / "averaged")
         tokenizer.save(out / "averaged")
         if summary["val_loss_averaged"] < summary["val_loss_final"]:
             summary["best"] = "averaged"
-        else:
-            model.load_state_dict(final)
     summary["last_metrics"] = last
     atomic_write_json(out / "translation.json", summary)
     log(f"done: {trainer.step} steps in {seconds:.0f} s, {summary['tokens_per_s']} tokens/s; val loss "
@@ -153,28 +149,3 @@ def train(cfg: TranslationRunConfig, out: str | Path, *, resume: bool = False, l
                                                     if "val_loss_averaged" in summary else "")
         + f"; using {summary['best']}")
     return summary
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-    p = argparse.ArgumentParser(description="Train a translation model (transformer or lstm) from a run config.")
-    p.add_argument("config", nargs="?", help="configs/translate-*.yaml")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
-    p.add_argument("--out", help="run directory (default: runs/<config name>)")
-    p.add_argument("--resume", action="store_true")
-    args = p.parse_args(argv)
-    if args.config is None and not (args.resume and args.out):
-        p.error("give a run config, or --resume --out RUN_DIR")
-    out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
-    if args.resume:
-        cfg = TranslationRunConfig.from_dict(json.loads((out / "run.json").read_text())).with_overrides(args.overrides)
-    else:
-        cfg = TranslationRunConfig.from_file(args.config).with_overrides(args.overrides)
-        if (out / "train_state.pt").exists():
-            p.error(f"{out} already holds a checkpoint: pass --resume, or --out elsewhere")
-    train(cfg, out, resume=args.resume)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
