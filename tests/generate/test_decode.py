@@ -211,3 +211,21 @@ def test_beam_search(model):
     off = beam_search(model, [4, 5], num_beams=4, max_new_tokens=8, eos_token_id=greedy[2], use_cache=False)
     assert [h.tokens for h in on] == [h.tokens for h in off]
     assert [h.score for h in on] == sorted([h.score for h in on], reverse=True)
+
+
+def test_processors_take_effect_in_the_engine(model):
+    """Not only cache == no cache: each processor changes what is generated, as it says."""
+    prompt = [1, 2, 3, 4, 5]
+    banned = [s.token for s in generate(model, prompt, max_new_tokens=30, temperature=1.0, seed=0)]
+    top = max(set(banned), key=banned.count)  # the token this model samples most
+    out = [s.token for s in generate(model, prompt, max_new_tokens=30, temperature=1.0, seed=0, banned_tokens=[top])]
+    assert top not in out
+    assert {s.token for s in generate(model, prompt, max_new_tokens=8, temperature=0, logit_bias={7: 100.0})} == {7}
+    out = [s.token for s in generate(model, prompt, max_new_tokens=30, temperature=0, no_repeat_ngram_size=2)]
+    grams = list(zip(prompt + out, (prompt + out)[1:]))
+    assert len(grams) == len(set(grams))  # no bigram twice, the prompt's included
+    greedy = [s.token for s in generate(model, prompt, max_new_tokens=30, temperature=0)]
+    out = [s.token for s in generate(model, prompt, max_new_tokens=30, temperature=0, presence_penalty=2.0,
+                                     frequency_penalty=2.0)]
+    # counts are updated every step: each repeat costs 2 more, so no token comes back as often as in greedy
+    assert max(map(out.count, out)) < max(map(greedy.count, greedy))

@@ -50,7 +50,8 @@ def test_top_p_on_a_flat_large_vocabulary_equals_a_full_sort():
 
 def test_top_k_keeps_ties_and_never_empties_a_row():
     assert kept(top_k(torch.tensor([1.0, 3.0, 3.0, 0.0]), 1)) == [1, 2]
-    assert kept(top_p(torch.tensor([0.0, 0.0, 0.0]), 1e-6)) != []
+    assert len(kept(top_p(torch.tensor([0.0, 1.0, 0.0]), 1e-6))) == 1  # a tiny p keeps the top token only
+    assert kept(top_p(torch.tensor([0.0, 0.0, 0.0]), 1e-6)) != []  # all tied: never empty
 
 
 def test_min_p_and_typical():

@@ -94,6 +94,16 @@ def test_dtype_choice_follows_the_hardware():
         assert why.endswith(": bf16") == use and "measured" in why
 
 
+@pytest.mark.parametrize("fp32_s, bf16_s, chosen", [(1.0, 0.5, True), (1.0, 0.95, False), (1.0, 2.0, False)])
+def test_auto_takes_bf16_only_for_a_clear_measured_win(monkeypatch, fp32_s, bf16_s, chosen):
+    """On a CPU that says it has native bf16, `auto` follows the timing: bf16 only at >= MIN_SPEEDUP."""
+    import lmforge.train.loop as loop
+    monkeypatch.setattr(loop, "cpu_flags", lambda: {"avx512_bf16"})
+    monkeypatch.setattr(loop, "_seconds", lambda fn, device, bf16, budget: bf16_s if bf16 else fp32_s)
+    use, why = choose_dtype("auto", torch.device("cpu"), tiny(20), probe=lambda: None)
+    assert use is chosen and f"{fp32_s / bf16_s:.2f}x" in why and "training step" in why
+
+
 def test_custom_objective_and_callbacks(kjv):
     """The trainer knows no model: any loss_fn(model, batch) works, and callbacks see every metrics row."""
     tok, train, _ = kjv

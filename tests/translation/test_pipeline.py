@@ -61,3 +61,25 @@ def test_wall_clock_budget_stops_training(memo_run, tmp_path):
     _, _, _, tsv = memo_run
     s = train(memo_config(tsv, steps=100_000, minutes=0.001), tmp_path / "budget", log=lambda m: None)
     assert s["stopped_by_budget"] and s["steps"] < 100_000 and (tmp_path / "budget" / "train_state.pt").is_file()
+
+
+def test_load_translator_uses_the_weights_translation_json_names(memo_run, tmp_path):
+    """`best: averaged` -> averaged/; otherwise the run's final weights."""
+    import shutil
+
+    import lmforge
+    from lmforge.models import save_model
+    run, _, _, _ = memo_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    averaged = lmforge.load(copy / "averaged")
+    with torch.no_grad():
+        next(averaged.parameters()).add_(1.0)  # so the two sets of weights differ for sure
+    save_model(averaged, copy / "averaged")
+    summary = json.loads((copy / "translation.json").read_text())
+    for best, expect in (("averaged", copy / "averaged"), ("final", copy)):
+        (copy / "translation.json").write_text(json.dumps({**summary, "best": best}))
+        model, _ = load_translator(copy)
+        ref = lmforge.load(expect)
+        assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), ref.state_dict().values()))
+    assert not torch.equal(next(lmforge.load(copy).parameters()), next(averaged.parameters()))
