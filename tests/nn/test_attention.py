@@ -89,3 +89,23 @@ def test_attention_dropout_only_in_training():
     mha.train()
     c, _ = mha(x)
     assert not torch.allclose(a, c)
+
+
+@pytest.mark.parametrize("T, S", [(3, 3), (2, 5), (1, 4)])
+def test_is_causal_is_end_aligned_and_combines_with_mask_and_bias(T, S):
+    """is_causal == the explicit end-aligned causal mask, in the fused and written-out paths, also when T < S
+    (new queries after cached keys; torch's own is_causal would align to the start) and with a mask or bias."""
+    torch.manual_seed(0)
+    q, k, v = torch.randn(2, 3, T, 8), torch.randn(2, 3, S, 8), torch.randn(2, 3, S, 8)
+    keep = torch.ones(2, 1, 1, S, dtype=torch.bool)
+    keep[1, ..., -1] = False  # row 1 may not see its last key (every query still sees one)
+    bias = torch.randn(1, 3, T, S)
+    causal = causal_mask(T, S)
+    for kw, explicit in ((dict(), dict(mask=causal)), (dict(mask=keep), dict(mask=keep & causal)),
+                         (dict(bias=bias), dict(mask=causal, bias=bias))):
+        want, _ = attention(q, k, v, **explicit, need_weights=True)
+        fused, _ = attention(q, k, v, **kw, is_causal=True)
+        written, probs = attention(q, k, v, **kw, is_causal=True, need_weights=True)
+        torch.testing.assert_close(fused, want, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(written, want, atol=1e-5, rtol=1e-5)
+        assert (probs.masked_select(~causal.expand_as(probs)) == 0).all()

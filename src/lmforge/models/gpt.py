@@ -57,14 +57,11 @@ class GPT(nn.Module):
             positions = torch.arange(past, past + T, device=ids.device)[None]  # (1, T)
         x = self.drop(self.tok_emb(ids) + self.pos_emb(positions))  # (B, T, d_model)
 
-        # Fast path: no padding and no past -> fused causal kernel; one new token -> sees everything cached.
-        mask, is_causal = None, False
+        # No padding: causal (end-aligned after a KV cache); one new token simply sees everything cached.
+        mask, is_causal = None, T > 1
         if attention_mask is not None:
             mask = ensure_self(combine(causal_mask(T, past + T, device=ids.device), padding_mask(attention_mask)), past)
-        elif past == 0:
-            is_causal = True
-        elif T > 1:
-            mask = causal_mask(T, past + T, device=ids.device)
+            is_causal = False
 
         attentions = [] if need_weights else None
         for i, block in enumerate(self.blocks):

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from lmforge.config import TransformerConfig
 from lmforge.models.outputs import ModelOutput
-from lmforge.nn import (Block, FeedForward, KVCache, LayerNorm, LMHead, MultiHeadAttention, causal_mask,
+from lmforge.nn import (Block, FeedForward, KVCache, LayerNorm, LMHead, MultiHeadAttention,
                         init_weights, padding_mask, sinusoidal)
 
 
@@ -98,15 +98,11 @@ class Transformer(nn.Module):
         past = cache.length if cache is not None else 0
         T = tgt.size(1)
         x = self._embed(tgt, past)
-        mask, is_causal = None, False
-        if cache is None or past == 0:
-            is_causal = T > 1
-        elif T > 1:
-            mask = causal_mask(T, past + T, device=tgt.device)
+        is_causal = T > 1  # end-aligned after the cached positions (nn.attention)
         memory_mask = padding_mask(src_keep)  # (B, 1, 1, S)
         selfs, crosses = [], []
         for i, block in enumerate(self.decoder):
-            x, (p, q) = block(x, mask=mask, is_causal=is_causal, cache=cache.layer(i) if cache else None,
+            x, (p, q) = block(x, is_causal=is_causal, cache=cache.layer(i) if cache else None,
                               memory=memory, memory_mask=memory_mask, need_weights=need_weights)
             selfs.append(p)
             crosses.append(q)

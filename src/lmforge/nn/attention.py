@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from lmforge.nn.cache import LayerCache
 from lmforge.nn.linear import Linear
+from lmforge.nn.masks import causal_mask
 from lmforge.nn.positions import apply_rope
 
 
@@ -25,24 +26,31 @@ def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, bias:
     bias: additive float, broadcastable to (B, nh, T, S) (T5 relative positions); scale defaults to
     1/sqrt(hs) (T5 passes 1.0). Returns (out (B, nh, T, hs), probs (B, nh, T, S) or None).
 
-    Without `need_weights` this is torch's fused scaled_dot_product_attention; with it, the same
-    computation written out so the probabilities can be returned (for plots and inspection).
+    is_causal: query i sees keys up to S - T + i (aligned to the end, as with a KV cache: T new queries
+    after S - T cached keys); combined with `mask` and `bias` when they are given.
+
+    Normally torch's fused scaled_dot_product_attention; the same computation written out when the
+    probabilities are asked for (plots, inspection) or where the fused CPU kernel is slow (_fused_is_slow).
 
     Example (one head, T = S = 2, hs = 1): q = [[1], [1]], k = [[0], [2]], v = [[1], [3]], no mask:
     scores = [[0, 2], [0, 2]], softmax = [0.1192, 0.8808] per row, out = 0.1192*1 + 0.8808*3 = 2.7616.
     """
     scale = 1.0 / math.sqrt(q.size(-1)) if scale is None else scale
+    T, S = q.size(-2), k.size(-2)
+    if is_causal and (mask is not None or bias is not None or T != S):
+        # torch's is_causal aligns to the start and cannot be combined with a mask: make it part of the mask
+        causal = causal_mask(T, S, device=q.device)
+        mask, is_causal = (causal if mask is None else mask & causal), False
     if bias is not None:
         bias = bias.to(q.dtype)
         mask = bias if mask is None else bias.masked_fill(~mask, torch.finfo(q.dtype).min)
     if not (need_weights or _fused_is_slow(q, k)):
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
-                                             is_causal=is_causal and mask is None, scale=scale)
+                                             is_causal=is_causal, scale=scale)
         return out, None
     scores = (q * scale) @ k.transpose(-2, -1)  # (B, nh, T, S); scaling q touches T*hs values, not T*S
-    if is_causal and mask is None:
-        T, S = q.size(-2), k.size(-2)
-        mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)
+    if is_causal:
+        mask = causal_mask(T, S, device=q.device)
     if mask is not None:  # in place: the matmul's backward needs q and k, not its output
         scores = scores.add_(mask) if mask.dtype != torch.bool else scores.masked_fill_(~mask, float("-inf"))
     probs = scores.softmax(dim=-1, dtype=torch.float32).to(v.dtype)  # normalise in fp32, as the fused kernel does
