@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -23,28 +22,9 @@ import threading
 import time
 from pathlib import Path
 
-# bench/ holds scripts named like packages (bench/tokenizers.py): keep this folder off the import path
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+from common import cpu_has_native_bf16, machine, machine_line  # bench/common.py (also keeps bench/ off the path)
 
 import torch  # noqa: E402
-
-
-def cpu_info() -> str:
-    flags = ""
-    if Path("/proc/cpuinfo").exists():
-        text = Path("/proc/cpuinfo").read_text()
-        name = next((l.split(":", 1)[1].strip() for l in text.splitlines() if l.startswith("model name")), "?")
-        flags = next((l for l in text.splitlines() if l.startswith("flags")), "")
-        bf16 = [f for f in ("avx512_bf16", "amx_bf16") if f in flags.split()]
-    else:
-        name, bf16 = platform.processor(), []
-    return (f"{name}, {os.cpu_count()} cores, torch {torch.__version__}, threads {torch.get_num_threads()}, "
-            f"capability {torch.backends.cpu.get_cpu_capability()}, bf16 flags: {', '.join(bf16) or 'none'}")
-
-
-def has_native_bf16() -> bool:
-    return Path("/proc/cpuinfo").exists() and any(f in Path("/proc/cpuinfo").read_text().split()
-                                                  for f in ("avx512_bf16", "amx_bf16"))
 
 
 def read_bandwidth() -> float:
@@ -178,12 +158,12 @@ def main() -> None:
     p.add_argument("--only", choices=["decode", "server", "ttft"])
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
-    print("machine:", cpu_info(), flush=True)
+    print("machine:", machine_line(machine()), flush=True)
     results = {}
     if args.only in (None, "decode"):
         results["decode_fp32"] = bench_decode(args.repeats)
         print(json.dumps(results["decode_fp32"], indent=1), flush=True)
-        if has_native_bf16():
+        if cpu_has_native_bf16():
             results["decode_bf16"] = bench_decode(args.repeats, torch.bfloat16)
             print(json.dumps(results["decode_bf16"], indent=1), flush=True)
     if args.only in (None, "ttft"):

@@ -110,7 +110,6 @@ def run_ours(budget_s: float, calib_s: float, work: Path) -> dict:
     planned, step_s = steps_in(budget_s, probe.train_step, calib_s)
     t = type(t).from_dict({**t.to_dict(), "max_steps": planned})
     model = build()
-    start = time.perf_counter()
 
     def deadline(trainer, row):
         if time.perf_counter() - start > budget_s:
@@ -134,6 +133,7 @@ def run_reference(budget_s: float, calib_s: float, work: Path) -> dict:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from lmforge.data.sampler import RandomWindows
+    from lmforge.train.optim import param_groups
     r = RECIPE
     tok, tokens = data(r["block_size"], work)
     batches = RandomWindows(tokens["train"], r["block_size"], r["batch_size"], seed=1337)
@@ -144,11 +144,10 @@ def run_reference(budget_s: float, calib_s: float, work: Path) -> dict:
                          n_layer=r["n_layer"], n_head=r["n_head"], resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
                          bos_token_id=0, eos_token_id=0)
         model = GPT2LMHeadModel._from_config(cfg, attn_implementation="sdpa")
-        # nanoGPT's configure_optimizers: decay 2-D tensors only; fused AdamW is CUDA-only there
-        params = [p for p in model.parameters() if p.requires_grad]
-        groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": r["weight_decay"]},
-                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-        opt = torch.optim.AdamW(groups, lr=r["learning_rate"], betas=(r["beta1"], r["beta2"]))
+        # nanoGPT's configure_optimizers: decay 2-D tensors only (the rule param_groups implements);
+        # fused AdamW is CUDA-only there
+        opt = torch.optim.AdamW(param_groups(model, r["weight_decay"]), lr=r["learning_rate"],
+                                betas=(r["beta1"], r["beta2"]))
         return model.train(), opt
 
     def get_lr(it: int, max_iters: int) -> float:  # nanoGPT train.py get_lr, lr_decay_iters = max_iters

@@ -13,9 +13,7 @@ import tempfile
 import time
 from importlib import resources
 
-# this file is named like the HF package it measures: keep bench/ off the import path
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+from common import cpu_model_and_flags  # bench/common.py; it also moves bench/ (this file's name) behind the packages
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAYON_NUM_THREADS", "1")
 
@@ -35,16 +33,6 @@ def mbps(fn, lines, repeat=1):
     return size / best
 
 
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def row(task, ours, ref_name, ref):
     print(f"| {task} | {ours:.2f} | {ref_name} | {ref:.2f} | {ours / ref:.2f}x |")
 
@@ -59,7 +47,7 @@ def main() -> int:
 
     kjv, zh = corpus("kjv.txt.xz"), corpus("zh-prose.txt.xz")
     text = kjv + zh  # 4.2 MB English + 1 MB Chinese
-    print(f"machine: {cpu_model()}, {os.cpu_count()} cores visible, one thread used; Python {platform.python_version()}, "
+    print(f"machine: {cpu_model_and_flags()[0]}, {os.cpu_count()} cores visible, one thread used; Python {platform.python_version()}, "
           f"tokenizers {hf.__version__}, tiktoken {tiktoken.__version__}, sentencepiece {spm.__version__}")
     print(f"text: KJV + zh-prose, {sum(len(l.encode()) for l in text) / 1e6:.1f} MB, {len(text)} lines\n")
     print("| task | ours | reference | reference | ours/ref |")

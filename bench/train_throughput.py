@@ -78,10 +78,8 @@ def logits_loss(name: str):
 
 def adamw(model: torch.nn.Module, fused: bool) -> torch.optim.AdamW:
     """nanoGPT's configure_optimizers: decay 2-D tensors, not biases/norms; shakespeare-char hyper-parameters."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": 0.1},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=1e-3, betas=(0.9, 0.99), fused=fused or None)
+    from lmforge.train.optim import param_groups  # the same p.dim() >= 2 rule
+    return torch.optim.AdamW(param_groups(model, 0.1), lr=1e-3, betas=(0.9, 0.99), fused=fused or None)
 
 
 OPTIMIZER_NOTE = {"shipped": "as each project ships it (ours fused, the references torch's default)",
