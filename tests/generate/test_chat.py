@@ -74,7 +74,7 @@ def test_chat_session_regen_reset_probs_and_ctrl_c(tiny_run):
         assert "[probabilities on]" in read_until(proc, "you> ")
         send("/regen")
         out = read_until(proc, "you> ")
-        assert "[new answer diverged at token" in out or "[same answer]" in out
+        assert "[new answer diverged at token" in out  # a new seed (deterministic here: --seed 0, then 1, 2)
         assert "[0." in out or "[1.0" in out  # probabilities shown after tokens
         send("/reset")
         assert "[conversation cleared]" in read_until(proc, "you> ")
@@ -93,3 +93,33 @@ def test_chat_session_regen_reset_probs_and_ctrl_c(tiny_run):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_ctrl_c_stops_the_answer_and_closes_generation(tiny_run, monkeypatch):
+    """In-process: a KeyboardInterrupt while tokens stream ends the answer with [stopped], keeps the tokens
+    so far and closes the generator (no more steps computed)."""
+    import argparse
+    import io
+
+    import lmforge
+    import lmforge.generate
+    from lmforge.cli.chat import answer
+    from lmforge.tokenizers import load_tokenizer
+    real, state = lmforge.generate.generate, {}
+
+    def interrupted(*a, **k):
+        def steps():
+            try:
+                for i, s in enumerate(real(*a, **k)):
+                    if i == 3:
+                        raise KeyboardInterrupt
+                    yield s
+            finally:
+                state["closed"] = True
+        return steps()
+    monkeypatch.setattr(lmforge.generate, "generate", interrupted)
+    model, tok = lmforge.load(tiny_run), load_tokenizer(tiny_run)
+    args = argparse.Namespace(max_new_tokens=20, temperature=0.0, top_k=0, top_p=1.0)
+    out = io.StringIO()
+    text, tokens = answer(model, tok, [{"role": "user", "content": "And"}], args, seed=0, show_probs=False, out=out)
+    assert out.getvalue().rstrip().endswith("[stopped]") and len(tokens) == 3 and state["closed"]
