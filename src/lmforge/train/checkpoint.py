@@ -90,7 +90,7 @@ def save_checkpoint(run_dir: str | Path, model: torch.nn.Module, train_state: di
         cfg = model.config
         atomic_write_json(staging / "config.json", {"family": type(cfg).family, **cfg.to_dict()})
         # safetensors' save_model stores a tied tensor once (e.g. the embedding shared with the LM head)
-        atomic_write(staging / WEIGHTS, lambda tmp: _save_weights(model, tmp, step))
+        atomic_write(staging / WEIGHTS, lambda tmp: save_weights(model, tmp, step))
         if tokenizer is not None:
             tokenizer.save(staging)
         if run_config is not None:
@@ -111,7 +111,8 @@ def save_checkpoint(run_dir: str | Path, model: torch.nn.Module, train_state: di
     recover(run_dir)
 
 
-def _save_weights(model: torch.nn.Module, path: str, step: int) -> None:
+def save_weights(model: torch.nn.Module, path: str, step: int) -> None:
+    """model.safetensors-style weights with the step in the metadata; a full disk raises OSError."""
     from safetensors import SafetensorError
     from safetensors.torch import save_model
 

@@ -49,9 +49,9 @@ class Snapshots:
         self.stopped_by_budget = False
 
     def save(self, model, step: int) -> None:
-        from safetensors.torch import save_model
+        from lmforge.train.checkpoint import save_weights
         self.dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.dir / f"step-{step:08d}.safetensors", lambda tmp: save_model(model, tmp))
+        atomic_write(self.dir / f"step-{step:08d}.safetensors", lambda tmp: save_weights(model, tmp, step))
         for old in self.paths()[:-self.keep]:
             old.unlink()
 
