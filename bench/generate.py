@@ -1,6 +1,6 @@
 """Generation benchmarks, ratios measured in one run (these machines are noisy: contenders interleaved).
 
-    python bench/generate.py                 # all three; --only decode|server|ttft; --repeats N
+    python bench/generate.py                 # all four; --only decode|server|ttft|linear; --repeats N
 
 1. Decode tokens/s, batch 1, GPT-2-124M shape (random weights), 32-token prompt, 256 new tokens, greedy,
    fp32: lmforge.generate (full Step records) vs Hugging Face `generate` with its KV cache, same process.
@@ -9,6 +9,8 @@
    bf16 too where the CPU has native bf16 (avx512_bf16 / amx).
 2. Server: aggregate streamed tokens/s with 8 concurrent clients vs 1 (continuous batching).
 3. Time to first token for a 512-token prompt (124M shape), vs HF generate(max_new_tokens=1).
+4. The products under decoding: GB/s of weights read by lmforge.nn.linear vs F.linear for the GPT-2
+   matrices at 1 and 8 rows, one and all threads, with more matrices than the cache holds.
 """
 from __future__ import annotations
 
@@ -22,7 +24,8 @@ import threading
 import time
 from pathlib import Path
 
-from common import cpu_has_native_bf16, machine, machine_line  # bench/common.py (also keeps bench/ off the path)
+from common import (  # bench/common.py (also keeps bench/ off the path)
+    cpu_has_native_bf16, interleaved, machine, machine_line, ratio, set_threads)
 
 import torch  # noqa: E402
 
@@ -153,9 +156,39 @@ def bench_server(clients: int = 8, tokens: int = 128) -> dict:
         proc.wait(10)
 
 
+def bench_linear(repeats: int) -> dict:
+    """Weights read per second (GB/s) by lmforge.nn.linear and by F.linear, interleaved, for each GPT-2 matrix
+    shape and the tied head. Enough copies of each matrix to exceed 256 MB, so every product streams its
+    weights from memory as in real decoding."""
+    import torch.nn.functional as F
+
+    from lmforge.nn import linear
+    all_threads = torch.get_num_threads()
+    out = {}
+    for shape in [(2304, 768), (768, 768), (3072, 768), (768, 3072), (50257, 768)]:
+        copies = max(2, (256 << 20) // (shape[0] * shape[1] * 4))
+        weights = [torch.randn(shape) for _ in range(copies)]
+        gb = copies * shape[0] * shape[1] * 4 / 1e9
+        for threads in sorted({1, all_threads}):
+            set_threads(threads)
+            for rows in (1, 8):
+                x = torch.randn(rows, shape[1])
+                with torch.no_grad():
+                    times = interleaved({"lmforge": lambda: [linear(x, w) for w in weights],
+                                         "F.linear": lambda: [F.linear(x, w) for w in weights]},
+                                        rounds=repeats, iters=1, warmup=1, log=None)
+                key = f"{shape[0]}x{shape[1]} rows={rows} threads={threads}"
+                out[key] = {"lmforge_GBps": round(gb / min(times["lmforge"]), 1),
+                            "F.linear_GBps": round(gb / min(times["F.linear"]), 1),
+                            "ratio": round(ratio(times["lmforge"], times["F.linear"])["best"], 2)}
+                print(key, out[key], flush=True)
+    set_threads(all_threads)
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--only", choices=["decode", "server", "ttft"])
+    p.add_argument("--only", choices=["decode", "server", "ttft", "linear"])
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
     print("machine:", machine_line(machine()), flush=True)
@@ -172,6 +205,8 @@ def main() -> None:
     if args.only in (None, "server"):
         results["server"] = bench_server()
         print(json.dumps(results["server"], indent=1), flush=True)
+    if args.only in (None, "linear"):
+        results["linear"] = bench_linear(args.repeats)
 
 
 if __name__ == "__main__":

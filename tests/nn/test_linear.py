@@ -1,4 +1,4 @@
-"""lmforge.nn.linear: the thread-split few-row product equals F.linear, and training never takes it."""
+"""lmforge.nn.linear: the batched few-row products equal F.linear, and training never takes them."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -36,6 +36,31 @@ def test_split_product_equals_f_linear(threads, batched_calls, n_threads, out_f,
     assert got.shape == (1, rows, out_f)
     assert batched_calls == ["baddbmm" if bias else "bmm"]  # the split path ran
     torch.testing.assert_close(got, F.linear(x, w, b), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+@pytest.mark.parametrize("out_f,in_f,bias", [(50257, 768, False), (3072, 768, True), (768, 3072, True)])
+def test_single_row_product_equals_f_linear(threads, batched_calls, n_threads, out_f, in_f, bias):
+    """One row (batch-1 decoding) takes the matrix-times-column path, one thread included; 50257 rows
+    leave a remainder that is computed aside."""
+    threads(n_threads)
+    torch.manual_seed(0)
+    w, b = torch.randn(out_f, in_f), (torch.randn(out_f) if bias else None)
+    x = torch.randn(1, 1, in_f)
+    with torch.no_grad():
+        got = linear(x, w, b)
+    assert got.shape == (1, 1, out_f)
+    assert batched_calls == ["baddbmm" if bias else "bmm"]
+    torch.testing.assert_close(got, F.linear(x, w, b), rtol=1e-5, atol=1e-4)
+
+
+def test_a_non_contiguous_single_row_gives_the_same_result(threads):
+    threads(2)
+    torch.manual_seed(0)
+    w = torch.randn(2304, 768)
+    x = torch.randn(768, 2)[:, :1].t()  # (1, 768) with strides (1, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(linear(x, w), F.linear(x, w), rtol=1e-5, atol=1e-4)
 
 
 def test_gradients_flow_through_the_usual_path(threads, batched_calls):
