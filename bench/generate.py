@@ -10,7 +10,7 @@
 2. Server: aggregate streamed tokens/s with 8 concurrent clients vs 1 (continuous batching).
 3. Time to first token for a 512-token prompt (124M shape), vs HF generate(max_new_tokens=1).
 4. The products under decoding: GB/s of weights read by lmforge.nn.linear vs F.linear for the GPT-2
-   matrices at 1 and 8 rows, one and all threads, with more matrices than the cache holds.
+   matrices at 1, 2 and 8 rows, one and all threads, with more matrices than the cache holds.
 """
 from __future__ import annotations
 
@@ -158,12 +158,21 @@ def bench_server(clients: int = 8, tokens: int = 128) -> dict:
 
 def bench_linear(repeats: int) -> dict:
     """Weights read per second (GB/s) by lmforge.nn.linear and by F.linear, interleaved, for each GPT-2 matrix
-    shape and the tied head. Enough copies of each matrix to exceed 256 MB, so every product streams its
-    weights from memory as in real decoding."""
+    shape and the tied head, at 1, 2 and 8 rows; at 8 rows also lmforge with packing off (the thread split).
+    Enough copies of each matrix to exceed 256 MB, so every product streams its weights from memory as in
+    real decoding."""
     import torch.nn.functional as F
 
-    from lmforge.nn import linear
+    from lmforge.nn import linear, set_packing
     all_threads = torch.get_num_threads()
+
+    def split(x, w):
+        set_packing(False)
+        try:
+            return linear(x, w)
+        finally:
+            set_packing(True)
+
     out = {}
     for shape in [(2304, 768), (768, 768), (3072, 768), (768, 3072), (50257, 768)]:
         copies = max(2, (256 << 20) // (shape[0] * shape[1] * 4))
@@ -171,16 +180,17 @@ def bench_linear(repeats: int) -> dict:
         gb = copies * shape[0] * shape[1] * 4 / 1e9
         for threads in sorted({1, all_threads}):
             set_threads(threads)
-            for rows in (1, 8):
+            for rows in (1, 2, 8):
                 x = torch.randn(rows, shape[1])
+                steps = {"lmforge": lambda: [linear(x, w) for w in weights],
+                         "F.linear": lambda: [F.linear(x, w) for w in weights]}
+                if rows == 8:
+                    steps["split"] = lambda: [split(x, w) for w in weights]
                 with torch.no_grad():
-                    times = interleaved({"lmforge": lambda: [linear(x, w) for w in weights],
-                                         "F.linear": lambda: [F.linear(x, w) for w in weights]},
-                                        rounds=repeats, iters=1, warmup=1, log=None)
+                    times = interleaved(steps, rounds=repeats, iters=1, warmup=1, log=None)
                 key = f"{shape[0]}x{shape[1]} rows={rows} threads={threads}"
-                out[key] = {"lmforge_GBps": round(gb / min(times["lmforge"]), 1),
-                            "F.linear_GBps": round(gb / min(times["F.linear"]), 1),
-                            "ratio": round(ratio(times["lmforge"], times["F.linear"])["best"], 2)}
+                out[key] = {f"{name}_GBps": round(gb / min(t), 1) for name, t in times.items()}
+                out[key]["ratio"] = round(ratio(times["lmforge"], times["F.linear"])["best"], 2)
                 print(key, out[key], flush=True)
     set_threads(all_threads)
     return out

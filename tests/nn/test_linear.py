@@ -1,9 +1,16 @@
 """lmforge.nn.linear: the batched few-row products equal F.linear, and training never takes them."""
+import copy
+import gc
+import io
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from lmforge.nn import Linear, linear
+from lmforge.nn import Linear, linear, set_packing
+from lmforge.nn.linear import _PACK_AFTER, _packs
+
+needs_onednn = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
 
 
 @pytest.fixture
@@ -23,11 +30,18 @@ def threads():
     torch.set_num_threads(before)
 
 
+@pytest.fixture
+def packing():
+    yield set_packing
+    set_packing(True)
+
+
 @pytest.mark.parametrize("n_threads", [2, 3])
 @pytest.mark.parametrize("out_f,in_f,rows,bias", [(2304, 768, 1, True), (50257, 64, 3, False),
                                                   (1000, 1024, 32, True), (768, 3072, 7, False)])
-def test_split_product_equals_f_linear(threads, batched_calls, n_threads, out_f, in_f, rows, bias):
+def test_split_product_equals_f_linear(threads, packing, batched_calls, n_threads, out_f, in_f, rows, bias):
     threads(n_threads)
+    packing(False)
     torch.manual_seed(0)
     w, b = torch.randn(out_f, in_f), (torch.randn(out_f) if bias else None)
     x = torch.randn(1, rows, in_f)
@@ -91,3 +105,67 @@ def test_a_non_contiguous_weight_takes_the_usual_path(threads, batched_calls):
     with torch.no_grad():
         torch.testing.assert_close(linear(x, w), F.linear(x, w))
     assert batched_calls == []
+
+
+@needs_onednn
+@pytest.mark.parametrize("rows,bias", [(3, True), (8, False), (32, True)])
+def test_packed_product_equals_f_linear(threads, rows, bias):
+    threads(2)
+    torch.manual_seed(0)
+    w, b = torch.randn(3072, 768), (torch.randn(3072) if bias else None)
+    x = torch.randn(rows, 1, 768)
+    with torch.no_grad():
+        for _ in range(_PACK_AFTER + 1):  # the first calls take the split, then the packed copy
+            torch.testing.assert_close(linear(x, w, b), F.linear(x, w, b), rtol=1e-5, atol=1e-4)
+    assert _packs[id(w)][2] is not None
+
+
+@needs_onednn
+def test_one_prefill_does_not_pack_and_a_changed_weight_is_repacked(threads):
+    threads(2)
+    torch.manual_seed(0)
+    w, x = torch.randn(2304, 768), torch.randn(1, 12, 768)
+    with torch.no_grad():
+        linear(x, w)
+        assert _packs[id(w)][2] is None  # a single 12-token prefill: no copy
+        for _ in range(_PACK_AFTER):
+            linear(x, w)
+        old = _packs[id(w)][2]
+        assert old is not None
+        w.mul_(-2.0)  # an optimizer step, a load_state_dict: the weight changes in place
+        for _ in range(_PACK_AFTER + 1):
+            torch.testing.assert_close(linear(x, w), F.linear(x, w), rtol=1e-5, atol=1e-4)
+        assert _packs[id(w)][2] is not None and _packs[id(w)][2] is not old
+
+
+@needs_onednn
+def test_packed_layers_deepcopy_and_save_and_their_copies_leave_with_them(threads):
+    threads(2)
+    layer = Linear(768, 2304)
+    x = torch.randn(8, 768)
+    with torch.no_grad():
+        for _ in range(_PACK_AFTER):
+            layer(x)
+    key = id(layer.weight)
+    assert _packs[key][2] is not None
+    twin = copy.deepcopy(layer)  # a DPO reference model, an EMA copy
+    torch.save(layer.state_dict(), io.BytesIO())
+    with torch.no_grad():
+        torch.testing.assert_close(twin(x), layer(x))
+    del layer, twin
+    gc.collect()
+    assert key not in _packs
+
+
+def test_packing_off_frees_the_copies_and_takes_the_split(threads, packing, batched_calls):
+    threads(2)
+    torch.manual_seed(0)
+    w, x = torch.randn(2304, 768), torch.randn(8, 768)
+    with torch.no_grad():
+        for _ in range(_PACK_AFTER):
+            linear(x, w)
+        packing(False)
+        assert all(state[2] is None for state in _packs.values())
+        batched_calls.clear()
+        torch.testing.assert_close(linear(x, w), F.linear(x, w), rtol=1e-5, atol=1e-4)
+    assert batched_calls == ["bmm"]

@@ -3,43 +3,95 @@
 Decoding one token multiplies a single row by every weight matrix: a matrix-vector product, limited by
 how fast the weights stream from memory. On CPU, torch's fp32 product with 1-32 rows runs on one thread
 whatever `torch.set_num_threads` says (MKL's small-M path) and reads ~12 GB/s on our test machine, where
-a plain sum reads ~28 GB/s on one thread. Two batched products do better, same arithmetic per output, so
-results agree with F.linear to float rounding:
+a plain sum reads ~28 GB/s on one thread. `linear` takes other routes for fp32 inference on CPU, each
+with the same arithmetic per output, so results agree with F.linear to float rounding:
 
-- One row (batch-1 decoding): W's rows cut into equal blocks, each times the row held as an (in, 1)
-  column, all in one `torch.bmm`. 27-29 GB/s at 2 threads (2.2-2.4x F.linear) for the GPT-2 matrices
-  and head, 15-21 GB/s on one thread (1.2-1.7x); 768 x 3072 gains least (1.3x, 1.0x).
-- 2-32 rows (batched decoding, short prefills): the output features cut into one slice per thread,
-  handed to `torch.baddbmm` as a batch so every thread works: 1.1-1.4x F.linear at 8 rows, 2 threads.
+- 1-2 rows (one or two sequences decoding): W's rows cut into equal blocks, each times the rows held
+  as (in, M) columns, all in one `torch.bmm`. One row reads 27-29 GB/s at 2 threads (2.2-2.4x F.linear)
+  for the GPT-2 matrices and head, 15-21 GB/s on one thread (1.2-1.7x).
+- 3-32 rows (batched decoding; the server): oneDNN's linear on a copy of W that oneDNN has reordered for
+  its kernel ("packed"), 1.5-2.5x the thread split below at 8 rows. The copy is made after a weight has
+  been used this way a few times (a one-off prefill never pays for it), kept while the weight is
+  unchanged, and costs memory: the weights are held twice. `set_packing(False)` turns it off.
+- Without oneDNN, or with packing off: the output features cut into one slice per thread, handed to
+  `torch.baddbmm` as a batch so every thread works: 1.1-1.4x F.linear at 8 rows, 2 threads.
 
 Figures: `python bench/generate.py --only linear` (AMD EPYC Zen 4, 2 cores, torch 2.13, 2026-11-23).
 Training, large products, bf16 (whose kernel already uses every thread) and small matrices (where the
-batch bookkeeping costs more than it saves) keep F.linear.
+bookkeeping costs more than it saves, and which stay in cache anyway) keep F.linear.
 """
 from __future__ import annotations
+
+import weakref
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-_FEW_ROWS = 32           # up to this many rows (batch x new tokens) the split wins; 64 rows: still 1.3x on the head
-_MIN_WEIGHT = 1 << 19    # 768 x 768 fp32 is the smallest GPT-2 matrix and gains 1.14x; 128 x 128 loses 3x
+_FEW_ROWS = 32                # up to this many rows (batch x new tokens) these paths win
+_COLUMN_ROWS = 2              # up to this many rows the column form beats the packed product
+_MIN_COLUMN_WEIGHT = 1 << 17  # 384 x 384 read from memory: 1.8x F.linear; already in cache it loses 3 us of 14
+_MIN_SPLIT_WEIGHT = 1 << 19   # 768 x 768 is the smallest GPT-2 matrix and gains 1.14x from the split; 128 x 128 loses 3x
+_PACK_AFTER = 4               # multi-row calls on a weight before it is packed
+_PACK_HINT = 8                # the batch size oneDNN chooses the packed layout for
+
+_packing = True
+_packs: dict[int, list] = {}  # id(weight) -> [(data_ptr, version), calls, packed or None]; entries leave with the weight
+
+
+def set_packing(enabled: bool) -> None:
+    """Turn the packed copies for 3-32-row products on or off; off also frees the copies made so far."""
+    global _packing
+    _packing = bool(enabled)
+    if not _packing:
+        for state in _packs.values():
+            state[2] = None
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """F.linear(x, weight, bias); few-row fp32 inference on CPU takes a faster batched product
-    (see the module docstring)."""
+    """F.linear(x, weight, bias); few-row fp32 inference on CPU takes a faster product (module docstring)."""
     out_f, in_f = weight.shape
     if (x.numel() > _FEW_ROWS * in_f or not x.is_cpu or x.dtype != torch.float32  # training batches stop here
-            or weight.numel() < _MIN_WEIGHT or not weight.is_contiguous()
+            or weight.numel() < _MIN_COLUMN_WEIGHT or not weight.is_contiguous()
             or (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))):
         return F.linear(x, weight, bias)
     threads = torch.get_num_threads()
-    rows = x.reshape(-1, in_f)
-    if rows.size(0) == 1:
-        return _matvec(rows.contiguous(), weight, bias, max(2, threads)).view(*x.shape[:-1], out_f)
-    if threads < 2 or out_f < 64 * threads:
+    rows = x.reshape(-1, in_f).contiguous()
+    if rows.size(0) <= _COLUMN_ROWS and out_f >= 128 * max(2, threads):
+        y = _columns(rows, weight, bias, max(2, threads))
+    elif (packed := _packed(weight)) is not None:
+        y = torch.ops.mkldnn._linear_pointwise(rows, packed, bias, "none", [], "")
+    elif threads >= 2 and out_f >= 64 * threads and weight.numel() >= _MIN_SPLIT_WEIGHT:
+        y = _split(rows, weight, bias, threads)
+    else:
         return F.linear(x, weight, bias)
+    return y.view(*x.shape[:-1], out_f)
+
+
+def _columns(rows: Tensor, weight: Tensor, bias: Tensor | None, chunks: int) -> Tensor:
+    """rows (M, in) times W^T as `chunks` matrix-times-columns products in one bmm: W's rows cut into equal
+    blocks (a view, no copy), each multiplied by the rows held as (in, M) columns."""
+    out_f, in_f = weight.shape
+    m = rows.size(0)
+    per = out_f // chunks
+    main = per * chunks
+    w = weight[:main].view(chunks, per, in_f)
+    # rows.t() is (in, M) with strides (1, in). Keep exactly this form: for one row, the same column with
+    # strides (1, 1) sends bmm to a kernel 5x slower (measured, torch 2.13).
+    cols = rows.t().unsqueeze(0).expand(chunks, -1, -1)
+    if bias is None:
+        y = torch.bmm(w, cols)
+    else:
+        y = torch.baddbmm(bias[:main].view(chunks, per, 1), w, cols)
+    y = y.view(1, main) if m == 1 else y.permute(2, 0, 1).reshape(m, main)  # (chunks, per, M) -> (M, main)
+    if main < out_f:
+        y = torch.cat([y, F.linear(rows, weight[main:], None if bias is None else bias[main:])], dim=1)
+    return y
+
+
+def _split(rows: Tensor, weight: Tensor, bias: Tensor | None, threads: int) -> Tensor:
+    """rows (M, in) times W^T with the output features cut into one slice per thread, as one baddbmm."""
+    out_f, in_f = weight.shape
     per = out_f // threads
     main = per * threads  # the slices must be equal for one batched product; the rest (< threads columns) aside
     w = weight[:main].view(threads, per, in_f).transpose(1, 2)  # (threads, in, per): a view, no copy
@@ -51,27 +103,32 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     y = y.transpose(0, 1).reshape(rows.size(0), main)  # (M, main)
     if main < out_f:
         y = torch.cat([y, F.linear(rows, weight[main:], None if bias is None else bias[main:])], dim=1)
-    return y.view(*x.shape[:-1], out_f)
-
-
-def _matvec(row: Tensor, weight: Tensor, bias: Tensor | None, chunks: int) -> Tensor:
-    """One row times W^T as `chunks` matrix-times-column products in one bmm: W's rows cut into equal
-    blocks (a view, no copy), each multiplied by the row held as an (in, 1) column."""
-    out_f, in_f = weight.shape
-    per = out_f // chunks
-    main = per * chunks
-    w = weight[:main].view(chunks, per, in_f)
-    # row.t() is (in, 1) with strides (1, in). Keep exactly this form: the same column with strides (1, 1)
-    # sends bmm to a kernel 5x slower (measured, torch 2.13).
-    col = row.t().unsqueeze(0).expand(chunks, -1, -1)
-    if bias is None:
-        y = torch.bmm(w, col)
-    else:
-        y = torch.baddbmm(bias[:main].view(chunks, per, 1), w, col)
-    y = y.view(1, main)
-    if main < out_f:
-        y = torch.cat([y, F.linear(row, weight[main:], None if bias is None else bias[main:])], dim=1)
     return y
+
+
+def _packed(weight: Tensor) -> Tensor | None:
+    """oneDNN's packed copy of `weight`, made on its _PACK_AFTER-th multi-row use; None before that, when
+    packing is off or oneDNN is missing. A weight changed in place or moved gets a fresh copy.
+    The copies live in a module-level table, not on the tensor, so deepcopy/pickle never see them."""
+    if not _packing or not torch.backends.mkldnn.is_available():
+        return None
+    key = (weight.data_ptr(), weight._version)
+    state = _packs.get(id(weight))
+    if state is None:
+        state = _packs[id(weight)] = [key, 0, None]
+        weakref.finalize(weight, _packs.pop, id(weight), None)
+    elif state[0] != key:
+        state[:] = [key, 0, None]
+    if state[2] is None:
+        state[1] += 1
+        if state[1] < _PACK_AFTER:
+            return None
+        try:
+            state[2] = torch.ops.mkldnn._reorder_linear_weight(weight, _PACK_HINT)
+        except (AttributeError, RuntimeError):  # a torch without these oneDNN ops: stay on the split
+            set_packing(False)
+            return None
+    return state[2]
 
 
 class Linear(nn.Linear):
