@@ -15,20 +15,18 @@ from lmforge.models import build_model, save_model
 from lmforge.tokenizers import CharTokenizer
 
 
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def make_run(path, **shape):
+def make_run(path, max_len=128, **shape):
     """A run directory: random GPT + character tokenizer trained on a slice of the bundled KJV."""
     with lzma.open(Path(lmforge.__file__).parent / "data" / "corpora" / "kjv.txt.xz", "rt", encoding="utf-8") as f:
         tok = CharTokenizer.train(f.read(20000))  # no end-of-text token: texts run to max_tokens or a stop
     torch.manual_seed(0)
-    save_model(build_model("gpt", dict(vocab_size=tok.vocab_size, max_len=128, **shape)), path)
+    save_model(build_model("gpt", dict(vocab_size=tok.vocab_size, max_len=max_len, **shape)), path)
     tok.save(path)
     return path
 

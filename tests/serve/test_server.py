@@ -152,3 +152,26 @@ def test_distribution_endpoint_applies_settings(server):
     for bad in ([], [1, 10**6], [1] * 200):
         r = httpx.post(server + "/api/distribution", json={"ids": bad, "n": 5})
         assert r.status_code == 400 and r.json()["error"]["param"] == "ids"
+
+
+def test_requests_over_the_concurrency_limit_get_429_and_later_ones_succeed(tmp_path):
+    from live import make_run, start_server
+    run = make_run(tmp_path, max_len=4096, d_model=64, n_heads=4, n_layers=2)  # long enough to still be running
+    proc, url = start_server(run, "--name", "tiny", "--max-concurrent", "1", "--max-tokens", "4000")
+    try:
+        body = {"model": "tiny", "prompt": "And", "max_tokens": 4000, "temperature": 1.0, "stream": True}
+        with httpx.stream("POST", url + "/v1/completions", json=body, timeout=30) as first:
+            lines = first.iter_lines()  # held: a dropped iterator closes the stream
+            assert next(lines).startswith("data: ")  # generating now
+            r = httpx.post(url + "/v1/completions", json={"model": "tiny", "prompt": "And", "max_tokens": 2})
+            assert r.status_code == 429
+            assert r.json()["error"]["code"] == "rate_limit_exceeded" and "limit 1" in r.json()["error"]["message"]
+        for _ in range(100):  # the first client left: its slot frees once the server notices
+            r = httpx.post(url + "/v1/completions", json={"model": "tiny", "prompt": "And", "max_tokens": 2})
+            if r.status_code != 429:
+                break
+            time.sleep(0.1)
+        assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 2
+    finally:
+        proc.terminate()
+        proc.wait(10)

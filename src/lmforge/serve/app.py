@@ -224,23 +224,36 @@ class Server:
                 self.worker.cancel(s)
 
 
+class _Guard:
+    """The two checks that answer before a request body is read: body size (413) and requests in flight
+    (429). Plain ASGI rather than @app.middleware("http"), which relays every streamed chunk through an
+    extra task and queue."""
+
+    def __init__(self, app, srv: "Server", limits: Limits):
+        self.app, self.srv, self.limits = app, srv, limits
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["method"] == "POST":
+            size = dict(scope["headers"]).get(b"content-length", b"")
+            max_body, error = self.limits.max_body, None
+            if size.isdigit() and int(size) > max_body:
+                error = APIError(413, f"request body is {int(size)} bytes; the limit is {max_body}", "body",
+                                 code="request_too_large")
+            elif self.srv.in_flight >= self.limits.max_concurrent and scope["path"] != "/api/distribution":
+                error = APIError(429, f"too many requests in flight (limit {self.limits.max_concurrent}); retry "
+                                      "shortly", type_="rate_limit_error", code="rate_limit_exceeded")
+            if error is not None:
+                return await error.response()(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
 def create_app(model, tok, name: str = "lmforge", limits: Limits | None = None) -> FastAPI:
     limits = limits or Limits()
     srv = Server(model, tok, name, limits)
     app = FastAPI(title="lmforge", docs_url=None, redoc_url=None)
     app.state.server = srv
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        if request.method == "POST":
-            size = request.headers.get("content-length")
-            if size is not None and int(size) > limits.max_body:
-                return APIError(413, f"request body is {size} bytes; the limit is {limits.max_body}", "body",
-                                code="request_too_large").response()
-            if srv.in_flight >= limits.max_concurrent and request.url.path != "/api/distribution":
-                return APIError(429, f"too many requests in flight (limit {limits.max_concurrent}); retry shortly",
-                                type_="rate_limit_error", code="rate_limit_exceeded").response()
-        return await call_next(request)
+    app.add_middleware(_Guard, srv=srv, limits=limits)
 
     async def read_json(request: Request) -> dict:
         raw = await request.body()
