@@ -175,3 +175,33 @@ def test_requests_over_the_concurrency_limit_get_429_and_later_ones_succeed(tmp_
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_completions_stop_at_the_chat_end_of_turn_token(tmp_path):
+    """A model that always says <|end|> (its final norm outputs <|end|>'s embedding whatever the input):
+    /v1/completions stops there, as `lmforge sample` does, instead of running to max_tokens."""
+    import torch
+
+    from live import start_server
+
+    from lmforge.models import build_model, save_model
+    from lmforge.tokenizers import CHAT_SPECIAL_TOKENS, CharTokenizer
+    tok = CharTokenizer.train("And God said, Let there be light.", special_tokens=CHAT_SPECIAL_TOKENS)
+    end = tok.special_tokens["<|end|>"]
+    torch.manual_seed(0)
+    model = build_model("gpt", dict(vocab_size=tok.vocab_size, max_len=64, d_model=32, n_heads=2, n_layers=1))
+    with torch.no_grad():
+        model.tok_emb.weight[end] *= 10
+        model.norm.weight.zero_()
+        model.norm.bias.copy_(model.tok_emb.weight[end])
+    save_model(model, tmp_path)
+    tok.save(tmp_path)
+    proc, url = start_server(tmp_path, "--name", "tiny")
+    try:
+        r = httpx.post(url + "/v1/completions", json={"model": "tiny", "prompt": "And", "max_tokens": 10,
+                                                     "temperature": 0}).json()
+        assert r["choices"][0]["finish_reason"] == "stop" and r["choices"][0]["text"] == ""
+        assert r["usage"]["completion_tokens"] == 1
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -53,11 +53,6 @@ def load_run(path: str):
     return model, tok
 
 
-def eos_ids(tok) -> list[int]:
-    """End-of-text tokens the tokenizer knows (GPT-2's <|endoftext|>, the chat template's <|end|>)."""
-    return [tok.special_tokens[t] for t in ("<|endoftext|>", "</s>", "<|end|>") if t in tok.special_tokens]
-
-
 def token_text(tok, i: int) -> str:
     """A token made visible: spaces as '␣', newlines and other controls escaped."""
     return repr(tok.decode([i]))[1:-1].replace(" ", "␣")
@@ -73,6 +68,7 @@ def run(args) -> int:
     import torch
 
     from lmforge.generate import generate
+    from lmforge.tokenizers import eos_ids
     from lmforge.tokenizers.stream import TextStream
 
     if args.head != "mean" and not args.head.lstrip("-").isdigit():

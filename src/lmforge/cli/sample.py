@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lmforge.cli.generate import add_sampling_arguments, encode_prompt, eos_ids, load_run
+from lmforge.cli.generate import add_sampling_arguments, encode_prompt, load_run
 
 
 def add_arguments(p) -> None:
@@ -23,6 +23,7 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from lmforge.generate import generate
+    from lmforge.tokenizers import eos_ids
     from lmforge.tokenizers.stream import TextStream
 
     model, tok = load_run(args.run)

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lmforge.tokenizers.base import CHAT_SPECIAL_TOKENS
+
 ROLES = ("system", "user", "assistant")
-MARKERS = {r: f"<|{r}|>" for r in ROLES}
-END = "<|end|>"
+*_markers, END = CHAT_SPECIAL_TOKENS  # "<|system|>", "<|user|>", "<|assistant|>"; "<|end|>"
+MARKERS = dict(zip(ROLES, _markers))
 PLAIN = {"system": "System: ", "user": "User: ", "assistant": "Assistant: "}
 PLAIN_STOP = "\nUser:"
 

@@ -28,6 +28,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 
 from lmforge.data.chat import build_prompt
 from lmforge.generate import Engine, SamplingParams
+from lmforge.tokenizers import eos_ids
 from lmforge.tokenizers.stream import TextStream
 
 
@@ -140,7 +141,7 @@ class Server:
     def __init__(self, model, tok, name: str, limits: Limits):
         self.model, self.tok, self.name, self.limits = model.eval(), tok, name, limits
         self.max_len = model.config.max_len
-        self.eos = [tok.special_tokens[t] for t in ("<|endoftext|>", "</s>") if t in tok.special_tokens]
+        self.eos = eos_ids(tok)
         self.worker = Worker(model)
         self.in_flight = 0
 

@@ -8,8 +8,9 @@ reads/writes Hugging Face tokenizer.json files.
     >>> tok.decode(tok.encode("begin the")) == "begin the"
     True
 """
-from .base import (BERT_SPECIAL_TOKENS, CHAT_SPECIAL_TOKENS, GLM_SPECIAL_TOKENS, GPT_SPECIAL_TOKENS,
-                   T5_SPECIAL_TOKENS, Encoding, Template, Tokenizer, load_tokenizer, t5_sentinels)
+from .base import (BERT_SPECIAL_TOKENS, CHAT_SPECIAL_TOKENS, END_OF_TEXT_TOKENS, GLM_SPECIAL_TOKENS,
+                   GPT_SPECIAL_TOKENS, T5_SPECIAL_TOKENS, Encoding, Template, Tokenizer, eos_ids, load_tokenizer,
+                   t5_sentinels)
 from .bpe import BPETokenizer, ByteLevelBPETokenizer
 from .char import CharTokenizer
 from .unigram import UnigramTokenizer
@@ -17,4 +18,4 @@ from .wordpiece import WordPieceTokenizer
 
 __all__ = ["Tokenizer", "Encoding", "Template", "CharTokenizer", "BPETokenizer", "ByteLevelBPETokenizer", "WordPieceTokenizer", "UnigramTokenizer", "load_tokenizer", "t5_sentinels",
            "BERT_SPECIAL_TOKENS", "GPT_SPECIAL_TOKENS", "T5_SPECIAL_TOKENS", "GLM_SPECIAL_TOKENS",
-           "CHAT_SPECIAL_TOKENS"]
+           "CHAT_SPECIAL_TOKENS", "END_OF_TEXT_TOKENS", "eos_ids"]

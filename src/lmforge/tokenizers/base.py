@@ -32,6 +32,12 @@ GPT_SPECIAL_TOKENS = ("<|endoftext|>",)
 T5_SPECIAL_TOKENS = ("<pad>", "</s>", "<unk>")  # ids 0, 1, 2 as in T5's SentencePiece model
 GLM_SPECIAL_TOKENS = ("[MASK]", "[gMASK]", "[sMASK]", "<sop>", "<eop>")
 CHAT_SPECIAL_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>", "<|end|>")
+END_OF_TEXT_TOKENS = ("<|endoftext|>", "</s>", "<|end|>")  # GPT-2's, T5's, the chat template's end of turn
+
+
+def eos_ids(tok) -> list[int]:
+    """Ids of the END_OF_TEXT_TOKENS that `tok` has: generation stops at any of them."""
+    return [tok.special_tokens[t] for t in END_OF_TEXT_TOKENS if t in tok.special_tokens]
 
 
 def t5_sentinels(n: int = 100) -> list[str]:
