@@ -39,6 +39,7 @@ def test_training_lowers_val_loss_and_writes_a_run_directory(kjv, tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [10, 20, 30, 40, 50, 60, 70, 80]
     assert [r["step"] for r in rows if "val_loss" in r] == [40, 80]
+    assert [r["tokens"] for r in rows] == [r["step"] * 16 * 32 for r in rows]  # batch x block per step
     assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "tokenizer.json").is_file()
 
@@ -135,6 +136,7 @@ def test_resume_keeps_the_dtype_that_auto_chose(kjv, tmp_path):
                     out_dir=tmp_path, log=lambda s: None)
     again.fit(resume=True)
     assert again.bf16 == (state["dtype"] == "bf16") and again.step == 6
+    assert again.metrics[-1]["tokens"] == 6 * 4 * 32  # the count goes on from the checkpoint
 
 
 def test_dtype_probe_is_a_training_step_that_leaves_no_trace(kjv, tmp_path):

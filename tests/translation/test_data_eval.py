@@ -52,14 +52,16 @@ def test_token_batches_respect_the_budget_and_are_pure():
     torch.manual_seed(0)
     ex = [([5] * n + [2], [1] + [6] * m + [2]) for n, m in torch.randint(1, 30, (500, 2)).tolist()]
     b = TokenBatches(ex, max_tokens=256, seed=3)
-    seen = 0
+    seen, real = 0, 0
     for i in range(len(b)):
         src, tgt, targets = b.get(i)
+        real += b.batch_tokens((src, tgt, targets))
         assert src.size(0) * max(src.size(1), tgt.size(1) + 1) <= 256
         assert torch.equal(targets[:, :-1][tgt[:, 1:] != 0], tgt[:, 1:][tgt[:, 1:] != 0])  # shifted by one
         assert ((targets == -100) == (tgt == 0)).all() and (tgt[:, 0] == 1).all()
         seen += src.size(0)
     assert seen == 500  # an epoch visits every pair once
+    assert real == b.tokens() == sum(len(s) + len(t) - 1 for s, t in ex)  # the trainer's count: no padding
     assert all(torch.equal(x, y) for x, y in zip(b.get(7), TokenBatches(ex, 256, seed=3).get(7)))
     with pytest.raises(ValueError, match="no translation pairs"):
         TokenBatches([], 256)

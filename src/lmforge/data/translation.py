@@ -166,6 +166,11 @@ class TokenBatches:
             targets[r, :len(t) - 1] = torch.tensor(t[1:])  # y1 .. y_n </s>
         return src, tgt, targets
 
+    def batch_tokens(self, batch) -> int:
+        """Real (non-padding) source + target tokens of one batch from `get` (the trainer's tokens column)."""
+        src, _, targets = batch
+        return int((src != self.pad_id).sum()) + int((targets != -100).sum())
+
     def tokens(self) -> int:
         """Real (non-padding) source + target tokens in one epoch."""
         return sum(len(s) + len(t) - 1 for s, t in self.examples)

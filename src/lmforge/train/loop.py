@@ -159,6 +159,13 @@ def next_token_loss(model: torch.nn.Module, batch: tuple) -> torch.Tensor:
     return model(x, targets=y).loss
 
 
+def batch_tokens(source, batch: tuple) -> int:
+    """Tokens in one training batch: the source's own count where it has one (`batch_tokens(batch)`, e.g.
+    real tokens without padding), else every position of the input tensor, batch[0]."""
+    count = getattr(source, "batch_tokens", None)
+    return int(count(batch)) if count is not None else batch[0].numel()
+
+
 class Trainer:
     """Gradient accumulation, clipping, bf16 autocast, optional torch.compile, DDP, periodic eval,
     metrics.jsonl + loss.png, atomic checkpoints and bit-exact resume."""
@@ -186,6 +193,7 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, config)
         self.schedule = Schedule.from_config(config)
         self.step, self.position, self.metrics = 0, 0, []
+        self.tokens = 0  # training tokens this rank has consumed (see batch_tokens)
         net = self.model
         if config.compile:
             net = torch.compile(net)
@@ -216,6 +224,10 @@ class Trainer:
         return train_step
 
     # ------------------------------------------------------------------ state
+    def global_tokens(self) -> int:
+        """Training tokens consumed by all ranks so far (a collective under DDP: every rank calls it)."""
+        return round(self.dist.mean(float(self.tokens)) * self.dist.world_size)
+
     def state_dict(self) -> dict[str, Any]:
         """Everything besides the weights that an uninterrupted run would carry to the next step."""
         return {
@@ -226,10 +238,12 @@ class Trainer:
             "rng": self.dist.gather(ckpt.capture_rng()),  # one per rank: each drew its own dropout masks
             "world_size": self.dist.world_size,
             "dtype": "bf16" if self.bf16 else "fp32",  # what `auto` chose: a resumed run must not re-decide
+            "tokens": self.global_tokens(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step, self.position = state["step"], state["data"]["position"]
+        self.tokens = state.get("tokens", 0) // self.dist.world_size  # this rank's share; older states: from 0
         self.optimizer.load_state_dict(state["optimizer"])
         if self.cfg.dtype == "auto" and state.get("dtype") in ("bf16", "fp32") and (state["dtype"] == "bf16") != self.bf16:
             self.bf16 = state["dtype"] == "bf16"
@@ -289,6 +303,7 @@ class Trainer:
         for micro in range(cfg.grad_accum):
             batch = tuple(t.to(self.device, non_blocking=True) for t in self.train_batches.get(self.position))
             self.position += 1
+            self.tokens += batch_tokens(self.train_batches, batch)
             # DDP: all-reduce gradients only on the last micro-batch (no_sync elsewhere)
             sync = contextlib.nullcontext() if not self.dist.enabled or micro == cfg.grad_accum - 1 else self.net.no_sync()
             with sync:
@@ -310,7 +325,6 @@ class Trainer:
             self.resume()
         else:
             torch.manual_seed(cfg.seed + self.dist.rank)  # dropout masks: own stream per rank
-        tokens_per_step = cfg.batch_size * cfg.grad_accum * self.dist.world_size * getattr(self.train_batches, "block_size", 0)
         bar = None
         if cfg.progress and self.dist.is_main:
             from tqdm import tqdm
@@ -327,7 +341,7 @@ class Trainer:
             row = {}
             if step % cfg.log_interval == 0 or step == cfg.max_steps:
                 row = {"step": step, "loss": round(self.dist.mean(loss), 6), "lr": self.schedule(step - 1),
-                       "tokens": step * tokens_per_step, "step_s": round(time.perf_counter() - t, 4),
+                       "tokens": self.global_tokens(), "step_s": round(time.perf_counter() - t, 4),
                        "elapsed_s": round(time.perf_counter() - t0, 2)}
             if self.val_batches is not None and ((cfg.eval_interval and step % cfg.eval_interval == 0) or step == cfg.max_steps):
                 row = {"step": step, **row, "val_loss": round(self.evaluate(), 6)}
