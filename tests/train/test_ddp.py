@@ -35,3 +35,6 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
         assert lb == pytest.approx(la, abs=2e-5), f"train loss differs at step {step}"
         assert (va is None) == (vb is None) and (va is None or vb == pytest.approx(va, abs=2e-5))
     assert a[-1][1] < a[0][1]  # and it is a curve that goes down, not a constant
+    tokens = [[json.loads(line)["tokens"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+              for run in (one, two)]
+    assert tokens[0] == tokens[1] == [s * 8 * 32 for s in range(1, 21)]  # both processes' tokens counted
