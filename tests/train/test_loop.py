@@ -122,8 +122,9 @@ def test_custom_objective_and_callbacks(kjv):
     assert seen == [(2, 2), (4, 4), (6, 6)]
 
 
-def test_resume_keeps_the_dtype_that_auto_chose(kjv, tmp_path):
-    """`auto` times bf16 against fp32; a resumed run must not re-decide (a different choice breaks bit-exactness)."""
+def test_resume_keeps_the_dtype_that_auto_chose(kjv, tmp_path, monkeypatch):
+    """`auto` times bf16 against fp32; a resumed run must not re-decide (a different choice breaks bit-exactness)
+    nor spend the time to re-measure."""
     tok, train, _ = kjv
     cfg = TrainConfig(max_steps=4, batch_size=4, dtype="auto", progress=False, eval_interval=0, save_interval=2)
     first = Trainer(tiny(tok.vocab_size), cfg, RandomWindows(train, 32, 4, seed=0), out_dir=tmp_path, log=lambda s: None)
@@ -132,6 +133,7 @@ def test_resume_keeps_the_dtype_that_auto_chose(kjv, tmp_path):
     assert state["dtype"] == ("bf16" if first.bf16 else "fp32")
     state["dtype"] = "fp32" if first.bf16 else "bf16"  # as if the first run had decided the other way
     torch.save(state, tmp_path / "train_state.pt")
+    monkeypatch.setattr("lmforge.train.loop.choose_dtype", lambda *a: pytest.fail("a resumed auto run re-timed"))
     again = Trainer(tiny(tok.vocab_size), cfg.replace(max_steps=6), RandomWindows(train, 32, 4, seed=0),
                     out_dir=tmp_path, log=lambda s: None)
     again.fit(resume=True)

@@ -185,11 +185,7 @@ class Trainer:
         self.dist.init(self.device)
         self.model = model.to(self.device)  # the plain module: what is saved and returned
         self.loss_fn, self.callbacks = loss_fn or next_token_loss, tuple(callbacks)
-        # rank 0 decides (and times alone, while the others wait): every rank must run the same dtype
-        choice = choose_dtype(config.dtype, self.device, self.model, self._probe()) if self.dist.is_main else None
-        self.bf16, why = self.dist.broadcast(choice)
-        if self.dist.is_main:
-            self.log(f"dtype: {'bf16 autocast' if self.bf16 else 'fp32'} ({why})")
+        self._bf16: bool | None = None  # decided on first use (see bf16); a resumed run takes its checkpoint's
         self.optimizer = build_optimizer(self.model, config)
         self.schedule = Schedule.from_config(config)
         self.step, self.position, self.metrics = 0, 0, []
@@ -202,6 +198,18 @@ class Trainer:
 
             net = DistributedDataParallel(net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.net = net  # what forward/backward run through
+
+    @property
+    def bf16(self) -> bool:
+        """Train under bf16 autocast? Decided once, when first needed: a resumed `auto` run takes the
+        checkpoint's choice (no timing), any other run asks choose_dtype. A collective under DDP."""
+        if self._bf16 is None:
+            # rank 0 decides (and times alone, while the others wait): every rank must run the same dtype
+            choice = choose_dtype(self.cfg.dtype, self.device, self.model, self._probe()) if self.dist.is_main else None
+            self._bf16, why = self.dist.broadcast(choice)
+            if self.dist.is_main:
+                self.log(f"dtype: {'bf16 autocast' if self._bf16 else 'fp32'} ({why})")
+        return self._bf16
 
     def _probe(self) -> Callable[[], Any]:
         """Forward and backward on batch 0, in eval mode (no dropout, so no RNG is drawn); gradients dropped.
@@ -245,10 +253,11 @@ class Trainer:
         self.step, self.position = state["step"], state["data"]["position"]
         self.tokens = state.get("tokens", 0) // self.dist.world_size  # this rank's share; older states: from 0
         self.optimizer.load_state_dict(state["optimizer"])
-        if self.cfg.dtype == "auto" and state.get("dtype") in ("bf16", "fp32") and (state["dtype"] == "bf16") != self.bf16:
-            self.bf16 = state["dtype"] == "bf16"
+        if self.cfg.dtype == "auto" and state.get("dtype") in ("bf16", "fp32"):
+            self._bf16 = state["dtype"] == "bf16"
             if self.dist.is_main:
-                self.log(f"dtype: {state['dtype']}, as chosen when this run started (resume keeps it, for bit-exactness)")
+                self.log(f"dtype: {'bf16 autocast' if self._bf16 else 'fp32'}, as chosen when this run started "
+                         "(resume keeps it, for bit-exactness)")
         rngs = state["rng"]
         if len(rngs) == self.dist.world_size:
             ckpt.restore_rng(rngs[self.dist.rank])
@@ -325,6 +334,7 @@ class Trainer:
             self.resume()
         else:
             torch.manual_seed(cfg.seed + self.dist.rank)  # dropout masks: own stream per rank
+        self.bf16  # decide (and say) the dtype before the progress bar starts
         bar = None
         if cfg.progress and self.dist.is_main:
             from tqdm import tqdm
