@@ -43,9 +43,13 @@ def test_resume_is_bit_exact(memo_run, tmp_path):
     straight = train(memo_config(tsv, steps=20), tmp_path / "a", log=lambda m: None)
     cfg = memo_config(tsv, steps=20)
     train(cfg.replace(train={**cfg.train.to_dict(), "max_steps": 10}), tmp_path / "b", log=lambda m: None)
-    train(cfg, tmp_path / "b", resume=True, log=lambda m: None)
+    half = json.loads((tmp_path / "b" / "translation.json").read_text())
+    resumed = train(cfg, tmp_path / "b", resume=True, log=lambda m: None)
     a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
     assert straight["steps"] == 20 and all(torch.equal(a[k], b[k]) for k in a)
+    # tokens and training time are summed over the two parts
+    assert resumed["train_tokens"] == straight["train_tokens"] > half["train_tokens"] > 0
+    assert resumed["train_seconds"] > half["train_seconds"]
 
 
 def test_lstm_learns_the_same_pairs(memo_run, tmp_path):
@@ -59,8 +63,12 @@ def test_lstm_learns_the_same_pairs(memo_run, tmp_path):
 
 def test_wall_clock_budget_stops_training(memo_run, tmp_path):
     _, _, _, tsv = memo_run
-    s = train(memo_config(tsv, steps=100_000, minutes=0.001), tmp_path / "budget", log=lambda m: None)
+    s = train(memo_config(tsv, steps=100_000, minutes=0.02), tmp_path / "budget", log=lambda m: None)
     assert s["stopped_by_budget"] and s["steps"] < 100_000 and (tmp_path / "budget" / "train_state.pt").is_file()
+    # resuming does not grant a fresh budget: the spent one stops it at the first metrics row (log_interval 10)
+    again = train(memo_config(tsv, steps=100_000, minutes=0.02), tmp_path / "budget", resume=True,
+                  log=lambda m: None)
+    assert again["stopped_by_budget"] and again["steps"] == s["steps"] + 10
 
 
 def test_load_translator_uses_the_weights_translation_json_names(memo_run, tmp_path):

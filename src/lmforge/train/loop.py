@@ -190,6 +190,7 @@ class Trainer:
         self.schedule = Schedule.from_config(config)
         self.step, self.position, self.metrics = 0, 0, []
         self.tokens = 0  # training tokens this rank has consumed (see batch_tokens)
+        self._elapsed, self._fit_t0 = 0.0, None  # training wall time before this fit() call; when it started
         net = self.model
         if config.compile:
             net = torch.compile(net)
@@ -232,6 +233,10 @@ class Trainer:
         return train_step
 
     # ------------------------------------------------------------------ state
+    def elapsed(self) -> float:
+        """Seconds spent in fit() (evaluations and checkpoints included), summed over every resume."""
+        return self._elapsed + (time.perf_counter() - self._fit_t0 if self._fit_t0 is not None else 0.0)
+
     def global_tokens(self) -> int:
         """Training tokens consumed by all ranks so far (a collective under DDP: every rank calls it)."""
         return round(self.dist.mean(float(self.tokens)) * self.dist.world_size)
@@ -247,11 +252,13 @@ class Trainer:
             "world_size": self.dist.world_size,
             "dtype": "bf16" if self.bf16 else "fp32",  # what `auto` chose: a resumed run must not re-decide
             "tokens": self.global_tokens(),
+            "elapsed_s": self.elapsed(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step, self.position = state["step"], state["data"]["position"]
         self.tokens = state.get("tokens", 0) // self.dist.world_size  # this rank's share; older states: from 0
+        self._elapsed = state.get("elapsed_s", 0.0)
         self.optimizer.load_state_dict(state["optimizer"])
         if self.cfg.dtype == "auto" and state.get("dtype") in ("bf16", "fp32"):
             self._bf16 = state["dtype"] == "bf16"
@@ -341,7 +348,7 @@ class Trainer:
 
             bar = tqdm(total=cfg.max_steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
         self.net.train()
-        t0, last = time.perf_counter(), {}
+        self._fit_t0, last = time.perf_counter(), {}
         while self.step < cfg.max_steps:
             t = time.perf_counter()
             loss = self.train_step()
@@ -352,7 +359,7 @@ class Trainer:
             if step % cfg.log_interval == 0 or step == cfg.max_steps:
                 row = {"step": step, "loss": round(self.dist.mean(loss), 6), "lr": self.schedule(step - 1),
                        "tokens": self.global_tokens(), "step_s": round(time.perf_counter() - t, 4),
-                       "elapsed_s": round(time.perf_counter() - t0, 2)}
+                       "elapsed_s": round(self.elapsed(), 2)}
             if self.val_batches is not None and ((cfg.eval_interval and step % cfg.eval_interval == 0) or step == cfg.max_steps):
                 row = {"step": step, **row, "val_loss": round(self.evaluate(), 6)}
             if row:
@@ -373,4 +380,5 @@ class Trainer:
                         self.log(f"checkpoint: step {step} saved to {self.out_dir}")  # the bar is redrawn below it
         if bar is not None:
             bar.close()
+        self._elapsed, self._fit_t0 = self.elapsed(), None
         return last

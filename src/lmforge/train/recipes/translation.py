@@ -16,7 +16,6 @@ directory) and translation.json (val losses, tokens/s, which weights `lmforge tr
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import torch
@@ -28,24 +27,24 @@ from lmforge.objectives import label_smoothed_cross_entropy
 
 
 class Objective:
-    """loss_fn(model, batch) for the Trainer; counts the real tokens it trains on (for tokens/s)."""
+    """loss_fn(model, batch) for the Trainer: label-smoothed cross-entropy over the target tokens.
+    (The Trainer counts the real tokens trained on: TokenBatches.batch_tokens.)"""
 
     def __init__(self, epsilon: float):
-        self.epsilon, self.tokens = epsilon, 0
+        self.epsilon = epsilon
 
     def __call__(self, model, batch) -> torch.Tensor:
         src, tgt, targets = batch
-        if model.training:
-            self.tokens += int((src != data.PAD).sum()) + int((targets != -100).sum())
         return label_smoothed_cross_entropy(model(src, tgt).logits, targets, self.epsilon)
 
 
 class Snapshots:
-    """Trainer callback: stop at the wall-clock budget; save weights every `interval` steps, keep the last `keep`."""
+    """Trainer callback: stop at the wall-clock budget (training time, summed over resumes); save weights every
+    `interval` steps, keep the last `keep`."""
 
     def __init__(self, out_dir: Path, interval: int, keep: int, minutes: float):
         self.dir, self.interval, self.keep = out_dir / "snapshots", interval, keep
-        self.deadline = time.perf_counter() + minutes * 60 if minutes > 0 else None
+        self.budget = minutes * 60 if minutes > 0 else None
         self.stopped_by_budget = False
 
     def save(self, model, step: int) -> None:
@@ -60,7 +59,7 @@ class Snapshots:
 
     def __call__(self, trainer, row: dict) -> None:
         step = row["step"]
-        if self.deadline is not None and time.perf_counter() >= self.deadline and step < trainer.cfg.max_steps:
+        if self.budget is not None and trainer.elapsed() >= self.budget and step < trainer.cfg.max_steps:
             # the loop checks `step < cfg.max_steps` and saves a checkpoint when they are equal
             trainer.cfg.max_steps = step
             self.stopped_by_budget = True
@@ -126,12 +125,11 @@ def train(cfg: TranslationRunConfig, out: str | Path, *, resume: bool = False, l
     snaps = Snapshots(out, cfg.recipe.snapshot_interval, cfg.recipe.average_last, cfg.recipe.minutes)
     trainer = Trainer(model, cfg.train, train_batches, val_batches, out_dir=out, tokenizer=tokenizer,
                       run_config=cfg.to_dict(), loss_fn=objective, callbacks=(snaps,), log=log)
-    t0 = time.perf_counter()
     last = trainer.fit(resume=resume)
-    seconds = time.perf_counter() - t0
+    seconds, tokens = trainer.elapsed(), trainer.global_tokens()  # both summed over resumes
     summary = {"family": model_cfg.family, "pair": cfg.data.pair, "lang": lang, "steps": trainer.step,
-               "train_seconds": round(seconds, 1), "train_tokens": objective.tokens,
-               "tokens_per_s": round(objective.tokens / seconds, 1) if seconds > 0 else None,
+               "train_seconds": round(seconds, 1), "train_tokens": tokens,
+               "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else None,
                "stopped_by_budget": snaps.stopped_by_budget, "val_loss_final": trainer.evaluate(), "best": "final"}
     paths = snaps.paths()
     if cfg.recipe.average_last > 1 and len(paths) > 1:
