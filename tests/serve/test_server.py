@@ -157,7 +157,7 @@ def test_distribution_endpoint_applies_settings(server):
 def test_requests_over_the_concurrency_limit_get_429_and_later_ones_succeed(tmp_path):
     from live import make_run, start_server
     run = make_run(tmp_path, max_len=4096, d_model=64, n_heads=4, n_layers=2)  # long enough to still be running
-    proc, url = start_server(run, "--name", "tiny", "--max-concurrent", "1", "--max-tokens", "4000")
+    proc, url = start_server(run, "--name", "tiny", "--max-concurrent", "1", "--max-tokens", "4000", "--no-pack")
     try:
         body = {"model": "tiny", "prompt": "And", "max_tokens": 4000, "temperature": 1.0, "stream": True}
         with httpx.stream("POST", url + "/v1/completions", json=body, timeout=30) as first:

@@ -12,7 +12,8 @@ with the same arithmetic per output, so results agree with F.linear to float rou
 - 3-32 rows (batched decoding; the server): oneDNN's linear on a copy of W that oneDNN has reordered for
   its kernel ("packed"), 1.5-2.5x the thread split below at 8 rows. The copy is made after a weight has
   been used this way a few times (a one-off prefill never pays for it), kept while the weight is
-  unchanged, and costs memory: the weights are held twice. `set_packing(False)` turns it off.
+  unchanged, and costs memory: the weights are held twice. `set_packing(False)` (`lmforge serve
+  --no-pack`) turns it off.
 - Without oneDNN, or with packing off: the output features cut into one slice per thread, handed to
   `torch.baddbmm` as a batch so every thread works: 1.1-1.4x F.linear at 8 rows, 2 threads.
 
