@@ -2,13 +2,14 @@
 import copy
 import gc
 import io
+import weakref
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from lmforge.nn import Linear, linear, set_packing
-from lmforge.nn.linear import _PACK_AFTER, _packs
+from lmforge.nn import Linear, PackedWeights, linear, set_packing
+from lmforge.nn.linear import _PACK_AFTER
 
 needs_onednn = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
 
@@ -37,11 +38,11 @@ def packing():
 
 
 @pytest.mark.parametrize("n_threads", [2, 3])
-@pytest.mark.parametrize("out_f,in_f,rows,bias", [(2304, 768, 1, True), (50257, 64, 3, False),
+@pytest.mark.parametrize("out_f,in_f,rows,bias", [(2304, 768, 5, True), (50257, 64, 3, False),
                                                   (1000, 1024, 32, True), (768, 3072, 7, False)])
-def test_split_product_equals_f_linear(threads, packing, batched_calls, n_threads, out_f, in_f, rows, bias):
+def test_split_product_equals_f_linear(threads, batched_calls, n_threads, out_f, in_f, rows, bias):
+    """3-32 rows outside a PackedWeights table: the output features split across threads."""
     threads(n_threads)
-    packing(False)
     torch.manual_seed(0)
     w, b = torch.randn(out_f, in_f), (torch.randn(out_f) if bias else None)
     x = torch.randn(1, rows, in_f)
@@ -107,6 +108,17 @@ def test_a_non_contiguous_weight_takes_the_usual_path(threads, batched_calls):
     assert batched_calls == []
 
 
+def test_a_trainable_bias_keeps_the_usual_path(threads, batched_calls):
+    """A frozen weight with a trainable bias (BitFit): the bias must get its gradient."""
+    threads(2)
+    layer = Linear(768, 2304)
+    layer.weight.requires_grad_(False)
+    with PackedWeights():
+        for _ in range(_PACK_AFTER + 1):
+            layer(torch.randn(8, 768)).sum().backward()
+    assert batched_calls == [] and layer.bias.grad is not None
+
+
 @needs_onednn
 @pytest.mark.parametrize("rows,bias", [(3, True), (8, False), (32, True)])
 def test_packed_product_equals_f_linear(threads, rows, bias):
@@ -114,10 +126,25 @@ def test_packed_product_equals_f_linear(threads, rows, bias):
     torch.manual_seed(0)
     w, b = torch.randn(3072, 768), (torch.randn(3072) if bias else None)
     x = torch.randn(rows, 1, 768)
-    with torch.no_grad():
+    with torch.no_grad(), PackedWeights() as table:
         for _ in range(_PACK_AFTER + 1):  # the first calls take the split, then the packed copy
             torch.testing.assert_close(linear(x, w, b), F.linear(x, w, b), rtol=1e-5, atol=1e-4)
-    assert _packs[id(w)][2] is not None
+    assert table[id(w)][3] is not None
+
+
+@needs_onednn
+def test_nothing_is_packed_outside_a_table_or_for_one_or_two_rows(threads):
+    threads(8)  # at 8 threads a 768-row matrix is too short for the column form: one row must not pack either
+    torch.manual_seed(0)
+    w = torch.randn(768, 3072)
+    with torch.no_grad():
+        for _ in range(_PACK_AFTER + 1):
+            linear(torch.randn(8, 3072), w)  # no table entered
+        with PackedWeights() as table:
+            for rows in [1, 2] * _PACK_AFTER:
+                x = torch.randn(rows, 3072)
+                torch.testing.assert_close(linear(x, w), F.linear(x, w), rtol=1e-5, atol=1e-4)
+    assert table == {}
 
 
 @needs_onednn
@@ -125,47 +152,59 @@ def test_one_prefill_does_not_pack_and_a_changed_weight_is_repacked(threads):
     threads(2)
     torch.manual_seed(0)
     w, x = torch.randn(2304, 768), torch.randn(1, 12, 768)
-    with torch.no_grad():
+    with torch.no_grad(), PackedWeights() as table:
         linear(x, w)
-        assert _packs[id(w)][2] is None  # a single 12-token prefill: no copy
+        assert table[id(w)][3] is None  # a single 12-token prefill: no copy
         for _ in range(_PACK_AFTER):
             linear(x, w)
-        old = _packs[id(w)][2]
+        old = table[id(w)][3]
         assert old is not None
         w.mul_(-2.0)  # an optimizer step, a load_state_dict: the weight changes in place
         for _ in range(_PACK_AFTER + 1):
             torch.testing.assert_close(linear(x, w), F.linear(x, w), rtol=1e-5, atol=1e-4)
-        assert _packs[id(w)][2] is not None and _packs[id(w)][2] is not old
+        assert table[id(w)][3] is not None and table[id(w)][3] is not old
 
 
 @needs_onednn
-def test_packed_layers_deepcopy_and_save_and_their_copies_leave_with_them(threads):
+def test_inference_mode_weights_are_not_packed(threads):
+    threads(2)
+    with torch.inference_mode():
+        w, x = torch.randn(2304, 768), torch.randn(8, 768)
+        with PackedWeights() as table:
+            for _ in range(_PACK_AFTER + 1):
+                torch.testing.assert_close(linear(x, w), F.linear(x, w), rtol=1e-5, atol=1e-4)
+    assert table == {}
+
+
+@needs_onednn
+def test_packed_layers_deepcopy_and_save_and_their_copies_leave_with_the_table(threads):
     threads(2)
     layer = Linear(768, 2304)
     x = torch.randn(8, 768)
-    with torch.no_grad():
+    table = PackedWeights()
+    with torch.no_grad(), table:
         for _ in range(_PACK_AFTER):
             layer(x)
-    key = id(layer.weight)
-    assert _packs[key][2] is not None
-    twin = copy.deepcopy(layer)  # a DPO reference model, an EMA copy
-    torch.save(layer.state_dict(), io.BytesIO())
-    with torch.no_grad():
+        twin = copy.deepcopy(layer)  # a DPO reference model, an EMA copy: the copies are not on the layer
+        torch.save(layer.state_dict(), io.BytesIO())
         torch.testing.assert_close(twin(x), layer(x))
-    del layer, twin
+    assert table[id(layer.weight)][3] is not None
+    gone = []
+    weakref.finalize(table, gone.append, True)
+    del table
     gc.collect()
-    assert key not in _packs
+    assert gone == [True]  # nothing else holds the table (and its copies) alive
 
 
 def test_packing_off_frees_the_copies_and_takes_the_split(threads, packing, batched_calls):
     threads(2)
     torch.manual_seed(0)
     w, x = torch.randn(2304, 768), torch.randn(8, 768)
-    with torch.no_grad():
+    with torch.no_grad(), PackedWeights() as table:
         for _ in range(_PACK_AFTER):
             linear(x, w)
         packing(False)
-        assert all(state[2] is None for state in _packs.values())
+        assert table == {}
         batched_calls.clear()
         torch.testing.assert_close(linear(x, w), F.linear(x, w), rtol=1e-5, atol=1e-4)
     assert batched_calls == ["bmm"]

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from lmforge.generate.sampling import FILTERS, SamplingParams
+from lmforge.nn.linear import PackedWeights
 
 
 @dataclass(slots=True)
@@ -123,6 +124,7 @@ class Engine:
         self.pending: list[Sequence] = []  # added, joining at the next step
         self._lock = threading.Lock()
         self._ids = itertools.count()
+        self.packs = PackedWeights()  # packed weight copies for batched steps on CPU (lmforge.nn.linear)
         self._clear()
 
     def _clear(self) -> None:
@@ -253,6 +255,10 @@ class Engine:
     @torch.inference_mode()
     def step(self) -> list[Step]:
         """Admit waiting rows, decode one token for every row, retire finished rows. Returns their Steps."""
+        with self.packs:
+            return self._step()
+
+    def _step(self) -> list[Step]:
         with self._lock:
             new, self.pending = [s for s in self.pending if not s.cancelled], []
         self._drop([i for i, s in enumerate(self.rows) if s.cancelled])

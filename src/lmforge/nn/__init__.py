@@ -5,12 +5,12 @@ from lmforge.nn.cache import KVCache, LayerCache
 from lmforge.nn.feedforward import FeedForward
 from lmforge.nn.heads import LMHead
 from lmforge.nn.init import init_weights
-from lmforge.nn.linear import Linear, linear, set_packing
+from lmforge.nn.linear import Linear, PackedWeights, linear, set_packing
 from lmforge.nn.masks import causal_mask, combine, ensure_self, padding_mask, prefix_mask
 from lmforge.nn.norms import LayerNorm, RMSNorm
 from lmforge.nn.positions import (LearnedPositions, Positions2D, RelativePositionBias, apply_rope, rope_cache,
                                   sinusoidal)
 
 __all__ = ["attention", "MultiHeadAttention", "Block", "KVCache", "LayerCache", "FeedForward", "LMHead",
-           "init_weights", "Linear", "linear", "set_packing", "causal_mask", "combine", "ensure_self", "padding_mask", "prefix_mask", "LayerNorm",
+           "init_weights", "Linear", "PackedWeights", "linear", "set_packing", "causal_mask", "combine", "ensure_self", "padding_mask", "prefix_mask", "LayerNorm",
            "RMSNorm", "LearnedPositions", "Positions2D", "RelativePositionBias", "apply_rope", "rope_cache", "sinusoidal"]

@@ -10,11 +10,12 @@ with the same arithmetic per output, so results agree with F.linear to float rou
   as (in, M) columns, all in one `torch.bmm`. One row reads 27-29 GB/s at 2 threads (2.2-2.4x F.linear)
   for the GPT-2 matrices and head, 15-21 GB/s on one thread (1.2-1.7x).
 - 3-32 rows (batched decoding; the server): oneDNN's linear on a copy of W that oneDNN has reordered for
-  its kernel ("packed"), 1.5-2.5x the thread split below at 8 rows. The copy is made after a weight has
-  been used this way a few times (a one-off prefill never pays for it), kept while the weight is
-  unchanged, and costs memory: the weights are held twice. `set_packing(False)` (`lmforge serve
-  --no-pack`) turns it off.
-- Without oneDNN, or with packing off: the output features cut into one slice per thread, handed to
+  its kernel ("packed"), 1.5-2.5x the thread split below at 8 rows. Only inside a `PackedWeights` table
+  (the decoding Engine holds one): the copy is made after a weight has been used this way a few times
+  (a one-off prefill never pays for it), kept while the weight is unchanged and the table lives, and
+  costs memory: the weights are held twice. `set_packing(False)` (`lmforge serve --no-pack`) turns it
+  off.
+- Otherwise (no table entered, packing off, no oneDNN): the output features cut into one slice per thread, handed to
   `torch.baddbmm` as a batch so every thread works: 1.1-1.4x F.linear at 8 rows, 2 threads.
 
 Figures: `python bench/generate.py --only linear` (AMD EPYC Zen 4, 2 cores, torch 2.13, 2026-11-23).
@@ -23,6 +24,7 @@ bookkeeping costs more than it saves, and which stay in cache anyway) keep F.lin
 """
 from __future__ import annotations
 
+import threading
 import weakref
 
 import torch
@@ -37,7 +39,8 @@ _PACK_AFTER = 4               # multi-row calls on a weight before it is packed
 _PACK_HINT = 8                # the batch size oneDNN chooses the packed layout for
 
 _packing = True
-_packs: dict[int, list] = {}  # id(weight) -> [(data_ptr, version), calls, packed or None]; entries leave with the weight
+_tables: "weakref.WeakSet[PackedWeights]" = weakref.WeakSet()  # every live table, for set_packing(False)
+_local = threading.local()  # .table: the PackedWeights entered on this thread, if any
 
 
 def set_packing(enabled: bool) -> None:
@@ -45,8 +48,32 @@ def set_packing(enabled: bool) -> None:
     global _packing
     _packing = bool(enabled)
     if not _packing:
-        for state in _packs.values():
-            state[2] = None
+        for table in list(_tables):
+            table.clear()
+
+
+class PackedWeights(dict):
+    """Where `linear` keeps oneDNN-packed weight copies: only inside `with table:`, on that thread, and only
+    as long as the table lives. lmforge.generate.Engine holds one per engine and enters it for each step,
+    so the copies exist while a decoder (the server's, a batched generate()) runs, and nowhere else.
+
+    Entries: id(weight) -> [weakref to the weight, (data_ptr, version, dtype), calls, packed copy or None].
+    A weight changed in place (an optimizer step, load_state_dict) gets a fresh copy. A change that torch
+    does not count (writing through `weight.data`) is not seen: use a new table after one."""
+
+    def __init__(self):
+        super().__init__()
+        _tables.add(self)
+
+    def __enter__(self) -> "PackedWeights":
+        self._outer = getattr(_local, "table", None)
+        _local.table = self
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _local.table = self._outer
+
+    __hash__ = object.__hash__  # a WeakSet member; equality stays dict equality
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -54,13 +81,14 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     out_f, in_f = weight.shape
     if (x.numel() > _FEW_ROWS * in_f or not x.is_cpu or x.dtype != torch.float32  # training batches stop here
             or weight.numel() < _MIN_COLUMN_WEIGHT or not weight.is_contiguous()
-            or (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))):
+            or (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
+                                             or (bias is not None and bias.requires_grad)))):
         return F.linear(x, weight, bias)
     threads = torch.get_num_threads()
     rows = x.reshape(-1, in_f).contiguous()
     if rows.size(0) <= _COLUMN_ROWS and out_f >= 128 * max(2, threads):
         y = _columns(rows, weight, bias, max(2, threads))
-    elif (packed := _packed(weight)) is not None:
+    elif rows.size(0) > _COLUMN_ROWS and (packed := _packed(weight)) is not None:
         y = torch.ops.mkldnn._linear_pointwise(rows, packed, bias, "none", [], "")
     elif threads >= 2 and out_f >= 64 * threads and weight.numel() >= _MIN_SPLIT_WEIGHT:
         y = _split(rows, weight, bias, threads)
@@ -108,28 +136,25 @@ def _split(rows: Tensor, weight: Tensor, bias: Tensor | None, threads: int) -> T
 
 
 def _packed(weight: Tensor) -> Tensor | None:
-    """oneDNN's packed copy of `weight`, made on its _PACK_AFTER-th multi-row use; None before that, when
-    packing is off or oneDNN is missing. A weight changed in place or moved gets a fresh copy.
-    The copies live in a module-level table, not on the tensor, so deepcopy/pickle never see them."""
-    if not _packing or not torch.backends.mkldnn.is_available():
+    """oneDNN's packed copy of `weight` from the PackedWeights entered on this thread, made on the weight's
+    _PACK_AFTER-th use there; None before that, outside any table, when packing is off or oneDNN missing."""
+    table = getattr(_local, "table", None)
+    if table is None or not _packing or weight.is_inference() or not torch.backends.mkldnn.is_available():
         return None
-    key = (weight.data_ptr(), weight._version)
-    state = _packs.get(id(weight))
-    if state is None:
-        state = _packs[id(weight)] = [key, 0, None]
-        weakref.finalize(weight, _packs.pop, id(weight), None)
-    elif state[0] != key:
-        state[:] = [key, 0, None]
-    if state[2] is None:
-        state[1] += 1
-        if state[1] < _PACK_AFTER:
+    key = (weight.data_ptr(), weight._version, weight.dtype)
+    entry = table.get(id(weight))
+    if entry is None or entry[0]() is not weight or entry[1] != key:
+        entry = table[id(weight)] = [weakref.ref(weight), key, 0, None]
+    if entry[3] is None:
+        entry[2] += 1
+        if entry[2] < _PACK_AFTER:
             return None
         try:
-            state[2] = torch.ops.mkldnn._reorder_linear_weight(weight, _PACK_HINT)
+            entry[3] = torch.ops.mkldnn._reorder_linear_weight(weight, _PACK_HINT)
         except (AttributeError, RuntimeError):  # a torch without these oneDNN ops: stay on the split
             set_packing(False)
             return None
-    return state[2]
+    return entry[3]
 
 
 class Linear(nn.Linear):

@@ -257,7 +257,8 @@ class Trainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step, self.position = state["step"], state["data"]["position"]
-        self.tokens = state.get("tokens", 0) // self.dist.world_size  # this rank's share; older states: from 0
+        total, ranks = state.get("tokens", 0), self.dist.world_size  # older states have none: count from 0
+        self.tokens = total // ranks + (total % ranks if self.dist.rank == 0 else 0)  # shares that sum to total
         self._elapsed = state.get("elapsed_s", 0.0)
         self.optimizer.load_state_dict(state["optimizer"])
         if self.cfg.dtype == "auto" and state.get("dtype") in ("bf16", "fp32"):
@@ -317,9 +318,10 @@ class Trainer:
             group["lr"] = lr
         total = 0.0
         for micro in range(cfg.grad_accum):
-            batch = tuple(t.to(self.device, non_blocking=True) for t in self.train_batches.get(self.position))
+            batch = self.train_batches.get(self.position)
             self.position += 1
-            self.tokens += batch_tokens(self.train_batches, batch)
+            self.tokens += batch_tokens(self.train_batches, batch)  # counted before the copy: no device sync
+            batch = tuple(t.to(self.device, non_blocking=True) for t in batch)
             # DDP: all-reduce gradients only on the last micro-batch (no_sync elsewhere)
             sync = contextlib.nullcontext() if not self.dist.enabled or micro == cfg.grad_accum - 1 else self.net.no_sync()
             with sync:
