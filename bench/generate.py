@@ -159,21 +159,20 @@ def bench_server(clients: int = 8, tokens: int = 128) -> dict:
 
 
 def bench_linear(repeats: int) -> dict:
-    """Weights read per second (GB/s) by lmforge.nn.linear and by F.linear, interleaved, for each GPT-2 matrix
-    shape and the tied head, at 1, 2 and 8 rows; at 8 rows also lmforge with packing off (the thread split).
+    """Weights read per second (GB/s) by lmforge.nn.linear (inside a PackedWeights table, as in the Engine) and by
+    F.linear, interleaved, for each GPT-2 matrix shape and the tied head, at 1, 2 and 8 rows; at 8 rows also
+    lmforge outside a table (the thread split).
     Enough copies of each matrix to exceed 256 MB, so every product streams its weights from memory as in
     real decoding."""
     import torch.nn.functional as F
 
-    from lmforge.nn import linear, set_packing
+    from lmforge.nn import PackedWeights, linear
     all_threads = torch.get_num_threads()
+    table = PackedWeights()  # as the decoding Engine holds one
 
-    def split(x, w):
-        set_packing(False)
-        try:
+    def packed(x, w):
+        with table:
             return linear(x, w)
-        finally:
-            set_packing(True)
 
     out = {}
     for shape in [(2304, 768), (768, 768), (3072, 768), (768, 3072), (50257, 768)]:
@@ -184,16 +183,17 @@ def bench_linear(repeats: int) -> dict:
             set_threads(threads)
             for rows in (1, 2, 8):
                 x = torch.randn(rows, shape[1])
-                steps = {"lmforge": lambda: [linear(x, w) for w in weights],
+                steps = {"lmforge": lambda: [packed(x, w) for w in weights],
                          "F.linear": lambda: [F.linear(x, w) for w in weights]}
                 if rows == 8:
-                    steps["split"] = lambda: [split(x, w) for w in weights]
+                    steps["split"] = lambda: [linear(x, w) for w in weights]  # outside a table: no packing
                 with torch.no_grad():
                     times = interleaved(steps, rounds=repeats, iters=1, warmup=1, log=None)
                 key = f"{shape[0]}x{shape[1]} rows={rows} threads={threads}"
                 out[key] = {f"{name}_GBps": round(gb / min(t), 1) for name, t in times.items()}
                 out[key]["ratio"] = round(ratio(times["lmforge"], times["F.linear"])["best"], 2)
                 print(key, out[key], flush=True)
+        table.clear()  # this shape's packed copies
     set_threads(all_threads)
     return out
 

@@ -7,10 +7,10 @@ a plain sum reads ~28 GB/s on one thread. `linear` takes other routes for fp32 i
 with the same arithmetic per output, so results agree with F.linear to float rounding:
 
 - 1-2 rows (one or two sequences decoding): W's rows cut into equal blocks, each times the rows held
-  as (in, M) columns, all in one `torch.bmm`. One row reads 27-29 GB/s at 2 threads (2.2-2.4x F.linear)
-  for the GPT-2 matrices and head, 15-21 GB/s on one thread (1.2-1.7x).
+  as (in, M) columns, all in one `torch.bmm`. One row reads 24-33 GB/s at 2 threads (1.6-2.5x F.linear)
+  for the GPT-2 matrices and head, 18-27 GB/s on one thread (1.2-2.1x).
 - 3-32 rows (batched decoding; the server): oneDNN's linear on a copy of W that oneDNN has reordered for
-  its kernel ("packed"), 1.5-2.5x the thread split below at 8 rows. Only inside a `PackedWeights` table
+  its kernel ("packed"), 1.3-2.5x the thread split below at 8 rows. Only inside a `PackedWeights` table
   (the decoding Engine holds one): the copy is made after a weight has been used this way a few times
   (a one-off prefill never pays for it), kept while the weight is unchanged and the table lives, and
   costs memory: the weights are held twice. `set_packing(False)` (`lmforge serve --no-pack`) turns it
