@@ -15,8 +15,9 @@ with the same arithmetic per output, so results agree with F.linear to float rou
   (a one-off prefill never pays for it), kept while the weight is unchanged and the table lives, and
   costs memory: the weights are held twice. `set_packing(False)` (`lmforge serve --no-pack`) turns it
   off.
-- Otherwise (no table entered, packing off, no oneDNN): the output features cut into one slice per thread, handed to
-  `torch.baddbmm` as a batch so every thread works: 1.1-1.4x F.linear at 8 rows, 2 threads.
+- Otherwise (no table entered, packing off, no oneDNN): the output features cut into one slice per
+  thread, handed to `torch.baddbmm` as a batch so every thread works: 1.1-1.7x F.linear at 8 rows,
+  2 threads.
 
 Figures: `python bench/generate.py --only linear` (AMD EPYC Zen 4, 2 cores, torch 2.13, 2026-11-23).
 Training, large products, bf16 (whose kernel already uses every thread) and small matrices (where the
