@@ -107,7 +107,7 @@ def bench_ttft(repeats: int) -> dict:
     return {"lmforge_ttft_s": min(t_ours), "hf_ttft_s": min(t_hf), "ratio_hf_over_lmforge": min(t_hf) / min(t_ours)}
 
 
-def bench_server(clients: int = 8, tokens: int = 128) -> dict:
+def bench_server(clients: int = 8, tokens: int = 128, threads: int | None = None) -> dict:
     import httpx
 
     from lmforge.models import build_model, save_model
@@ -118,8 +118,9 @@ def bench_server(clients: int = 8, tokens: int = 128) -> dict:
     save_model(build_model("gpt", dict(vocab_size=tok.vocab_size, max_len=256, d_model=384, n_heads=6, n_layers=6)), d)
     tok.save(d)
     port = 8000 + os.getpid() % 1000
-    proc = subprocess.Popen([sys.executable, "-m", "lmforge", "serve", str(d), "--port", str(port), "--name", "m"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    extra = [] if threads is None else ["--threads", str(threads)]
+    proc = subprocess.Popen([sys.executable, "-m", "lmforge", "serve", str(d), "--port", str(port), "--name", "m",
+                             *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):
@@ -151,7 +152,8 @@ def bench_server(clients: int = 8, tokens: int = 128) -> dict:
         run(1)  # warm up
         single = max(run(1), run(1))
         many = max(run(clients), run(clients))
-        return {"clients": clients, "tokens_each": tokens, "one_client_tok_s": single,
+        return {"clients": clients, "tokens_each": tokens, "server_threads": threads or "default",
+                "one_client_tok_s": single,
                 f"{clients}_clients_tok_s": many, "ratio": many / single}
     finally:
         proc.terminate()
@@ -202,6 +204,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", choices=["decode", "server", "ttft", "linear"])
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--server-threads", type=int, default=None, help="`lmforge serve --threads N` for --only server")
     args = p.parse_args()
     print("machine:", machine_line(machine()), flush=True)
     results = {}
@@ -215,7 +218,7 @@ def main() -> None:
         results["ttft_512"] = bench_ttft(args.repeats)
         print(json.dumps(results["ttft_512"], indent=1), flush=True)
     if args.only in (None, "server"):
-        results["server"] = bench_server()
+        results["server"] = bench_server(threads=args.server_threads)
         print(json.dumps(results["server"], indent=1), flush=True)
     if args.only in (None, "linear"):
         results["linear"] = bench_linear(args.repeats)

@@ -196,7 +196,7 @@ def test_completions_stop_at_the_chat_end_of_turn_token(tmp_path):
         model.norm.bias.copy_(model.tok_emb.weight[end])
     save_model(model, tmp_path)
     tok.save(tmp_path)
-    proc, url = start_server(tmp_path, "--name", "tiny")
+    proc, url = start_server(tmp_path, "--name", "tiny", "--threads", "1")
     try:
         r = httpx.post(url + "/v1/completions", json={"model": "tiny", "prompt": "And", "max_tokens": 10,
                                                      "temperature": 0}).json()
@@ -205,3 +205,10 @@ def test_completions_stop_at_the_chat_end_of_turn_token(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_serve_flags_out_of_range_are_one_clear_line(served_run, capsys):
+    from lmforge.cli import main
+    for flag in ("--threads", "--max-concurrent"):
+        assert main(["serve", str(served_run), flag, "0"]) == 2
+        assert f"{flag} must be >= 1, got 0" in capsys.readouterr().err

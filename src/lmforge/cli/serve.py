@@ -14,6 +14,10 @@ def add_arguments(p) -> None:
     p.add_argument("--max-tokens", type=int, default=1024, help="cap on max_tokens per request (default 1024)")
     p.add_argument("--max-concurrent", type=int, default=32, help="requests generating at once; more get HTTP 429")
     p.add_argument("--max-body", type=int, default=1 << 20, help="largest request body in bytes (default 1 MiB)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads for the model (default: torch's choice, one per core). On a small machine "
+                        "fewer can be faster: the HTTP side needs a core too (2 cores: --threads 1 measured "
+                        "1.3-2x the tokens/s, BENCHMARKS.md)")
     p.add_argument("--no-pack", action="store_true",
                    help="batched decoding on CPU keeps a oneDNN-packed copy of each large weight (~1.5-2x faster "
                         "at 3-32 rows, but the weights are held twice); this turns that off to save the memory")
@@ -26,9 +30,12 @@ def run(args) -> int:
         from lmforge.serve.app import Limits, create_app
     except ImportError as e:
         raise ValueError(f"lmforge serve needs the serve extra ({e.name} is missing): pip install 'lmforge[serve]'") from None
-    for name in ("max_tokens", "max_concurrent", "max_body"):
-        if getattr(args, name) < 1:
+    for name in ("max_tokens", "max_concurrent", "max_body", "threads"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.threads is not None:
+        import torch
+        torch.set_num_threads(args.threads)
     if args.no_pack:
         from lmforge.nn import set_packing
         set_packing(False)
