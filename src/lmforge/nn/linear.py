@@ -82,11 +82,14 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     out_f, in_f = weight.shape
     if (x.numel() > _FEW_ROWS * in_f or not x.is_cpu or x.dtype != torch.float32  # training batches stop here
             or weight.numel() < _MIN_COLUMN_WEIGHT or not weight.is_contiguous()
+            or (bias is not None and not bias.is_contiguous())
             or (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
                                              or (bias is not None and bias.requires_grad)))):
         return F.linear(x, weight, bias)
     threads = torch.get_num_threads()
-    rows = x.reshape(-1, in_f).contiguous()
+    rows = x.reshape(-1, in_f)
+    if not rows.is_contiguous():
+        rows = rows.contiguous()
     if rows.size(0) <= _COLUMN_ROWS and out_f >= 128 * max(2, threads):
         y = _columns(rows, weight, bias, max(2, threads))
     elif rows.size(0) > _COLUMN_ROWS and (packed := _packed(weight)) is not None:
@@ -100,19 +103,21 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 
 def _columns(rows: Tensor, weight: Tensor, bias: Tensor | None, chunks: int) -> Tensor:
     """rows (M, in) times W^T as `chunks` matrix-times-columns products in one bmm: W's rows cut into equal
-    blocks (a view, no copy), each multiplied by the rows held as (in, M) columns."""
+    blocks, each multiplied by the rows held as (in, M) columns. All operands are strided views, no copies
+    (as_strided: one call each on this per-token path instead of slice + view + transpose + expand)."""
     out_f, in_f = weight.shape
     m = rows.size(0)
     per = out_f // chunks
     main = per * chunks
-    w = weight[:main].view(chunks, per, in_f)
-    # rows.t() is (in, M) with strides (1, in). Keep exactly this form: for one row, the same column with
-    # strides (1, 1) sends bmm to a kernel 5x slower (measured, torch 2.13).
-    cols = rows.t().unsqueeze(0).expand(chunks, -1, -1)
+    w = weight.as_strided((chunks, per, in_f), (per * in_f, in_f, 1))  # W[:main] as (chunks, per, in)
+    # The rows as (in, M) columns with strides (1, in) -- rows.t() -- repeated for every block (stride 0).
+    # Keep exactly these strides: for one row, a column with strides (1, 1) sends bmm to a kernel 5x slower
+    # (measured, torch 2.13).
+    cols = rows.as_strided((chunks, in_f, m), (0, 1, in_f))
     if bias is None:
         y = torch.bmm(w, cols)
     else:
-        y = torch.baddbmm(bias[:main].view(chunks, per, 1), w, cols)
+        y = torch.baddbmm(bias.as_strided((chunks, per, 1), (per, 1, 1)), w, cols)
     y = y.view(1, main) if m == 1 else y.permute(2, 0, 1).reshape(m, main)  # (chunks, per, M) -> (M, main)
     if main < out_f:
         y = torch.cat([y, F.linear(rows, weight[main:], None if bias is None else bias[main:])], dim=1)
