@@ -208,3 +208,13 @@ def test_packing_off_frees_the_copies_and_takes_the_split(threads, packing, batc
         batched_calls.clear()
         torch.testing.assert_close(linear(x, w), F.linear(x, w), rtol=1e-5, atol=1e-4)
     assert batched_calls == ["bmm"]
+
+
+def test_a_non_contiguous_bias_gives_the_same_result(threads):
+    threads(2)
+    torch.manual_seed(0)
+    w, b = torch.randn(2304, 768), torch.randn(2 * 2304)[::2]  # every other element: stride 2
+    for rows in (1, 2, 8):
+        x = torch.randn(rows, 768)
+        with torch.no_grad():
+            torch.testing.assert_close(linear(x, w, b), F.linear(x, w, b), rtol=1e-5, atol=1e-4)
