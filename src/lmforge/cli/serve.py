@@ -17,9 +17,9 @@ def add_arguments(p) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads for the model (default: torch's choice, one per core). On a small machine "
                         "fewer can be faster: the HTTP side needs a core too (2 cores: --threads 1 measured "
-                        "1.3-2x the tokens/s, BENCHMARKS.md)")
+                        "1.2-2x the tokens/s, BENCHMARKS.md)")
     p.add_argument("--no-pack", action="store_true",
-                   help="batched decoding on CPU keeps a oneDNN-packed copy of each large weight (~1.5-2x faster "
+                   help="batched decoding on CPU keeps a oneDNN-packed copy of each large weight (1.3-2.5x faster "
                         "at 3-32 rows, but the weights are held twice); this turns that off to save the memory")
 
 
