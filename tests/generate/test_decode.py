@@ -229,3 +229,29 @@ def test_processors_take_effect_in_the_engine(model):
                                      frequency_penalty=2.0)]
     # counts are updated every step: each repeat costs 2 more, so no token comes back as often as in greedy
     assert max(map(out.count, out)) < max(map(greedy.count, greedy))
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
+def test_batched_engine_packs_its_weights_and_gives_the_same_tokens():
+    """A batch of 4 rows on a model with 384-wide matrices: the Engine keeps packed weight copies
+    (lmforge.nn.linear) and greedy tokens equal those computed without packing."""
+    from lmforge.nn import set_packing
+    torch.manual_seed(0)
+    big = build_model("gpt", dict(vocab_size=50, max_len=64, d_model=384, n_heads=6, n_layers=1)).eval()
+    prompts = [[1, 2, 3], [4, 5], [6, 7, 8, 9], [10]]
+
+    def run():
+        engine = Engine(big)
+        rows = [engine.add(p, SamplingParams(temperature=0), max_new_tokens=12) for p in prompts]
+        while engine.active:
+            engine.step()
+        return [r.tokens for r in rows], engine
+
+    packed, engine = run()
+    assert len(engine.packs) > 0 and all(entry[3] is not None for entry in engine.packs.values())
+    set_packing(False)
+    try:
+        plain, engine = run()
+    finally:
+        set_packing(True)
+    assert len(engine.packs) == 0 and packed == plain
