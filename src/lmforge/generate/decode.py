@@ -300,11 +300,11 @@ class Engine:
             elif s.slide and len(s.prompt) + len(s.tokens) - s.start >= self.max_len:
                 s.start = len(s.prompt) + len(s.tokens) - max(1, self.max_len // 2)
                 sliding.append(s)
+                finished.append(b)  # leaves the batch; re-joins at the next step with the kept half as context
             st.finish_reason = s.finish_reason
             if s.finish_reason:
                 finished.append(b)
-        if sliding:  # leave the batch and re-join at the next step with the kept half as their context
-            finished += [b for b, s in enumerate(self.rows) if s in sliding]
+        if sliding:
             with self._lock:
                 self.pending = sliding + self.pending
         self._drop(finished)
@@ -345,9 +345,12 @@ class Engine:
         rank = (raw > raw_lp).sum(-1, keepdim=True) + 1
         entropy = -(p_raw * raw).sum(-1, keepdim=True)
         alt_lp, alt = raw.topk(self.k, dim=-1)  # (n, k)
+        alt_p = alt_lp.exp()
         if final is None:
             lp = torch.zeros_like(raw_lp)
             alt_final = (alt == t).to(raw.dtype)
+        elif final is raw:  # nothing processed: the final distribution is the model's
+            lp, alt_final = raw_lp, alt_p
         else:
             lp = final.gather(-1, t)
             alt_final = final.gather(-1, alt).exp()
@@ -361,7 +364,7 @@ class Engine:
             first = torch.tensor(on, device=logits.device)[gone_alt.to(torch.int8).argmax(0)]
             by = torch.where(gone_alt.any(0), first, by)  # the first processor that removed it
             counts_f[:, on] = gone.sum(-1).T
-        info = torch.cat([t, lp, raw_lp, rank, entropy, alt, alt_lp.exp(), alt_final, by, counts_f],
+        info = torch.cat([t, lp, raw_lp, rank, entropy, alt, alt_p, alt_final, by, counts_f],
                          dim=1).double().tolist()
         out = []
         for s, r in zip(rows, info):
