@@ -119,9 +119,7 @@ def _columns(rows: Tensor, weight: Tensor, bias: Tensor | None, chunks: int) -> 
     else:
         y = torch.baddbmm(bias.as_strided((chunks, per, 1), (per, 1, 1)), w, cols)
     y = y.view(1, main) if m == 1 else y.permute(2, 0, 1).reshape(m, main)  # (chunks, per, M) -> (M, main)
-    if main < out_f:
-        y = torch.cat([y, F.linear(rows, weight[main:], None if bias is None else bias[main:])], dim=1)
-    return y
+    return _with_rest(y, rows, weight, bias)
 
 
 def _split(rows: Tensor, weight: Tensor, bias: Tensor | None, threads: int) -> Tensor:
@@ -136,9 +134,15 @@ def _split(rows: Tensor, weight: Tensor, bias: Tensor | None, threads: int) -> T
     else:
         y = torch.baddbmm(bias[:main].view(threads, 1, per), xs, w)
     y = y.transpose(0, 1).reshape(rows.size(0), main)  # (M, main)
-    if main < out_f:
-        y = torch.cat([y, F.linear(rows, weight[main:], None if bias is None else bias[main:])], dim=1)
-    return y
+    return _with_rest(y, rows, weight, bias)
+
+
+def _with_rest(y: Tensor, rows: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """y (M, main) holds the first `main` outputs (equal blocks); the few left over (< blocks) by F.linear."""
+    main = y.size(1)
+    if main == weight.size(0):
+        return y
+    return torch.cat([y, F.linear(rows, weight[main:], None if bias is None else bias[main:])], dim=1)
 
 
 def _packed(weight: Tensor) -> Tensor | None:
