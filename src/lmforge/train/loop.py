@@ -189,7 +189,8 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, config)
         self.schedule = Schedule.from_config(config)
         self.step, self.position, self.metrics = 0, 0, []
-        self.tokens = 0  # training tokens this rank has consumed (see batch_tokens)
+        self.tokens = 0  # training tokens this rank has consumed since the start or the resume (batch_tokens)
+        self._tokens_before = 0  # all ranks' tokens up to the checkpoint resumed from
         self._elapsed, self._fit_t0 = 0.0, None  # training wall time before this fit() call; when it started
         net = self.model
         if config.compile:
@@ -239,7 +240,7 @@ class Trainer:
 
     def global_tokens(self) -> int:
         """Training tokens consumed by all ranks so far (a collective under DDP: every rank calls it)."""
-        return round(self.dist.mean(float(self.tokens)) * self.dist.world_size)
+        return self._tokens_before + round(self.dist.mean(float(self.tokens)) * self.dist.world_size)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything besides the weights that an uninterrupted run would carry to the next step."""
@@ -257,8 +258,7 @@ class Trainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step, self.position = state["step"], state["data"]["position"]
-        total, ranks = state.get("tokens", 0), self.dist.world_size  # older states have none: count from 0
-        self.tokens = total // ranks + (total % ranks if self.dist.rank == 0 else 0)  # shares that sum to total
+        self.tokens, self._tokens_before = 0, state.get("tokens", 0)  # older states have none: count from 0
         self._elapsed = state.get("elapsed_s", 0.0)
         self.optimizer.load_state_dict(state["optimizer"])
         if self.cfg.dtype == "auto" and state.get("dtype") in ("bf16", "fp32"):
