@@ -13,10 +13,22 @@ Every config is a dataclass derived from `Config`, validated in `__post_init__`,
 from __future__ import annotations
 
 import dataclasses
-import json
 import typing
 from pathlib import Path
 from typing import Any, ClassVar
+
+
+def read_file(path: str | Path) -> dict:
+    """A config file's contents: YAML, or JSON (YAML is a superset of JSON, so run.json files load too)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path} is not valid YAML: {e}") from None
 
 
 class Config:
@@ -48,16 +60,7 @@ class Config:
 
     @classmethod
     def from_file(cls, path: str | Path):
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"config file {path} does not exist")
-        text = path.read_text()
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
-            d = yaml.safe_load(text) or {}
-        else:
-            d = json.loads(text)
-        return cls.from_dict(d)
+        return cls.from_dict(read_file(path))
 
     @classmethod
     def preset(cls, name: str, **overrides):

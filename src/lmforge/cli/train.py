@@ -37,19 +37,15 @@ def config_class(d: dict):
 
 
 def load_run_config(path: str | Path, overrides: list[str]):
-    import yaml
+    from lmforge.config import read_file
 
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"config file {path} does not exist")
-    try:
-        d = yaml.safe_load(path.read_text()) or {}  # YAML is a superset of JSON: run.json files load too
-    except yaml.YAMLError as e:
-        raise ValueError(f"{path} is not valid YAML: {e}") from None
+    d = read_file(path)
     return config_class(d).from_dict(d).with_overrides(overrides)
 
 
 def run(args) -> int:
+    from lmforge.config import TranslationRunConfig
+
     if args.config is None and not (args.resume and args.out):
         raise ValueError("give a run config (e.g. configs/kjv-char.yaml), or --resume --out RUN_DIR")
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
@@ -73,7 +69,7 @@ def run(args) -> int:
         if (out / "train_state.pt").exists() or (out / ".staging").exists():
             raise ValueError(f"{out} already holds a checkpoint: pass --resume to continue it, "
                              f"or --out to start a new run elsewhere")
-    if cfg.model["family"] in TRANSLATION_FAMILIES:
+    if isinstance(cfg, TranslationRunConfig):
         from lmforge.train.recipes.translation import train as train_translation
 
         train_translation(cfg, out, resume=args.resume)
