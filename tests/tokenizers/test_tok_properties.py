@@ -105,3 +105,11 @@ def test_streaming_decodes_only_the_tail_and_gives_the_same_pieces(tok, s, stop)
     assert pieces == [slow.push(i) for i in ids] + [slow.flush()]
     if tok is BPE and not stop:
         assert "".join(pieces) == tok.decode(ids)
+        decoded = []  # ids decoded per push: a few around the new token, not all of them
+        counted = TextStream(lambda part: decoded.append(len(part)) or tok.decode(part))
+        longest = 0
+        for i in ids * 2:
+            decoded.clear()
+            counted.push(i)
+            longest = max(longest, sum(decoded))
+        assert longest <= 2 * TextStream.CONTEXT + 8 < len(ids) * 2
