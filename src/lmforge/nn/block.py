@@ -26,11 +26,10 @@ class Block(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def _sublayer(self, x: Tensor, norm: nn.Module, fn: Callable[[Tensor], tuple[Tensor, Tensor | None]]):
-        if self.norm_first:
-            y, probs = fn(norm(x))
-            return x + self.drop(y), probs
-        y, probs = fn(x)
-        return norm(x + self.drop(y)), probs
+        y, probs = fn(norm(x) if self.norm_first else x)
+        if self.training and self.drop.p > 0:  # skipped, not called, in eval: one call fewer per sub-layer and token
+            y = self.drop(y)
+        return (x + y if self.norm_first else norm(x + y)), probs
 
     def forward(self, x: Tensor, *, mask: Tensor | None = None, bias: Tensor | None = None, is_causal: bool = False,
                 cache: LayerCache | None = None, rope=None, memory: Tensor | None = None,

@@ -51,9 +51,10 @@ class LayerCache:
         start, end = p.length, p.length + k.size(2)
         if end > p.max_len:
             raise ValueError(f"KV cache is full: {end} positions needed, the cache holds {p.max_len}")
-        p.k[self.i][:, :, start:end] = k
-        p.v[self.i][:, :, start:end] = v
-        return p.k[self.i][:, :, :end], p.v[self.i][:, :, :end]
+        K, V = p.k[self.i], p.v[self.i]
+        K.narrow(2, start, end - start).copy_(k)  # narrow + copy_: the same write as K[:, :, start:end] = k
+        V.narrow(2, start, end - start).copy_(v)  # with fewer calls (this runs for every layer and token)
+        return K.narrow(2, 0, end), V.narrow(2, 0, end)
 
     @property
     def cross(self) -> tuple[Tensor, Tensor] | None:
