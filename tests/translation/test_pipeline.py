@@ -91,3 +91,28 @@ def test_load_translator_uses_the_weights_translation_json_names(memo_run, tmp_p
         ref = lmforge.load(expect)
         assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), ref.state_dict().values()))
     assert not torch.equal(next(lmforge.load(copy).parameters()), next(averaged.parameters()))
+
+
+def test_budget_stop_ends_every_process_under_torchrun(memo_run, tmp_path):
+    """The budget is checked on rank 0 (callbacks run there); the other rank must stop at the same step rather
+    than wait forever in its next all-reduce."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    _, _, _, tsv = memo_run
+    cfg = tmp_path / "budget.json"
+    cfg.write_text(json.dumps(memo_config(tsv, steps=100_000, minutes=0.02).to_dict()))
+    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             "-m", "lmforge", "train", str(cfg), "--out", str(tmp_path / "run")],
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the workers too, not only torchrun
+        proc.communicate()
+        raise AssertionError("torchrun did not finish in 300 s: a rank is waiting for the other") from None
+    assert proc.returncode == 0, err[-3000:]
+    summary = json.loads((tmp_path / "run" / "translation.json").read_text())
+    assert summary["stopped_by_budget"] and summary["steps"] < 100_000

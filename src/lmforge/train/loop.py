@@ -116,6 +116,7 @@ class Dist:
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         self.enabled = self.world_size > 1
         self.is_main = self.rank == 0
+        self.device = torch.device("cpu")  # where collectives put their tensors: NCCL takes only CUDA tensors
 
     def init(self, device: torch.device) -> None:
         if self.enabled and not torch.distributed.is_initialized():
@@ -123,11 +124,12 @@ class Dist:
                 torch.cuda.set_device(device)  # else every rank's NCCL communicator lands on GPU 0
             backend = "nccl" if device.type == "cuda" else "gloo"  # gloo: the CPU backend
             torch.distributed.init_process_group(backend)
+            self.device = device if backend == "nccl" else torch.device("cpu")
 
     def mean(self, value: float) -> float:
         if not self.enabled:
             return value
-        t = torch.tensor([value], dtype=torch.float64)
+        t = torch.tensor([value], dtype=torch.float64, device=self.device)
         torch.distributed.all_reduce(t)
         return t.item() / self.world_size
 
@@ -175,7 +177,8 @@ class Trainer:
                  loss_fn: Callable[[torch.nn.Module, tuple], torch.Tensor] | None = None,
                  callbacks: tuple[Callable[["Trainer", dict], None], ...] = (),
                  log: Callable[[str], None] | None = None):
-        """callbacks: called as cb(trainer, row) after each metrics row (rank 0 only), e.g. to print a sample."""
+        """callbacks: called as cb(trainer, row) after each metrics row (rank 0 only), e.g. to print a sample.
+        A callback that lowers cfg.max_steps ends training there, on every rank."""
         self.cfg, self.train_batches, self.val_batches = config, train_batches, val_batches
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.tokenizer, self.run_config = tokenizer, run_config
@@ -372,6 +375,10 @@ class Trainer:
                 if self.dist.is_main:
                     for cb in self.callbacks:
                         cb(self, row)
+                # A callback may end training early by lowering cfg.max_steps (the translation recipe's budget);
+                # it ran on rank 0 only, so every rank takes rank 0's value, or the others would wait forever
+                # in the next step's all-reduce.
+                cfg.max_steps = self.dist.broadcast(cfg.max_steps)
             if bar is not None:
                 bar.update(1)
             if (cfg.save_interval and step % cfg.save_interval == 0) or step == cfg.max_steps:

@@ -102,11 +102,15 @@ def prepare(cfg: TranslationRunConfig, tokenizer=None, log=print):
 
 
 def train(cfg: TranslationRunConfig, out: str | Path, *, resume: bool = False, log=print) -> dict:
-    """Train one translation model into `out`; returns the summary also written to out/translation.json."""
+    """Train one translation model into `out`; returns the summary also written to out/translation.json.
+    Under torchrun every process trains and evaluates (collectives); only rank 0 writes files and logs."""
     from lmforge.models import build_model, load_state, save_model
-    from lmforge.train.loop import Trainer
+    from lmforge.train.loop import Dist, Trainer
 
     out = Path(out)
+    main = Dist().is_main
+    if not main:
+        log = lambda msg: None  # noqa: E731 -- one copy of every line, from rank 0
     tokenizer = None
     if resume:
         from lmforge.tokenizers import load_tokenizer
@@ -130,18 +134,21 @@ def train(cfg: TranslationRunConfig, out: str | Path, *, resume: bool = False, l
     summary = {"family": model_cfg.family, "pair": cfg.data.pair, "lang": lang, "steps": trainer.step,
                "train_seconds": round(seconds, 1), "train_tokens": tokens,
                "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else None,
-               "stopped_by_budget": snaps.stopped_by_budget, "val_loss_final": trainer.evaluate(), "best": "final"}
+               "stopped_by_budget": trainer.dist.broadcast(snaps.stopped_by_budget),  # the callback ran on rank 0
+               "val_loss_final": trainer.evaluate(), "best": "final"}
     paths = snaps.paths()
     if cfg.recipe.average_last > 1 and len(paths) > 1:
         load_state(model, average_checkpoints(paths), "averaged snapshots")  # out/ keeps the final weights
         summary["val_loss_averaged"] = trainer.evaluate()
         summary["averaged"] = [p.name for p in paths]
-        save_model(model, out / "averaged")
-        tokenizer.save(out / "averaged")
+        if main:
+            save_model(model, out / "averaged")
+            tokenizer.save(out / "averaged")
         if summary["val_loss_averaged"] < summary["val_loss_final"]:
             summary["best"] = "averaged"
     summary["last_metrics"] = last
-    atomic_write_json(out / "translation.json", summary)
+    if main:
+        atomic_write_json(out / "translation.json", summary)
     log(f"done: {trainer.step} steps in {seconds:.0f} s, {summary['tokens_per_s']} tokens/s; val loss "
         f"final {summary['val_loss_final']:.4f}" + (f", averaged {summary['val_loss_averaged']:.4f}"
                                                     if "val_loss_averaged" in summary else "")
