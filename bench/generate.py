@@ -1,6 +1,6 @@
 """Generation benchmarks, ratios measured in one run (these machines are noisy: contenders interleaved).
 
-    python bench/generate.py                 # all four; --only decode|server|ttft|linear; --repeats N
+    python bench/generate.py                 # all five; --only decode|server|ttft|linear|hugepages; --repeats N
 
 1. Decode tokens/s, batch 1, GPT-2-124M shape (random weights), 32-token prompt, 256 new tokens, greedy,
    fp32: lmforge.generate (full Step records) vs Hugging Face `generate` with its KV cache, same process.
@@ -11,6 +11,8 @@
 3. Time to first token for a 512-token prompt (124M shape), vs HF generate(max_new_tokens=1).
 4. The products under decoding: GB/s of weights read by lmforge.nn.linear vs F.linear for the GPT-2
    matrices at 1, 2 and 8 rows, one and all threads, with more matrices than the cache holds.
+5. The same one-row products over all of GPT-2 small's weights, from torch's allocations vs from huge
+   pages (lmforge.nn.huge_page_weights, which the decoding Engine applies), interleaved.
 """
 from __future__ import annotations
 
@@ -200,9 +202,39 @@ def bench_linear(repeats: int) -> dict:
     return out
 
 
+def bench_hugepages(repeats: int) -> dict:
+    """GB/s of one decoding step's products (one row through lmforge.nn.linear, every GPT-2-small matrix and the
+    head) from weights in torch's own allocations vs the same weights after lmforge.nn.huge_page_weights,
+    interleaved in one process. Two models: 1 GB, so neither stays in cache."""
+    from lmforge.models import build_model
+    from lmforge.nn import huge_page_weights, linear
+    from lmforge.nn.hugepages import available
+    if not available():
+        return {"skipped": "no transparent huge pages on this machine"}
+
+    def matrices(m):
+        ws = [(lin.weight, lin.bias) for b in m.blocks for lin in (b.attn.qkv, b.attn.out, b.ffn.fc1, b.ffn.fc2)]
+        return ws + [(m.tok_emb.weight, None)]
+
+    torch.manual_seed(0)
+    normal, huge = build_model("gpt", "gpt2").eval(), build_model("gpt", "gpt2").eval()
+    huge_page_weights(huge)
+    sets = {"torch_alloc": matrices(normal), "huge_pages": matrices(huge)}
+    gb = sum(w.numel() * 4 for w, _ in sets["torch_alloc"]) / 1e9
+    x = {n: torch.randn(1, n) for n in (768, 3072)}
+    steps = {k: (lambda ws=ws: [linear(x[w.size(1)], w, b) for w, b in ws]) for k, ws in sets.items()}
+    with torch.inference_mode():
+        times = interleaved(steps, rounds=max(10, repeats), iters=5, warmup=1, log=None)
+    out = {f"{k}_GBps_best": round(gb / min(t), 1) for k, t in times.items()}
+    out.update({f"{k}_GBps_median": round(gb / statistics.median(t), 1) for k, t in times.items()})
+    r = ratio(times["huge_pages"], times["torch_alloc"])
+    out.update(ratio_best=round(r["best"], 2), ratio_per_round_median=round(r["median"], 2))
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--only", choices=["decode", "server", "ttft", "linear"])
+    p.add_argument("--only", choices=["decode", "server", "ttft", "linear", "hugepages"])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--server-threads", type=int, default=None, help="`lmforge serve --threads N` for --only server")
     args = p.parse_args()
@@ -222,6 +254,9 @@ def main() -> None:
         print(json.dumps(results["server"], indent=1), flush=True)
     if args.only in (None, "linear"):
         results["linear"] = bench_linear(args.repeats)
+    if args.only in (None, "hugepages"):
+        results["hugepages"] = bench_hugepages(args.repeats)
+        print(json.dumps(results["hugepages"], indent=1), flush=True)
 
 
 if __name__ == "__main__":

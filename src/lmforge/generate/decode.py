@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from lmforge.generate.sampling import FILTERS, SamplingParams
+from lmforge.nn.hugepages import huge_page_weights
 from lmforge.nn.linear import PackedWeights
 
 
@@ -120,6 +121,8 @@ class Engine:
         self.capacity = min(capacity or self.max_len, self.max_len)  # cache positions to allocate
         self.use_cache, self.k, self.need_weights = use_cache, min(alternatives, self.vocab_size), need_weights
         self.device = next(model.parameters()).device
+        if self.device.type == "cpu":
+            huge_page_weights(model)  # every step streams all weights: from huge pages it reads faster (nn.hugepages)
         self.rows: list[Sequence] = []  # running, in batch order
         self.pending: list[Sequence] = []  # added, joining at the next step
         self._lock = threading.Lock()

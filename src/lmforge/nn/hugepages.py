@@ -1,0 +1,81 @@
+"""Model weights in transparent huge pages (Linux), for decoding on CPU.
+
+Decoding one token reads every weight once: ~0.5 GB per token for GPT-2 small in fp32, streamed from
+memory. torch allocates with the normal 4 KiB pages, so the stream needs a new address translation
+every 4 KiB; from 2 MiB pages it needs 512x fewer, and reads faster. The GPT-2-small products
+(`lmforge.nn.linear`, one row) read 23-26 GB/s from torch's own allocations and 29-39 GB/s after
+`huge_page_weights` (AMD EPYC Zen 4, 2 threads, torch 2.13, 2026-11-23:
+`python bench/generate.py --only linear`). Any program can have this; torch itself does it for every
+large allocation when started with THP_MEM_ALLOC_ENABLE=1.
+
+`huge_page_weights(model)` copies a model's CPU parameters into one private anonymous mapping advised
+MADV_HUGEPAGE and points each parameter at its part (`p.data = ...`): the same Parameter objects and
+values, new memory. The decoding Engine calls it; a model is moved once. It does nothing where the
+kernel has no transparent huge pages (not Linux, or THP set to "never"), or after
+`set_huge_pages(False)`.
+"""
+from __future__ import annotations
+
+import mmap
+import threading
+from pathlib import Path
+
+import torch
+from torch import nn
+
+HUGE_PAGE = 2 << 20  # x86-64 and arm64 (4 KiB base pages): a PMD-sized transparent huge page
+_ALIGN = 64  # each tensor starts on a cache line
+
+_enabled = True
+_lock = threading.Lock()
+_MARK = "_lmforge_huge_page_ptr"  # set on a moved parameter: where its data went (a later .data = x is seen)
+
+
+def set_huge_pages(enabled: bool) -> None:
+    """Turn `huge_page_weights` on or off (models already moved stay where they are)."""
+    global _enabled
+    _enabled = bool(enabled)
+
+
+def available() -> bool:
+    """True where madvise(MADV_HUGEPAGE) can give huge pages: Linux with THP not set to "never"."""
+    if not hasattr(mmap, "MADV_HUGEPAGE"):
+        return False
+    try:
+        mode = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+    except OSError:
+        return False
+    return "[never]" not in mode
+
+
+def _movable(p: nn.Parameter) -> bool:
+    """A CPU parameter that is its storage's only content (a view into a bigger tensor is left alone: moving
+    it would break the sharing), not an inference tensor (whose data cannot be replaced), not moved yet."""
+    return (p.device.type == "cpu" and not p.is_inference() and p.is_contiguous() and p.storage_offset() == 0
+            and p.untyped_storage().nbytes() == p.numel() * p.element_size() and getattr(p, _MARK, None) != p.data_ptr())
+
+
+def huge_page_weights(model: nn.Module) -> int:
+    """Move `model`'s CPU parameters into huge-page-backed memory; returns the bytes moved (0: nothing done)."""
+    if not (_enabled and available()):
+        return 0
+    with _lock:
+        params = [p for p in model.parameters() if _movable(p)]
+        sizes = [-(-p.numel() * p.element_size() // _ALIGN) * _ALIGN for p in params]
+        if sum(sizes) < HUGE_PAGE:  # not even one huge page to gain
+            return 0
+        # Private anonymous memory, so it is what the advice applies to (a shared mapping is shmem, with its
+        # own THP setting). One huge page more than needed, to start the tensors on a huge-page boundary.
+        arena = mmap.mmap(-1, sum(sizes) + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        arena.madvise(mmap.MADV_HUGEPAGE)
+        offset = -torch.frombuffer(arena, dtype=torch.uint8, count=1).data_ptr() % HUGE_PAGE
+        with torch.no_grad():
+            for p, size in zip(params, sizes):
+                # Each tensor keeps the mapping alive (frombuffer holds a reference to it) and has a storage of
+                # its own, so safetensors sees no shared memory. Pages are filled (and made huge) by the copy.
+                t = torch.frombuffer(arena, dtype=p.dtype, count=p.numel(), offset=offset).view(p.shape)
+                t.copy_(p)
+                p.data = t  # the old memory is freed here, one tensor at a time: no second copy of the model
+                setattr(p, _MARK, t.data_ptr())
+                offset += size
+        return sum(p.numel() * p.element_size() for p in params)
