@@ -223,12 +223,16 @@ def bench_hugepages(repeats: int) -> dict:
     gb = sum(w.numel() * 4 for w, _ in sets["torch_alloc"]) / 1e9
     x = {n: torch.randn(1, n) for n in (768, 3072)}
     steps = {k: (lambda ws=ws: [linear(x[w.size(1)], w, b) for w, b in ws]) for k, ws in sets.items()}
-    with torch.inference_mode():
-        times = interleaved(steps, rounds=max(10, repeats), iters=5, warmup=1, log=None)
-    out = {f"{k}_GBps_best": round(gb / min(t), 1) for k, t in times.items()}
-    out.update({f"{k}_GBps_median": round(gb / statistics.median(t), 1) for k, t in times.items()})
-    r = ratio(times["huge_pages"], times["torch_alloc"])
-    out.update(ratio_best=round(r["best"], 2), ratio_per_round_median=round(r["median"], 2))
+    out, all_threads = {}, torch.get_num_threads()
+    for threads in sorted({1, all_threads}):
+        set_threads(threads)
+        with torch.inference_mode():
+            times = interleaved(steps, rounds=max(10, repeats), iters=5, warmup=1, log=None)
+        row = {f"{k}_GBps_best": round(gb / min(t), 1) for k, t in times.items()}
+        row.update({f"{k}_GBps_median": round(gb / statistics.median(t), 1) for k, t in times.items()})
+        r = ratio(times["huge_pages"], times["torch_alloc"])
+        out[f"threads={threads}"] = dict(row, ratio_best=round(r["best"], 2), ratio_per_round_median=round(r["median"], 2))
+    set_threads(all_threads)
     return out
 
 
