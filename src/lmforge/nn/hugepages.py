@@ -5,8 +5,9 @@ memory. torch allocates with the normal 4 KiB pages, so the stream needs a new a
 every 4 KiB; from 2 MiB pages it needs 512x fewer, and reads faster. The one-row products over all of
 GPT-2 small's weights (`lmforge.nn.linear`) read 1.04-1.07x faster at 2 threads and 1.17x faster at one
 thread from huge pages (26.0 -> 27.9 and 21.9 -> 25.7 GB/s, per-round medians; AMD EPYC Zen 4, torch 2.13,
-2026-11-23: `python bench/generate.py --only hugepages`, both copies interleaved in one process). Any program can have this: torch itself does it for every large
-allocation when started with THP_MEM_ALLOC_ENABLE=1.
+2026-11-23: `python bench/generate.py --only hugepages`, both copies interleaved in one process).
+Any program can have this: torch itself does it for every large allocation when started with
+THP_MEM_ALLOC_ENABLE=1.
 
 `huge_page_weights(model)` copies a model's CPU parameters into one private anonymous mapping advised
 MADV_HUGEPAGE and points each parameter at its part (`p.data = ...`): the same Parameter objects and
@@ -51,8 +52,9 @@ def available() -> bool:
 def _movable(p: nn.Parameter) -> bool:
     """A CPU parameter that is its storage's only content (a view into a bigger tensor is left alone: moving
     it would break the sharing), not an inference tensor (whose data cannot be replaced), not moved yet."""
-    return (p.device.type == "cpu" and not p.is_inference() and p.is_contiguous() and p.storage_offset() == 0
-            and p.untyped_storage().nbytes() == p.numel() * p.element_size() and getattr(p, _MARK, None) != p.data_ptr())
+    return (p.device.type == "cpu" and p.numel() > 0 and not p.is_inference() and p.is_contiguous()
+            and p.storage_offset() == 0 and p.untyped_storage().nbytes() == p.numel() * p.element_size()
+            and getattr(p, _MARK, None) != p.data_ptr())
 
 
 def huge_page_weights(model: nn.Module) -> int:

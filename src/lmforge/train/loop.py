@@ -119,12 +119,15 @@ class Dist:
         self.device = torch.device("cpu")  # where collectives put their tensors: NCCL takes only CUDA tensors
 
     def init(self, device: torch.device) -> None:
-        if self.enabled and not torch.distributed.is_initialized():
+        if not self.enabled:
+            return
+        if not torch.distributed.is_initialized():
             if device.type == "cuda":
                 torch.cuda.set_device(device)  # else every rank's NCCL communicator lands on GPU 0
             backend = "nccl" if device.type == "cuda" else "gloo"  # gloo: the CPU backend
             torch.distributed.init_process_group(backend)
-            self.device = device if backend == "nccl" else torch.device("cpu")
+        if torch.distributed.get_backend() == "nccl":
+            self.device = device
 
     def mean(self, value: float) -> float:
         if not self.enabled:
