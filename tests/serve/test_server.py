@@ -94,6 +94,26 @@ def test_bad_json_and_oversized_body(server):
     alive(server)
 
 
+def test_a_chunked_body_is_refused_while_it_arrives(server):
+    """No Content-Length: the server counts the chunks and answers 413 once they pass --max-body (20000),
+    without waiting for the end of a body that may never end (it would otherwise be read whole into memory)."""
+    import socket
+    from urllib.parse import urlsplit
+    u = urlsplit(server)
+    with socket.create_connection((u.hostname, u.port), timeout=10) as sock:
+        sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n")
+        for _ in range(30):  # 30 KB, and no terminating chunk: the body is still "arriving"
+            sock.sendall(b"3e8\r\n" + b" " * 1000 + b"\r\n")
+        reply = b""
+        while b"request_too_large" not in reply:  # headers and JSON may come in separate packets
+            data = sock.recv(65536)  # times out (and fails) if the server waits for the rest of the body
+            assert data, f"connection closed without the error; got {reply!r}"
+            reply += data
+    assert reply.startswith(b"HTTP/1.1 413")
+    alive(server)
+
+
 def stream_tokens(server, prompt, seed, max_tokens, out, i):
     with httpx.stream("POST", server + "/v1/completions", timeout=60,
                       json={"model": "tiny", "prompt": prompt, "max_tokens": max_tokens, "seed": seed,

@@ -228,7 +228,8 @@ class Server:
 class _Guard:
     """The two checks that answer before a request body is read: body size (413) and requests in flight
     (429). Plain ASGI rather than @app.middleware("http"), which relays every streamed chunk through an
-    extra task and queue."""
+    extra task and queue. A body sent without Content-Length (chunked) is counted as it arrives and
+    refused once it passes the limit, so it is never held whole in memory."""
 
     def __init__(self, app, srv: "Server", limits: Limits):
         self.app, self.srv, self.limits = app, srv, limits
@@ -245,7 +246,23 @@ class _Guard:
                                       "shortly", type_="rate_limit_error", code="rate_limit_exceeded")
             if error is not None:
                 return await error.response()(scope, receive, send)
+            receive = _counted(receive, max_body)
         return await self.app(scope, receive, send)
+
+
+def _counted(receive, max_body: int):
+    """`receive` that raises a 413 APIError (answered by the route's `handle`) once the body passes max_body."""
+    seen = 0
+
+    async def counted_receive():
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > max_body:
+                raise APIError(413, f"request body is over {max_body} bytes", "body", code="request_too_large")
+        return message
+    return counted_receive
 
 
 def create_app(model, tok, name: str = "lmforge", limits: Limits | None = None) -> FastAPI:
