@@ -9,6 +9,7 @@ Target (issue 3): our step time <= 0.8x HF's in fp32.
 
     python bench/gpt2_step.py                        # CPU, fp32
     python bench/gpt2_step.py --device cuda --dtypes fp32,bf16
+    python bench/gpt2_step.py --products --threads 2    # the forward products alone: F.linear vs oneDNN
 """
 from __future__ import annotations
 
@@ -37,6 +38,29 @@ def build(device: str):
     return ours.to(device).train(), hf.to(device).train()
 
 
+def products(threads: int, rounds: int) -> None:
+    """Forward GFLOP/s of the products in a GPT-2-small training step at 1024 rows: torch's F.linear (MKL on
+    CPU) vs oneDNN's linear, which lmforge.nn.linear uses for large fp32 training products; interleaved."""
+    from lmforge.nn.linear import _onednn_available
+    if not _onednn_available():
+        print("skipped: this torch has no oneDNN linear")
+        return
+    set_threads(threads)
+    info = machine("cpu")
+    print(f"Forward products, 1024 rows, fp32, GFLOP/s (best of {rounds} interleaved rounds) -- {machine_line(info)}\n")
+    print("| matrix (out x in) | F.linear (MKL) | oneDNN | ratio |")
+    print("|---|---:|---:|---:|")
+    for out_f, in_f in [(2304, 768), (768, 768), (3072, 768), (768, 3072), (50257, 768)]:
+        x, w, b = torch.randn(1024, in_f), torch.randn(out_f, in_f), torch.randn(out_f)
+        steps = {"mkl": lambda: F.linear(x, w, b),
+                 "onednn": lambda: torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")}
+        with torch.no_grad():
+            times = interleaved(steps, rounds=rounds, iters=2, warmup=1, log=None)
+        gflop = 2 * 1024 * in_f * out_f / 1e9
+        print(f"| {out_f} x {in_f} | {gflop / min(times['mkl']):.0f} | {gflop / min(times['onednn']):.0f} | "
+              f"{min(times['mkl']) / min(times['onednn']):.2f}x |")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
@@ -48,7 +72,11 @@ def main(argv=None):
     ap.add_argument("--iters", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--json")
+    ap.add_argument("--products", action="store_true",
+                    help="instead of the step: forward GFLOP/s of each GPT-2 product, F.linear vs oneDNN")
     args = ap.parse_args(argv)
+    if args.products:
+        return products(args.threads, args.rounds)
     set_threads(args.threads)
     ours, hf = build(args.device)
     V = hf.config.vocab_size

@@ -220,3 +220,34 @@ def test_a_non_contiguous_bias_gives_the_same_result(threads):
         x = torch.randn(rows, 768)
         with torch.no_grad():
             torch.testing.assert_close(linear(x, w, b), F.linear(x, w, b), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
+def test_large_training_products_take_onednn_forward_with_f_linear_gradients():
+    """The forward may differ from F.linear by float rounding; the backward is F.linear's, so given the same
+    output gradient the input, weight and bias gradients are bit-identical."""
+    torch.manual_seed(0)
+    x = torch.randn(4, 256, 768, requires_grad=True)
+    w = (torch.randn(1000, 768) * 0.02).requires_grad_()
+    b = torch.randn(1000, requires_grad=True)
+    y = linear(x, w, b)
+    assert type(y.grad_fn).__name__ == "_TrainLinearBackward"
+    ref = F.linear(x, w, b)
+    torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(y)
+    ours = torch.autograd.grad(y, (x, w, b), g)
+    theirs = torch.autograd.grad(ref, (x, w, b), g)
+    for a, t in zip(ours, theirs):
+        assert torch.equal(a, t)
+
+
+def test_small_frozen_bf16_or_no_grad_products_stay_f_linear():
+    torch.manual_seed(0)
+    big_x, big_w = torch.randn(1024, 768), torch.randn(768, 768)
+    cases = [(torch.randn(12, 64, 128, requires_grad=True), torch.randn(384, 128, requires_grad=True)),  # small
+             (big_x.requires_grad_(), big_w),                                                             # frozen weight
+             (big_x.bfloat16(), big_w.bfloat16().requires_grad_())]                                       # bf16
+    for x, w in cases:
+        assert type(linear(x, w).grad_fn).__name__ != "_TrainLinearBackward"
+    with torch.no_grad():
+        assert linear(big_x, big_w.requires_grad_()).grad_fn is None
