@@ -241,13 +241,23 @@ def test_large_training_products_take_onednn_forward_with_f_linear_gradients():
         assert torch.equal(a, t)
 
 
-def test_small_frozen_bf16_or_no_grad_products_stay_f_linear():
+def test_small_and_bf16_training_products_stay_f_linear():
     torch.manual_seed(0)
     big_x, big_w = torch.randn(1024, 768), torch.randn(768, 768)
     cases = [(torch.randn(12, 64, 128, requires_grad=True), torch.randn(384, 128, requires_grad=True)),  # small
-             (big_x.requires_grad_(), big_w),                                                             # frozen weight
              (big_x.bfloat16(), big_w.bfloat16().requires_grad_())]                                       # bf16
     for x, w in cases:
         assert type(linear(x, w).grad_fn).__name__ != "_TrainLinearBackward"
-    with torch.no_grad():
-        assert linear(big_x, big_w.requires_grad_()).grad_fn is None
+    with torch.no_grad():  # a large product without gradients: oneDNN's forward, F.linear's values
+        torch.testing.assert_close(linear(big_x, big_w), F.linear(big_x, big_w), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
+def test_a_frozen_weight_still_passes_the_input_gradient():
+    torch.manual_seed(0)
+    x = torch.randn(1024, 768, requires_grad=True)
+    w = torch.randn(768, 768) * 0.02  # frozen (fine-tuning only the layers below)
+    y = linear(x, w)
+    assert type(y.grad_fn).__name__ == "_TrainLinearBackward"
+    g = torch.randn_like(y)
+    assert torch.equal(torch.autograd.grad(y, x, g)[0], torch.autograd.grad(F.linear(x, w), x, g)[0])

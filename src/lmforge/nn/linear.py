@@ -20,12 +20,14 @@ with the same arithmetic per output, so results agree with F.linear to float rou
   2 threads.
 
 Figures: `python bench/generate.py --only linear` (AMD EPYC Zen 4, 2 cores, torch 2.13, 2026-11-23).
-Large products without gradients, bf16 (whose kernel already uses every thread) and small matrices
-(where the bookkeeping costs more than it saves, and which stay in cache anyway) keep F.linear.
+Medium products (33 rows and more, under the size below), bf16 (whose kernel already uses every
+thread) and small matrices (where the bookkeeping costs more than it saves, and which stay in cache
+anyway) keep F.linear.
 
-Training: fp32 products on CPU of at least 2^28 multiply-adds (GPT-2 small at batch 4 x 256; not the
-nanoGPT CPU shape) compute their forward with oneDNN, which on our Zen 4 is 1.17-1.50x torch's default
-(MKL) for the GPT-2 matrices (`python bench/gpt2_step.py --products`); the backward is F.linear's.
+Large products: fp32 products on CPU of at least 2^28 multiply-adds (GPT-2 small's training step at
+batch 4 x 256, a 512-token prefill; not the nanoGPT CPU shape) are computed by oneDNN, which on our
+Zen 4 is 1.17-1.50x torch's default (MKL) for the GPT-2 matrices (`python bench/gpt2_step.py
+--products`). In training only the forward: the backward is F.linear's.
 """
 from __future__ import annotations
 
@@ -42,7 +44,7 @@ _MIN_COLUMN_WEIGHT = 1 << 17  # 384 x 384 read from memory: 1.8x F.linear; alrea
 _MIN_SPLIT_WEIGHT = 1 << 19   # 768 x 768 is the smallest GPT-2 matrix and gains 1.14x from the split; 128 x 128 loses 3x
 _PACK_AFTER = 4               # multi-row calls on a weight before it is packed
 _PACK_HINT = 8                # the batch size oneDNN chooses the packed layout for
-_MIN_TRAIN_MACS = 1 << 28     # training products from here on take oneDNN's forward (1024 x 768 x 768 = 2^29.2)
+_MIN_ONEDNN_MACS = 1 << 28    # products from here on take oneDNN's fp32 kernel (1024 x 768 x 768 = 2^29.2)
 
 _packing = True
 _tables: "weakref.WeakSet[PackedWeights]" = weakref.WeakSet()  # every live table, for set_packing(False)
@@ -106,11 +108,11 @@ class _TrainLinear(torch.autograd.Function):
         return gx, gw, gb
 
 
-def _train_onednn(x: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
-    """A large fp32 CPU product that autograd will differentiate, outside torch.compile (which traces F.linear)."""
-    return (x.dtype == torch.float32 and weight.dtype == torch.float32 and x.is_cpu and weight.requires_grad
-            and torch.is_grad_enabled() and x.numel() * weight.size(0) >= _MIN_TRAIN_MACS
-            and (bias is None or bias.dtype == torch.float32) and weight.is_contiguous()
+def _large_onednn(x: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
+    """A large fp32 product on CPU, outside torch.compile (which traces F.linear)."""
+    return (x.dtype == torch.float32 and weight.dtype == torch.float32 and x.is_cpu
+            and x.numel() * weight.size(0) >= _MIN_ONEDNN_MACS and weight.is_contiguous()
+            and (bias is None or (bias.dtype == torch.float32 and bias.is_contiguous()))
             and _onednn_available() and not torch.compiler.is_compiling())
 
 
@@ -120,10 +122,14 @@ def _onednn_available() -> bool:
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """F.linear(x, weight, bias); few-row fp32 inference on CPU takes a faster product, and so do large fp32
-    training products on CPU (module docstring)."""
+    products on CPU, with or without gradients (module docstring)."""
     out_f, in_f = weight.shape
-    if x.numel() > _FEW_ROWS * in_f and _train_onednn(x, weight, bias):
-        return _TrainLinear.apply(x, weight, bias)
+    if x.numel() > _FEW_ROWS * in_f and _large_onednn(x, weight, bias):
+        if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
+                                        or (bias is not None and bias.requires_grad)):
+            return _TrainLinear.apply(x, weight, bias)
+        y = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, in_f), weight, bias, "none", [], "")
+        return y.view(*x.shape[:-1], out_f)  # a prefill, an evaluation: the same forward, nothing to save
     if (x.numel() > _FEW_ROWS * in_f or not x.is_cpu or x.dtype != torch.float32  # training batches stop here
             or weight.numel() < _MIN_COLUMN_WEIGHT or not weight.is_contiguous()
             or (bias is not None and not bias.is_contiguous())
