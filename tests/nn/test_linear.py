@@ -248,8 +248,19 @@ def test_small_and_bf16_training_products_stay_f_linear():
              (big_x.bfloat16(), big_w.bfloat16().requires_grad_())]                                       # bf16
     for x, w in cases:
         assert type(linear(x, w).grad_fn).__name__ != "_TrainLinearBackward"
-    with torch.no_grad():  # a large product without gradients: oneDNN's forward, F.linear's values
-        torch.testing.assert_close(linear(big_x, big_w), F.linear(big_x, big_w), rtol=1e-5, atol=1e-4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast's bf16 product, as F.linear would
+        y = linear(big_x.requires_grad_(), big_w.requires_grad_())
+        assert y.dtype == torch.bfloat16 and type(y.grad_fn).__name__ != "_TrainLinearBackward"
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
+def test_a_large_product_without_gradients_runs_onednn():
+    torch.manual_seed(0)
+    x, w = torch.randn(1024, 768), torch.randn(768, 768)
+    with torch.no_grad(), torch.profiler.profile() as prof:  # a prefill, an evaluation
+        y = linear(x, w)
+    assert any("_linear_pointwise" in e.name for e in prof.events())
+    torch.testing.assert_close(y, F.linear(x, w), rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")

@@ -93,7 +93,8 @@ class _TrainLinear(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-        ctx.save_for_backward(x, weight)
+        # like F.linear: keep x only for the weight's gradient and the weight only for x's
+        ctx.save_for_backward(x if weight.requires_grad else None, weight if x.requires_grad else None)
         ctx.has_bias = bias is not None
         y = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.size(-1)), weight, bias, "none", [], "")
         return y.view(*x.shape[:-1], weight.size(0))
@@ -102,18 +103,19 @@ class _TrainLinear(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         x, weight = ctx.saved_tensors
         g = grad.reshape(-1, grad.size(-1))
-        gx = torch.mm(g, weight).view(x.shape) if ctx.needs_input_grad[0] else None
+        gx = torch.mm(g, weight).view(*grad.shape[:-1], weight.size(1)) if ctx.needs_input_grad[0] else None
         gw = torch.mm(g.t(), x.reshape(-1, x.size(-1))) if ctx.needs_input_grad[1] else None
         gb = g.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return gx, gw, gb
 
 
 def _large_onednn(x: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
-    """A large fp32 product on CPU, outside torch.compile (which traces F.linear)."""
+    """A large fp32 product on CPU, outside bf16 autocast (where F.linear computes in bf16) and outside
+    torch.compile (which traces F.linear)."""
     return (x.dtype == torch.float32 and weight.dtype == torch.float32 and x.is_cpu
             and x.numel() * weight.size(0) >= _MIN_ONEDNN_MACS and weight.is_contiguous()
             and (bias is None or (bias.dtype == torch.float32 and bias.is_contiguous()))
-            and _onednn_available() and not torch.compiler.is_compiling())
+            and not torch.is_autocast_enabled("cpu") and _onednn_available() and not torch.compiler.is_compiling())
 
 
 def _onednn_available() -> bool:
