@@ -75,7 +75,8 @@ def test_memory_is_returned_with_the_model():
     assert not any(s <= ptr < e for s, e in advised_mappings())
 
 
-def test_switched_off_or_views_nothing_moves():
+@needs_thp
+def test_switched_off_views_shared_or_tied_storage_nothing_moves():
     m = model()
     set_huge_pages(False)
     try:
@@ -86,6 +87,13 @@ def test_switched_off_or_views_nothing_moves():
     view = torch.nn.Linear(1024, 1024, bias=False)
     view.weight = torch.nn.Parameter(big[:1024 * 1024].view(1024, 1024))  # part of a bigger tensor: shared
     assert huge_page_weights(view) == 0 and view.weight.data_ptr() == big.data_ptr()
+    shared = model().share_memory()  # torch.multiprocessing: moving would silently unshare it
+    assert huge_page_weights(shared) == 0 and shared.tok_emb.weight.is_shared()
+    a, b = torch.nn.Linear(1024, 1024), torch.nn.Linear(1024, 1024)
+    b.weight = torch.nn.Parameter(a.weight.data)  # two Parameters, one storage: moving would untie them
+    pair = torch.nn.ModuleList([a, b])
+    huge_page_weights(pair)
+    assert a.weight.data_ptr() == b.weight.data_ptr()
 
 
 @needs_thp

@@ -13,10 +13,12 @@ THP_MEM_ALLOC_ENABLE=1.
 MADV_HUGEPAGE and points each parameter at its part (`p.data = ...`): the same Parameter objects and
 values, new memory. The decoding Engine calls it; a model is moved once. It does nothing where the
 kernel has no transparent huge pages (not Linux, or THP set to "never"), or after
-`set_huge_pages(False)`.
+`set_huge_pages(False)`. Do not call it while another thread runs the same model: the old memory is
+freed under it.
 """
 from __future__ import annotations
 
+import collections
 import mmap
 import threading
 from pathlib import Path
@@ -50,11 +52,12 @@ def available() -> bool:
 
 
 def _movable(p: nn.Parameter) -> bool:
-    """A CPU parameter that is its storage's only content (a view into a bigger tensor is left alone: moving
-    it would break the sharing), not an inference tensor (whose data cannot be replaced), not moved yet."""
-    return (p.device.type == "cpu" and p.numel() > 0 and not p.is_inference() and p.is_contiguous()
-            and p.storage_offset() == 0 and p.untyped_storage().nbytes() == p.numel() * p.element_size()
-            and getattr(p, _MARK, None) != p.data_ptr())
+    """A CPU parameter not moved yet, that is its storage's only content (a view into a bigger tensor is left
+    alone: moving it would break the sharing), not in shared memory (torch.multiprocessing), not an inference
+    tensor (whose data cannot be replaced)."""
+    return (getattr(p, _MARK, None) != p.data_ptr() and p.device.type == "cpu" and p.numel() > 0
+            and not p.is_inference() and not p.is_shared() and p.is_contiguous() and p.storage_offset() == 0
+            and p.untyped_storage().nbytes() == p.numel() * p.element_size())
 
 
 def huge_page_weights(model: nn.Module) -> int:
@@ -63,6 +66,8 @@ def huge_page_weights(model: nn.Module) -> int:
         return 0
     with _lock:
         params = [p for p in model.parameters() if _movable(p)]
+        owners = collections.Counter(p.data_ptr() for p in params)
+        params = [p for p in params if owners[p.data_ptr()] == 1]  # two Parameters on one storage stay tied
         sizes = [-(-p.numel() * p.element_size() // _ALIGN) * _ALIGN for p in params]
         if sum(sizes) < HUGE_PAGE:  # not even one huge page to gain
             return 0
