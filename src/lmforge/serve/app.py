@@ -274,9 +274,7 @@ def create_app(model, tok, name: str = "lmforge", limits: Limits | None = None) 
     app.add_middleware(_Guard, srv=srv, limits=limits)
 
     async def read_json(request: Request) -> dict:
-        raw = await request.body()
-        if len(raw) > limits.max_body:
-            raise APIError(413, f"request body is over {limits.max_body} bytes", "body", code="request_too_large")
+        raw = await request.body()  # at most limits.max_body bytes: _Guard refuses anything longer
         try:
             body = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:

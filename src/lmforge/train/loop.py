@@ -121,9 +121,9 @@ class Dist:
     def init(self, device: torch.device) -> None:
         if not self.enabled:
             return
+        if device.type == "cuda":
+            torch.cuda.set_device(device)  # else every rank's NCCL communicator (and object collectives) use GPU 0
         if not torch.distributed.is_initialized():
-            if device.type == "cuda":
-                torch.cuda.set_device(device)  # else every rank's NCCL communicator lands on GPU 0
             backend = "nccl" if device.type == "cuda" else "gloo"  # gloo: the CPU backend
             torch.distributed.init_process_group(backend)
         if torch.distributed.get_backend() == "nccl":
@@ -378,10 +378,11 @@ class Trainer:
                 if self.dist.is_main:
                     for cb in self.callbacks:
                         cb(self, row)
-                # A callback may end training early by lowering cfg.max_steps (the translation recipe's budget);
-                # it ran on rank 0 only, so every rank takes rank 0's value, or the others would wait forever
-                # in the next step's all-reduce.
-                cfg.max_steps = self.dist.broadcast(cfg.max_steps)
+                if self.callbacks:
+                    # A callback may end training early by lowering cfg.max_steps (the translation recipe's
+                    # budget); it ran on rank 0 only, so every rank takes rank 0's value, or the others would
+                    # wait forever in the next step's all-reduce.
+                    cfg.max_steps = self.dist.broadcast(cfg.max_steps)
             if bar is not None:
                 bar.update(1)
             if (cfg.save_interval and step % cfg.save_interval == 0) or step == cfg.max_steps:

@@ -136,7 +136,7 @@ def train(cfg: TranslationRunConfig, out: str | Path, *, resume: bool = False, l
                "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else None,
                "stopped_by_budget": trainer.dist.broadcast(snaps.stopped_by_budget),  # the callback ran on rank 0
                "val_loss_final": trainer.evaluate(), "best": "final"}
-    paths = snaps.paths()
+    paths = trainer.dist.broadcast(snaps.paths())  # rank 0's files decide for all: evaluate() is a collective
     if cfg.recipe.average_last > 1 and len(paths) > 1:
         load_state(model, average_checkpoints(paths), "averaged snapshots")  # out/ keeps the final weights
         summary["val_loss_averaged"] = trainer.evaluate()
