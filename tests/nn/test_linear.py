@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lmforge.nn import Linear, PackedWeights, linear, set_packing
+from lmforge.nn import Linear, PackedWeights, linear, set_large_onednn, set_packing
 from lmforge.nn.linear import _PACK_AFTER
 
 needs_onednn = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
@@ -272,3 +272,13 @@ def test_a_frozen_weight_still_passes_the_input_gradient():
     assert type(y.grad_fn).__name__ == "_TrainLinearBackward"
     g = torch.randn_like(y)
     assert torch.equal(torch.autograd.grad(y, x, g)[0], torch.autograd.grad(F.linear(x, w), x, g)[0])
+
+
+def test_large_onednn_can_be_switched_off():
+    x, w = torch.randn(1024, 768, requires_grad=True), torch.randn(768, 768, requires_grad=True)
+    set_large_onednn(False)
+    try:
+        y = linear(x, w)
+        assert type(y.grad_fn).__name__ != "_TrainLinearBackward" and torch.equal(y, F.linear(x, w))
+    finally:
+        set_large_onednn(True)

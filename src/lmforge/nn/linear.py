@@ -27,7 +27,8 @@ anyway) keep F.linear.
 Large products: fp32 products on CPU of at least 2^28 multiply-adds (GPT-2 small's training step at
 batch 4 x 256, a 512-token prefill; not the nanoGPT CPU shape) are computed by oneDNN, which on our
 Zen 4 is 1.17-1.50x torch's default (MKL) for the GPT-2 matrices (`python bench/gpt2_step.py
---products`). In training only the forward: the backward is F.linear's.
+--products`). In training only the forward: the backward is F.linear's. `set_large_onednn(False)`
+turns this off.
 """
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ _PACK_HINT = 8                # the batch size oneDNN chooses the packed layout 
 _MIN_ONEDNN_MACS = 1 << 28    # products from here on take oneDNN's fp32 kernel (1024 x 768 x 768 = 2^29.2)
 
 _packing = True
+_large_onednn_on = True
 _tables: "weakref.WeakSet[PackedWeights]" = weakref.WeakSet()  # every live table, for set_packing(False)
 _local = threading.local()  # .table: the PackedWeights entered on this thread, if any
 
@@ -58,6 +60,13 @@ def set_packing(enabled: bool) -> None:
     if not _packing:
         for table in list(_tables):
             table.clear()
+
+
+def set_large_onednn(enabled: bool) -> None:
+    """Turn oneDNN's kernel for large fp32 products on or off (off: F.linear, torch's default BLAS), e.g. to
+    compare numbers with F.linear or on a CPU where it is not the faster one."""
+    global _large_onednn_on
+    _large_onednn_on = bool(enabled)
 
 
 class PackedWeights(dict):
@@ -112,7 +121,7 @@ class _TrainLinear(torch.autograd.Function):
 def _large_onednn(x: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
     """A large fp32 product on CPU, outside bf16 autocast (where F.linear computes in bf16) and outside
     torch.compile (which traces F.linear)."""
-    return (x.dtype == torch.float32 and weight.dtype == torch.float32 and x.is_cpu
+    return (_large_onednn_on and x.dtype == torch.float32 and weight.dtype == torch.float32 and x.is_cpu
             and x.numel() * weight.size(0) >= _MIN_ONEDNN_MACS and weight.is_contiguous()
             and (bias is None or (bias.dtype == torch.float32 and bias.is_contiguous()))
             and not torch.is_autocast_enabled("cpu") and _onednn_available() and not torch.compiler.is_compiling())
