@@ -15,4 +15,5 @@ from lmforge.nn.positions import (LearnedPositions, Positions2D, RelativePositio
 __all__ = ["attention", "MultiHeadAttention", "Block", "KVCache", "LayerCache", "FeedForward", "LMHead",
            "init_weights", "Linear", "PackedWeights", "linear", "set_packing", "set_large_onednn",
            "huge_page_weights", "set_huge_pages", "causal_mask", "combine", "ensure_self", "padding_mask",
-           "prefix_mask", "LayerNorm", "RMSNorm", "LearnedPositions", "Positions2D", "RelativePositionBias", "apply_rope", "rope_cache", "sinusoidal"]
+           "prefix_mask", "LayerNorm", "RMSNorm", "LearnedPositions", "Positions2D", "RelativePositionBias",
+           "apply_rope", "rope_cache", "sinusoidal"]
