@@ -19,6 +19,7 @@ freed under it.
 from __future__ import annotations
 
 import collections
+import functools
 import mmap
 import threading
 from pathlib import Path
@@ -40,6 +41,7 @@ def set_huge_pages(enabled: bool) -> None:
     _enabled = bool(enabled)
 
 
+@functools.cache  # read once: every Engine (every generate() call) asks
 def available() -> bool:
     """True where madvise(MADV_HUGEPAGE) can give huge pages: Linux with THP not set to "never"."""
     if not hasattr(mmap, "MADV_HUGEPAGE"):

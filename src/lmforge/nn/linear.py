@@ -32,6 +32,7 @@ turns this off.
 """
 from __future__ import annotations
 
+import functools
 import threading
 import weakref
 
@@ -127,6 +128,7 @@ def _large_onednn(x: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
             and not torch.is_autocast_enabled("cpu") and _onednn_available() and not torch.compiler.is_compiling())
 
 
+@functools.cache
 def _onednn_available() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
