@@ -85,7 +85,7 @@ def bench_decode(repeats: int, dtype=torch.float32, new: int = 256) -> dict:
     best = {k: max(v) for k, v in times.items()}
     return {"dtype": str(dtype).split(".")[-1], "lmforge_tok_s": best["lmforge"], "hf_tok_s": best["hf"],
             "ratio": best["lmforge"] / best["hf"],
-            "ratio_per_round_median": statistics.median(a / b for a, b in zip(times["lmforge"], times["hf"])),
+            "ratio_per_round_median": ratio(times["hf"], times["lmforge"])["median"],  # rates: arguments swapped
             "spread_lmforge": [round(x, 2) for x in times["lmforge"]], "spread_hf": [round(x, 2) for x in times["hf"]],
             "same_tokens": toks["lmforge"] == toks["hf"] if dtype == torch.float32 else None,
             "read_GBps": bw / 1e9, "bound_tok_s": bound, "fraction_of_bound": best["lmforge"] / bound}

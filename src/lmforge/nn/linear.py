@@ -153,8 +153,9 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     rows = x.reshape(-1, in_f)
     if not rows.is_contiguous():
         rows = rows.contiguous()
-    if rows.size(0) <= _COLUMN_ROWS and out_f >= 128 * max(2, threads):
-        y = _columns(rows, weight, bias, max(2, threads))
+    chunks = max(2, threads)
+    if rows.size(0) <= _COLUMN_ROWS and out_f >= 128 * chunks:
+        y = _columns(rows, weight, bias, chunks)
     elif rows.size(0) > _COLUMN_ROWS and (packed := _packed(weight)) is not None:
         y = torch.ops.mkldnn._linear_pointwise(rows, packed, bias, "none", [], "")
     elif threads >= 2 and out_f >= 64 * threads and weight.numel() >= _MIN_SPLIT_WEIGHT:
@@ -212,7 +213,7 @@ def _packed(weight: Tensor) -> Tensor | None:
     """oneDNN's packed copy of `weight` from the PackedWeights entered on this thread, made on the weight's
     _PACK_AFTER-th use there; None before that, outside any table, when packing is off or oneDNN missing."""
     table = getattr(_local, "table", None)
-    if table is None or not _packing or weight.is_inference() or not torch.backends.mkldnn.is_available():
+    if table is None or not _packing or weight.is_inference() or not _onednn_available():
         return None
     key = (weight.data_ptr(), weight._version, weight.dtype)
     entry = table.get(id(weight))

@@ -132,9 +132,14 @@ class Dist:
     def mean(self, value: float) -> float:
         if not self.enabled:
             return value
+        return self.sum(value) / self.world_size
+
+    def sum(self, value: float) -> float:
+        if not self.enabled:
+            return value
         t = torch.tensor([value], dtype=torch.float64, device=self.device)
         torch.distributed.all_reduce(t)
-        return t.item() / self.world_size
+        return t.item()
 
     def gather(self, obj: Any) -> list[Any]:
         if not self.enabled:
@@ -246,7 +251,7 @@ class Trainer:
 
     def global_tokens(self) -> int:
         """Training tokens consumed by all ranks so far (a collective under DDP: every rank calls it)."""
-        return self._tokens_before + round(self.dist.mean(float(self.tokens)) * self.dist.world_size)
+        return self._tokens_before + round(self.dist.sum(float(self.tokens)))
 
     def state_dict(self) -> dict[str, Any]:
         """Everything besides the weights that an uninterrupted run would carry to the next step."""
