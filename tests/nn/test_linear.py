@@ -191,6 +191,10 @@ def test_packed_layers_deepcopy_and_save_and_their_copies_leave_with_the_table(t
         torch.save(layer.state_dict(), io.BytesIO())
         torch.testing.assert_close(twin(x), layer(x))
     assert table[id(layer.weight)][3] is not None
+    weight = weakref.ref(layer.weight)
+    del layer, twin
+    gc.collect()
+    assert weight() is None  # the live table does not keep the weight itself alive (only its packed copy)
     gone = []
     weakref.finalize(table, gone.append, True)
     del table

@@ -36,9 +36,14 @@ def test_average_checkpoints_is_the_mean(tmp_path):
     assert avg["w"].tolist() == [2.0, 4.0] and avg["b"].tolist() == [0.5]
 
 
-def test_resume_is_bit_exact(memo_run, tmp_path):
+def test_resume_is_bit_exact(memo_run, tmp_path, monkeypatch):
     """10 steps + resume to 20 == 20 steps straight (the Trainer's guarantee holds with this recipe's batches/loss)."""
+    import types
+
+    import lmforge.train.loop
     from safetensors.torch import load_file
+    clock = iter(range(10**9))  # the trainer's clock advances one "second" per reading: time is deterministic
+    monkeypatch.setattr(lmforge.train.loop, "time", types.SimpleNamespace(perf_counter=lambda: float(next(clock))))
     _, _, _, tsv = memo_run
     straight = train(memo_config(tsv, steps=20), tmp_path / "a", log=lambda m: None)
     cfg = memo_config(tsv, steps=20)
@@ -49,7 +54,10 @@ def test_resume_is_bit_exact(memo_run, tmp_path):
     assert straight["steps"] == 20 and all(torch.equal(a[k], b[k]) for k in a)
     # tokens and training time are summed over the two parts
     assert resumed["train_tokens"] == straight["train_tokens"] > half["train_tokens"] > 0
+    # with the clock above each part reads it about equally often: summed, the two parts take about as long as
+    # the straight run; a resume that restarted the count would report about half
     assert resumed["train_seconds"] > half["train_seconds"]
+    assert resumed["train_seconds"] > 0.8 * straight["train_seconds"]
 
 
 def test_lstm_learns_the_same_pairs(memo_run, tmp_path):
