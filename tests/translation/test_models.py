@@ -1,5 +1,7 @@
 """Masks and shapes of every attention in the encoder-decoder families: no future leak, padding changes nothing,
 the KV cache / recurrent state gives the same logits as a full forward."""
+import itertools
+
 import pytest
 import torch
 
@@ -70,13 +72,21 @@ def test_padding_changes_nothing(family, preset):
 
 @pytest.mark.parametrize("family,preset", FAMILIES)
 def test_incremental_decoding_matches_full_forward(family, preset):
+    """The decoding protocol: prefill (encode, feed <s>), then decode_step with the target tokens, in
+    chunks of two and of one: the logits after each token equal the full forward's."""
     model = make(family, preset)
     src, tgt = batch()
+    tgt[:, 0] = model.decoder_start  # the decoder starts from <s>
     full = model(src, tgt).logits
-    state = model.start(src, 16)
-    steps = [model.step(tgt[:, :2], state)]  # two tokens at once, then one at a time
-    steps += [model.step(tgt[:, t:t + 1], state) for t in range(2, tgt.size(1))]
-    torch.testing.assert_close(torch.stack(steps, 1), full[:, 1:], atol=1e-5, rtol=1e-4)
+    for chunks in ([2, 1, 1, 1], [1, 1, 1, 1, 1]):
+        with torch.no_grad():
+            state, out = model.prefill(src.tolist(), capacity=16)
+            steps, t = [out.logits], 1
+            for n in chunks:  # logits after the chunk's last token
+                steps.append(model.decode_step(state, tgt[:, t:t + n]).logits)
+                t += n
+        ends = [0] + list(itertools.accumulate(chunks))
+        torch.testing.assert_close(torch.stack(steps, 1), full[:, ends], atol=1e-5, rtol=1e-4)
 
 
 def test_transformer_wiring_follows_the_paper():

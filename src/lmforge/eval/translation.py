@@ -80,11 +80,19 @@ def load_translator(path):
     if summary.is_file() and json.loads(summary.read_text()).get("best") == "averaged":
         path = path / "averaged"
     model = lmforge.load(path).eval()
-    if not (hasattr(model, "start") and hasattr(model, "step")):
+    if getattr(model, "decoder_start", None) is None:  # the decoding protocol's mark of an encoder-decoder
         family = getattr(model.config, "family", type(model).__name__)
         raise ValueError(f"{path} holds a {family!r} model, which is not an encoder-decoder; translation needs "
                          "the transformer or lstm family (train one with configs/translate-*.yaml)")
     return model, load_tokenizer(path)
+
+
+def encode_source(tokenizer, text: str, max_len: int) -> tuple[list[int], bool]:
+    """A source sentence as the encoder reads it: its ids, cut to max_len - 1, then </s> (as in training).
+    Returns (ids, whether it was cut)."""
+    from lmforge.data.translation import EOS
+    ids = tokenizer.encode(text)
+    return ids[: max_len - 1] + [EOS], len(ids) > max_len - 1
 
 
 def translate(model, tokenizer, texts: list[str], *, beam: int = 4, alpha: float = 0.6, batch_size: int = 32,
@@ -96,7 +104,6 @@ def translate(model, tokenizer, texts: list[str], *, beam: int = 4, alpha: float
     """
     import torch
 
-    from lmforge.data.translation import EOS
     from lmforge.generate.seq2seq import beam_search, greedy
     c = model.config
     for i, t in enumerate(texts):
@@ -104,9 +111,9 @@ def translate(model, tokenizer, texts: list[str], *, beam: int = 4, alpha: float
             raise ValueError(f"sentence {i + 1} is empty: give one non-empty sentence per line")
     ids, truncated = [], 0
     for t in texts:
-        s = tokenizer.encode(t)
-        truncated += len(s) > c.max_len - 1
-        ids.append(s[: c.max_len - 1] + [EOS])
+        s, cut = encode_source(tokenizer, t, c.max_len)
+        truncated += cut
+        ids.append(s)
     if truncated and warn is not None:
         warn(f"warning: {truncated} source sentence(s) longer than max_len - 1 = {c.max_len - 1} tokens were truncated")
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths together: less padding

@@ -6,8 +6,9 @@
 Knows no tokenizer and no concrete model family (DESIGN.md: generation knows no text).
 """
 from lmforge.generate.beam import Hypothesis, beam_search, length_penalty
-from lmforge.generate.decode import Alternative, Engine, Sequence, Step, first_divergence, generate
+from lmforge.generate.decode import Engine, Sequence, first_divergence, generate
 from lmforge.generate.sampling import FILTERS, SamplingParams
+from lmforge.generate.steps import Alternative, Step
 
 __all__ = ["generate", "Step", "Alternative", "Engine", "Sequence", "SamplingParams", "FILTERS",
            "first_divergence", "beam_search", "Hypothesis", "length_penalty"]

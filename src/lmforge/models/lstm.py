@@ -25,24 +25,40 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lmforge.config import LSTMConfig
-from lmforge.models.outputs import ModelOutput
+from lmforge.models.outputs import DecodeOutput, ModelOutput
 from lmforge.nn import LMHead, attention, init_weights, padding_mask
+from lmforge.nn.cache import Context, cat_padded
+from lmforge.nn.masks import pad_rows
 
 
 @dataclass
 class LSTMState:
     """What decoding carries from step to step: encoder output, its attention keys, its padding, the decoder
-    LSTM's (h, c)."""
+    LSTM's (h, c), and which decoder positions each row has filled (no cache: the recurrence carries the past)."""
 
     memory: Tensor  # (B, S, d_model)
     keys: Tensor  # (B, S, d_model): W_a h_s, computed once per source
     src_keep: Tensor  # (B, S)
     hc: tuple[Tensor, Tensor]  # each (n_layers, B, d_model)
+    context: Context
+
+    @property
+    def keep(self) -> Tensor:
+        return self.context.keep
 
     def reorder(self, index: Tensor) -> None:
         self.memory, self.keys = self.memory.index_select(0, index), self.keys.index_select(0, index)
         self.src_keep = self.src_keep.index_select(0, index)
         self.hc = (self.hc[0].index_select(1, index), self.hc[1].index_select(1, index))
+        self.context.reorder(index)
+
+    def join(self, other: "LSTMState") -> "LSTMState":
+        hc = tuple(torch.cat([a, b], dim=1) for a, b in zip(self.hc, other.hc))
+        return LSTMState(cat_padded(self.memory, other.memory, 1), cat_padded(self.keys, other.keys, 1),
+                         cat_padded(self.src_keep, other.src_keep, 1, False), hc, self.context.join(other.context))
+
+    def trim(self) -> None:
+        self.context.trim()
 
 
 class LSTM(nn.Module):
@@ -105,14 +121,24 @@ class LSTM(nn.Module):
         return ModelOutput(logits=logits, loss=loss, cross_attentions=[probs[:, None]] if need_weights else None,
                            hidden_states=h)
 
-    # ---------------------------------------------------------------- generation protocol
-    @torch.no_grad()
-    def start(self, src: Tensor, max_new_tokens: int) -> LSTMState:
-        memory, src_keep, hc = self.encode(src)
-        return LSTMState(memory, self.attn(memory), src_keep, hc)
+    # ---------------------------------------------------------------- decoding protocol (models.protocol)
+    @property
+    def decoder_start(self) -> int:
+        return self.config.bos_id  # the prompt is the source; the target starts from <s>
 
-    @torch.no_grad()
-    def step(self, ids: Tensor, state: LSTMState) -> Tensor:
-        """ids (B, T) new target tokens -> logits (B, vocab) for the token after them."""
-        h, state.hc, _ = self.decode(ids, state.memory, state.keys, state.src_keep, state.hc)
-        return self.lm_head(h[:, -1])
+    def prefill(self, prompts, *, capacity: int | None = None, use_cache: bool = True,
+                need_weights: bool = False) -> tuple[LSTMState, DecodeOutput]:
+        """Sources (id lists) -> encode once, feed <s> -> (state, the first target token's logits).
+        capacity and use_cache do not apply: the decoder's past is its recurrent state, not a cache."""
+        p = self.tok_emb.weight
+        src, _ = pad_rows(prompts, self.config.pad_id, device=p.device)  # right padding, as in training
+        memory, src_keep, hc = self.encode(src)
+        state = LSTMState(memory, self.attn(memory), src_keep, hc, Context(src.size(0), device=p.device))
+        bos = torch.full((src.size(0), 1), self.config.bos_id, device=p.device)
+        return state, self.decode_step(state, bos, need_weights=need_weights)
+
+    def decode_step(self, state: LSTMState, ids: Tensor, *, need_weights: bool = False) -> DecodeOutput:
+        state.context.feed(ids)
+        h, state.hc, probs = self.decode(ids, state.memory, state.keys, state.src_keep, state.hc, need_weights)
+        cross = None if probs is None else [probs[:, None]]  # one "head", one layer: (B, 1, T, S)
+        return DecodeOutput.of(self.lm_head(h[:, -1]), cross_attentions=cross, src_keep=state.src_keep)

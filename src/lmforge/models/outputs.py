@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 
@@ -19,3 +20,26 @@ class ModelOutput:
     attentions: list[Tensor] | None = None
     cross_attentions: list[Tensor] | None = None
     hidden_states: Tensor | None = None
+
+
+@dataclass
+class DecodeOutput:
+    """What `prefill` and `decode_step` return (lmforge.models.protocol): the logits of the next token
+    and, when asked for, where the last token looked, one tensor per row over that row's real tokens."""
+
+    logits: Tensor  # (B, vocab)
+    attention: list[Tensor] | None = None  # per row (n_layers, nh, S_row): self-attention over the decoder's tokens
+    cross_attention: list[Tensor] | None = None  # per row (n_dec_layers, nh, S_src_row): over the source tokens
+
+    @classmethod
+    def of(cls, logits: Tensor, attentions: list[Tensor] | None = None, keep: Tensor | None = None,
+           cross_attentions: list[Tensor] | None = None, src_keep: Tensor | None = None) -> "DecodeOutput":
+        """logits (B, vocab); attentions per layer (B, nh, T, S) with keep (B, S) marking the real keys."""
+        return cls(logits, _last_query(attentions, keep), _last_query(cross_attentions, src_keep))
+
+
+def _last_query(probs: list[Tensor] | None, keep: Tensor | None) -> list[Tensor] | None:
+    if probs is None or any(p is None for p in probs):
+        return None
+    last = torch.stack([p[:, :, -1] for p in probs], dim=1)  # (B, n_layers, nh, S): the newest token's query
+    return [last[b][..., keep[b]] for b in range(last.size(0))]  # boolean indexing copies: no view keeps `last`

@@ -11,9 +11,9 @@ One vocabulary shared by source and target; the embedding is also the output lay
     >>> model(src, tgt).logits.shape
     torch.Size([1, 3, 512])
 
-Generation (lmforge.generate.seq2seq) uses two methods: `start(src)` encodes once and returns a
-state (encoder output + KV cache); `step(ids, state)` feeds new target tokens and returns the
-next-token logits.
+Generation goes through the decoding protocol (lmforge.models.protocol): `prefill(sources)` encodes
+once and feeds `<s>`; `decode_step(state, ids)` feeds the chosen target tokens; both return the
+next token's logits (and, on request, the cross-attention over the source).
 """
 from __future__ import annotations
 
@@ -25,25 +25,39 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lmforge.config import TransformerConfig
-from lmforge.models.outputs import ModelOutput
+from lmforge.models.outputs import DecodeOutput, ModelOutput
 from lmforge.nn import (Block, FeedForward, KVCache, LayerNorm, LMHead, MultiHeadAttention,
                         init_weights, padding_mask, sinusoidal)
+from lmforge.nn.cache import Context, cat_padded
+from lmforge.nn.masks import causal_padding_mask, pad_rows
 
 
 @dataclass
 class TransformerState:
-    """What decoding carries from step to step: encoder output, its padding, the decoder's KV cache."""
+    """What decoding carries from step to step: the decoder's Context (its KV cache also holds the
+    cross-attention keys/values of the source), the source padding, and the encoder output while
+    it is still read (always without a cache)."""
 
+    context: Context
     memory: Tensor | None  # (B, S, d_model); None once every layer has cached its cross-attention keys/values
-    src_keep: Tensor  # (B, S), 1 = real source token
-    cache: KVCache
+    src_keep: Tensor  # (B, S), True = real source token
+
+    @property
+    def keep(self) -> Tensor:
+        return self.context.keep
 
     def reorder(self, index: Tensor) -> None:
-        """Rows i <- rows index[i] (beam search keeps, drops and duplicates hypotheses)."""
-        cached = all(kv is not None for kv in self.cache.cross)  # after the first step memory is not read again
-        self.memory = None if cached else self.memory.index_select(0, index)
+        self.context.reorder(index)
+        self.memory = None if self.memory is None else self.memory.index_select(0, index)
         self.src_keep = self.src_keep.index_select(0, index)
-        self.cache.reorder(index)
+
+    def join(self, other: "TransformerState") -> "TransformerState":
+        memory = None if self.memory is None else cat_padded(self.memory, other.memory, 1)
+        src_keep = cat_padded(self.src_keep, other.src_keep, 1, False)  # sources right-padded to the longer
+        return TransformerState(self.context.join(other.context), memory, src_keep)
+
+    def trim(self) -> None:
+        self.context.trim()
 
 
 class Transformer(nn.Module):
@@ -71,12 +85,15 @@ class Transformer(nn.Module):
         self.lm_head = LMHead(self.tok_emb)  # tied: "pre-softmax linear transformation" = embedding (sec. 3.4)
         init_weights(self, scheme="xavier")
 
-    def _embed(self, ids: Tensor, offset: int = 0) -> Tensor:
+    def _embed(self, ids: Tensor, offset: int = 0, positions: Tensor | None = None) -> Tensor:
+        """ids (B, T) at positions offset.. offset+T-1, or at `positions` (B, T) (rows of a left-padded batch)."""
         T = ids.size(1)
-        if offset + T > self.config.max_len:
-            raise ValueError(f"Cannot embed position {offset + T}, max_len is only {self.config.max_len}. "
+        last = offset + T if positions is None else int(positions.max()) + 1
+        if last > self.config.max_len:
+            raise ValueError(f"Cannot embed position {last}, max_len is only {self.config.max_len}. "
                              "Shorten the sentence or use a model with a larger max_len.")
-        x = self.tok_emb(ids) * math.sqrt(self.config.d_model) + self.pe[offset:offset + T]  # (B, T, d_model)
+        pe = self.pe[offset:offset + T] if positions is None else self.pe[positions]  # (T, d_model) or (B, T, d_model)
+        x = self.tok_emb(ids) * math.sqrt(self.config.d_model) + pe  # (B, T, d_model)
         return self.drop(x)
 
     def encode(self, src: Tensor, src_keep: Tensor | None = None, need_weights: bool = False):
@@ -90,19 +107,24 @@ class Transformer(nn.Module):
         return x, src_keep, (probs if need_weights else None)
 
     def decode(self, tgt: Tensor, memory: Tensor, src_keep: Tensor, *, cache: KVCache | None = None,
-               need_weights: bool = False):
+               positions: Tensor | None = None, tgt_keep: Tensor | None = None, need_weights: bool = False):
         """tgt (B, T) right-padded target prefix -> (hidden (B, T, d_model), self probs, cross probs).
 
         Causal self-attention is enough for right padding: a real token never sees a later pad.
+        Decoding rows that started at different times are left-padded instead: positions (B, T) and
+        tgt_keep (B, past + T), True on real tokens, then mask the padding (as in the GPT).
         """
         past = cache.length if cache is not None else 0
         T = tgt.size(1)
-        x = self._embed(tgt, past)
-        is_causal = T > 1  # end-aligned after the cached positions (nn.attention)
+        x = self._embed(tgt, past, positions)
+        mask, is_causal = None, T > 1  # end-aligned after the cached positions (nn.attention)
+        if tgt_keep is not None:
+            mask = causal_padding_mask(tgt_keep, T)
+            is_causal = False
         memory_mask = padding_mask(src_keep)  # (B, 1, 1, S)
         selfs, crosses = [], []
         for i, block in enumerate(self.decoder):
-            x, (p, q) = block(x, is_causal=is_causal, cache=cache.layer(i) if cache else None,
+            x, (p, q) = block(x, mask=mask, is_causal=is_causal, cache=cache.layer(i) if cache else None,
                               memory=memory, memory_mask=memory_mask, need_weights=need_weights)
             selfs.append(p)
             crosses.append(q)
@@ -124,18 +146,28 @@ class Transformer(nn.Module):
             loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
         return ModelOutput(logits=logits, loss=loss, attentions=selfs, cross_attentions=crosses, hidden_states=h)
 
-    # ---------------------------------------------------------------- generation protocol
-    @torch.no_grad()
-    def start(self, src: Tensor, max_new_tokens: int) -> TransformerState:
-        """Encode src (B, S) once; allocate a KV cache for `max_new_tokens` decoder positions."""
-        memory, src_keep, _ = self.encode(src)
-        c, p = self.config, self.tok_emb.weight
-        cache = KVCache(c.n_dec_layers, src.size(0), c.n_heads, c.d_model // c.n_heads,
-                        min(max_new_tokens, c.max_len), device=p.device, dtype=p.dtype)
-        return TransformerState(memory, src_keep, cache)
+    # ---------------------------------------------------------------- decoding protocol (models.protocol)
+    @property
+    def decoder_start(self) -> int:
+        return self.config.bos_id  # the prompt is the source; the target starts from <s>
 
-    @torch.no_grad()
-    def step(self, ids: Tensor, state: TransformerState) -> Tensor:
-        """ids (B, T) new target tokens -> logits (B, vocab) for the token after them."""
-        h, _, _ = self.decode(ids, state.memory, state.src_keep, cache=state.cache)
-        return self.lm_head(h[:, -1])
+    def prefill(self, prompts, *, capacity: int | None = None, use_cache: bool = True,
+                need_weights: bool = False) -> tuple[TransformerState, DecodeOutput]:
+        """Sources (id lists) -> encode once, feed <s> -> (state, the first target token's logits)."""
+        c, p = self.config, self.tok_emb.weight
+        src, _ = pad_rows(prompts, c.pad_id, device=p.device)  # right padding, as in training
+        memory, src_keep, _ = self.encode(src)
+        B = src.size(0)
+        cache = KVCache(c.n_dec_layers, B, c.n_heads, c.d_model // c.n_heads, min(capacity or c.max_len, c.max_len),
+                        device=p.device, dtype=p.dtype) if use_cache else None
+        state = TransformerState(Context(B, cache, ids=not use_cache, device=p.device), memory, src_keep)
+        out = self.decode_step(state, torch.full((B, 1), c.bos_id, device=p.device), need_weights=need_weights)
+        if use_cache:
+            state.memory = None  # every layer now has the source's keys/values in the cache
+        return state, out
+
+    def decode_step(self, state: TransformerState, ids: Tensor, *, need_weights: bool = False) -> DecodeOutput:
+        ids, positions, keep = state.context.feed(ids)
+        h, selfs, crosses = self.decode(ids, state.memory, state.src_keep, cache=state.context.cache,
+                                        positions=positions, tgt_keep=keep, need_weights=need_weights)
+        return DecodeOutput.of(self.lm_head(h[:, -1]), selfs, state.context.keep, crosses, state.src_keep)

@@ -53,3 +53,26 @@ def ensure_self(mask: Tensor, offset: int = 0) -> Tensor:
     eye = torch.zeros(T, S, dtype=torch.bool, device=mask.device)
     eye[torch.arange(T), torch.arange(T) + offset] = True
     return mask | eye
+
+
+def causal_padding_mask(keep: Tensor, T: int) -> Tensor:
+    """(B, 1, T, S) mask for T new queries after S - T earlier positions (S = keep.size(1)): causal,
+    never a padding key (keep (B, S), False = padding), and every query at least its own position
+    (`ensure_self`), so a padding query stays finite. For left-padded rows decoding together."""
+    S = keep.size(1)
+    return ensure_self(combine(causal_mask(T, S, device=keep.device), padding_mask(keep)), S - T)
+
+def pad_rows(rows, fill: int = 0, *, left: bool = False, device=None) -> tuple[Tensor, Tensor]:
+    """Token-id lists of different lengths -> (ids (B, L), keep (B, L), True on real tokens), padded with
+    `fill` on the right, or on the left (`left`: right-aligned rows, every row's last token in the last
+    column). Example: [[5, 6], [7]] -> ids [[5, 6], [7, 0]], keep [[T, T], [T, F]]; left: [[5, 6], [0, 7]]."""
+    if not rows or any(len(r) == 0 for r in rows):
+        raise ValueError("every row needs at least one token id (got an empty row or no rows)")
+    L = max(len(r) for r in rows)
+    ids = torch.full((len(rows), L), fill, dtype=torch.long)
+    keep = torch.zeros(len(rows), L, dtype=torch.bool)
+    for i, r in enumerate(rows):
+        cols = slice(L - len(r), L) if left else slice(0, len(r))
+        ids[i, cols] = torch.tensor(list(r), dtype=torch.long)
+        keep[i, cols] = True
+    return ids.to(device), keep.to(device)

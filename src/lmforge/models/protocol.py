@@ -1,0 +1,56 @@
+"""The decoding protocol: what lmforge.generate needs from a model, decoder-only or encoder-decoder.
+
+    state, out = model.prefill([[5, 6, 7], [8, 9]])     # read a batch of prompts -> out.logits (B, vocab)
+    out = model.decode_step(state, next_ids)            # next_ids (B, 1): the tokens chosen -> the next logits
+    state.reorder(index); state = state.join(other); state.trim()
+
+- Decoder-only (GPT): the prompt is the start of the text and the decoder's context; `decoder_start`
+  is None.
+- Encoder-decoder (Transformer, LSTM): the prompt is the source. `prefill` encodes it once and feeds the
+  decoder its first input, `decoder_start` (config.bos_id, `<s>`); the generated tokens are the target.
+
+Rows of different lengths are right-aligned (left padding, each row's positions counted from its own
+first token), so a row's tokens do not depend on the rest of its batch. The state is the model's own
+(it knows its caches); what the caller may do with it is the three operations below, so a decoding
+loop never reads or edits a cache: `lmforge.generate`'s Engine (continuous batching: rows join
+and leave between steps) and its beam search drive every family through these calls.
+
+Call them under torch.inference_mode() (the Engine and beam search do).
+"""
+from __future__ import annotations
+
+from typing import Any, Protocol, Sequence, runtime_checkable
+
+from torch import Tensor
+
+from lmforge.models.outputs import DecodeOutput
+
+
+class DecodingState(Protocol):
+    keep: Tensor  # (B, L) True where a row's decoder context holds a real token (False: its left padding)
+
+    def reorder(self, index: Tensor) -> None:
+        """Row i <- row index[i]: keep, drop or repeat rows (beam search; finished rows leaving)."""
+
+    def join(self, other: "DecodingState") -> "DecodingState":
+        """A state with this state's rows, then other's (rows joining a running batch)."""
+
+    def trim(self) -> None:
+        """Drop the padding every row has (after rows left), so the remaining rows cost no more than alone."""
+
+
+@runtime_checkable
+class DecodingModel(Protocol):
+    config: Any  # vocab_size, max_len; encoder-decoders also bos_id, eos_id, pad_id
+    decoder_start: int | None  # None: decoder-only; else the token id the decoder starts from
+
+    def prefill(self, prompts: Sequence[Sequence[int]], *, capacity: int | None = None, use_cache: bool = True,
+                need_weights: bool = False) -> tuple[DecodingState, DecodeOutput]:
+        """Read a batch of prompts (token-id lists of any lengths; sources for an encoder-decoder) ->
+        (state, the next token's logits). capacity: decoder positions to allocate (default max_len).
+        use_cache=False keeps the ids and recomputes the whole context at every step (for checking;
+        a recurrent decoder has no cache and ignores it). need_weights: also the last token's attention."""
+
+    def decode_step(self, state: DecodingState, ids: Tensor, *, need_weights: bool = False) -> DecodeOutput:
+        """Feed ids (B, T), the tokens chosen for each row, -> the logits of the token after them.
+        For an encoder-decoder, `cross_attention` is over the source tokens."""
