@@ -77,3 +77,41 @@ def test_lmforge_train_runs_translation_configs(memo_run, tmp_path):
     assert main(["train", "--resume", "--out", str(out), "--set", "train.max_steps=30"]) == 0
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert max(steps) == 30
+
+
+def test_generate_on_a_translation_run_shows_steps_and_cross_attention(memo_run, tmp_path, capsys):
+    """`lmforge generate RUN --prompt SOURCE`: the prompt is the source; --show probs prints one row per
+    target token, the Steps the library yields; --attention draws the cross-attention, source tokens
+    against target tokens; plain text is the translation, as `lmforge translate --greedy` gives it."""
+    import matplotlib.image
+    import pytest
+
+    from lmforge.cli.generate import token_text
+    from lmforge.eval.translation import encode_source, load_translator, translate
+    from lmforge.generate import generate
+    run, pairs, _, _ = memo_run
+    model, tok = load_translator(run)
+    png, trace = tmp_path / "cross.png", tmp_path / "t.jsonl"
+    for text in ("Open the file", pairs[5].src):
+        argv = ["generate", str(run), "--prompt", text, "--show", "probs", "--temperature", "0.8", "--seed", "0",
+                "--max-new-tokens", "12", "--attention", str(png), "--trace", str(trace)]
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        src, _ = encode_source(tok, text, model.config.max_len)
+        steps = list(generate(model, src, max_new_tokens=12, temperature=0.8, seed=0, need_weights=True,
+                              eos_token_id=model.config.eos_id))
+        assert out.startswith(f"source: {text!r} ({len(src)} tokens)")
+        rows = [line.split() for line in out.splitlines() if line[:4].strip().isdigit()]
+        assert len(rows) == len(steps) == len(trace.read_text().splitlines())
+        for cols, s in zip(rows, steps):
+            assert [int(cols[0]), cols[1], int(cols[4])] == [s.index, token_text(tok, s.token), s.rank]
+            assert float(cols[2]) == pytest.approx(s.prob, abs=1e-3)
+            assert float(cols[3]) == pytest.approx(s.raw_prob, abs=1e-3)
+            assert float(cols[5]) == pytest.approx(s.entropy, abs=1e-2)
+            assert s.cross_attention.shape == (2, 2, len(src))  # (decoder layers, heads, source tokens)
+        image = matplotlib.image.imread(png)  # one row per target token, one column per source token
+        height, width = (round(110 * min(0.22 * n + m, cap)) for n, m, cap in ((len(steps), 1.5, 20), (len(src), 2, 30)))
+        assert abs(image.shape[0] - height) <= 1 and abs(image.shape[1] - width) <= 1
+        assert image[..., :3].std() > 0.05  # a heatmap, not a blank canvas
+    assert main(["generate", str(run), "--prompt", pairs[5].src, "--temperature", "0"]) == 0
+    assert capsys.readouterr().out.splitlines() == translate(model, tok, [pairs[5].src], beam=0)

@@ -3,6 +3,10 @@
 Generate text and show the distribution behind every token: `--show probs` prints one row per step
 (token, p, rank, entropy, top alternatives); `--plot` draws them as bars; `--attention` draws where
 each new token looked; `--trace` writes every Step as a JSON line.
+
+On a translation run (an encoder-decoder: transformer or lstm) the prompt is the source sentence and
+what is generated is its translation, one target token per row; `--attention` then draws the
+cross-attention: the source tokens against the generated target tokens.
 """
 from __future__ import annotations
 
@@ -20,8 +24,9 @@ def add_sampling_arguments(p, *, temperature: float = 1.0, max_new_tokens: int =
 
 
 def add_arguments(p) -> None:
-    p.add_argument("run", help="an lmforge run/model directory or a Hugging Face GPT-2 directory (with tokenizer.json)")
-    p.add_argument("--prompt", required=True, help="text to continue")
+    p.add_argument("run", help="an lmforge run/model directory or a Hugging Face GPT-2 directory (with tokenizer.json); "
+                               "a translation run translates the prompt")
+    p.add_argument("--prompt", required=True, help="text to continue (a translation run: the sentence to translate)")
     add_sampling_arguments(p)
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus: smallest set with this much probability (1 = off)")
     p.add_argument("--min-p", type=float, default=0.0, help="drop tokens below min_p x p(top token) (0 = off)")
@@ -33,7 +38,8 @@ def add_arguments(p) -> None:
                    help="text: stream the text; probs: one row per token with p, rank, entropy, alternatives")
     p.add_argument("--alternatives", type=int, default=5, help="alternatives shown/recorded per step (default 5)")
     p.add_argument("--plot", metavar="PNG", help="draw each step's alternatives (raw vs after processors) as bars")
-    p.add_argument("--attention", metavar="PNG", help="draw the attention of each new token (heatmap)")
+    p.add_argument("--attention", metavar="PNG", help="draw the attention of each new token (heatmap; "
+                   "a translation run: its cross-attention over the source)")
     p.add_argument("--layer", type=int, default=-1, help="layer for --attention (default: last)")
     p.add_argument("--head", default="mean", help="head for --attention: an index or 'mean' (default)")
     p.add_argument("--trace", metavar="JSONL", help="write every Step as one JSON line")
@@ -41,13 +47,15 @@ def add_arguments(p) -> None:
 
 
 def load_run(path: str):
-    """(model in eval mode, tokenizer) from a run directory or a HF GPT-2 directory."""
+    """(model in eval mode, tokenizer) from a run directory or a HF GPT-2 directory. A translation run
+    gives the weights `lmforge translate` uses (the averaged ones when they were better)."""
     import lmforge
+    from lmforge.eval.translation import translator_path
     from lmforge.tokenizers import load_tokenizer
     if not Path(path).exists():
         raise FileNotFoundError(f"{path} does not exist; pass a run directory (e.g. runs/kjv-char) or a HF GPT-2 directory")
     tok = load_tokenizer(path)
-    model = lmforge.load(path).eval()
+    model = lmforge.load(translator_path(path)).eval()
     if tok.vocab_size > model.config.vocab_size:
         raise ValueError(f"{path}: tokenizer.json has {tok.vocab_size} ids but the model only {model.config.vocab_size}")
     return model, tok
@@ -74,23 +82,35 @@ def run(args) -> int:
     if args.head != "mean" and not args.head.lstrip("-").isdigit():
         raise ValueError(f"--head must be an integer or 'mean', got {args.head!r}")
     model, tok = load_run(args.run)
-    ids = encode_prompt(tok, args.prompt)
+    translating = model.decoder_start is not None  # encoder-decoder: the prompt is the source
+    if translating:
+        from lmforge.eval.translation import encode_source
+        if not args.prompt.strip():
+            raise ValueError("--prompt is empty; give a sentence to translate")
+        ids, cut = encode_source(tok, args.prompt, model.config.max_len)
+        if cut:
+            print(f"warning: the source is longer than max_len - 1 = {model.config.max_len - 1} tokens; "
+                  "its end was cut", file=sys.stderr)
+        eos = [model.config.eos_id]
+    else:
+        ids, eos = encode_prompt(tok, args.prompt), eos_ids(tok)
     if args.seed is not None:
         torch.manual_seed(args.seed)
     steps = generate(model, ids, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                      top_p=args.top_p, min_p=args.min_p, typical_p=args.typical_p,
                      repetition_penalty=args.repetition_penalty, no_repeat_ngram_size=args.no_repeat_ngram,
-                     eos_token_id=eos_ids(tok), seed=args.seed, use_cache=not args.no_cache,
+                     eos_token_id=eos, seed=args.seed, use_cache=not args.no_cache,
                      alternatives=args.alternatives, need_weights=bool(args.attention))
-    stream = TextStream(tok.decode, args.stop)
+    # a translation's text leaves out </s>; a language model's shows what it generated
+    stream = TextStream((lambda t: tok.decode(t, skip_special_tokens=True)) if translating else tok.decode, args.stop)
     kept = []
     trace = open(args.trace, "w", encoding="utf-8") if args.trace else None
     try:
         if args.show == "probs":
-            print(f"prompt: {args.prompt!r} ({len(ids)} tokens)")
+            print(f"{'source' if translating else 'prompt'}: {args.prompt!r} ({len(ids)} tokens)")
             print(f"{'#':>4}  {'token':<12} {'p':>6} {'p model':>8} {'rank':>5} {'H nats':>7}  "
                   "alternatives: token p model -> p final")
-        else:
+        elif not translating:
             print(args.prompt, end="", flush=True)
         for s in steps:
             kept.append(s)
@@ -116,7 +136,7 @@ def run(args) -> int:
         plot_steps(kept, tok, args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)
     if args.attention:
-        plot_attention(kept, tok, ids, args.attention, args.layer, args.head)
+        plot_attention(kept, tok, ids, args.attention, args.layer, args.head, cross=translating)
         print(f"wrote {args.attention}", file=sys.stderr)
     return 0
 
@@ -172,8 +192,10 @@ def plot_steps(steps, tok, path: str, max_steps: int = 24) -> None:
     plt.close(fig)
 
 
-def plot_attention(steps, tok, prompt_ids, path: str, layer: int, head: str) -> None:
-    """Heatmap: one row per generated token, one column per token it could attend to."""
+def plot_attention(steps, tok, prompt_ids, path: str, layer: int, head: str, cross: bool = False) -> None:
+    """Heatmap: one row per generated token, one column per token it could attend to: the prompt and
+    the generated tokens (self-attention), or the source tokens (`cross`: an encoder-decoder's
+    cross-attention, Step.cross_attention)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -182,26 +204,33 @@ def plot_attention(steps, tok, prompt_ids, path: str, layer: int, head: str) -> 
     from lmforge.plots import token_fonts
     if not steps:
         raise ValueError("nothing was generated, so there is no attention to plot")
-    n_layers, n_heads = steps[0].attention.shape[:2]
+    maps = [s.cross_attention if cross else s.attention for s in steps]  # each (n_layers, n_heads, S_i)
+    n_layers, n_heads = maps[0].shape[:2]
     if not -n_layers <= layer < n_layers:
         raise ValueError(f"--layer must be in [{-n_layers}, {n_layers - 1}], got {layer}")
     if head != "mean" and not -n_heads <= int(head) < n_heads:
         raise ValueError(f"--head must be 'mean' or in [{-n_heads}, {n_heads - 1}], got {head}")
-    S = steps[-1].attention.size(-1)
+    S = maps[-1].size(-1)
     grid = torch.zeros(len(steps), S)
-    for i, s in enumerate(steps):
-        a = s.attention[layer]  # (nh, S_i)
+    for i, m in enumerate(maps):
+        a = m[layer]  # (nh, S_i)
         a = a.mean(0) if head == "mean" else a[int(head)]
         grid[i, :a.numel()] = a
-    ids = list(prompt_ids) + [s.token for s in steps]
+    ids = list(prompt_ids) + ([] if cross else [s.token for s in steps])
     with matplotlib.rc_context(token_fonts()):  # CJK token labels need a CJK font
         fig, ax = plt.subplots(figsize=(min(0.22 * S + 2, 30), min(0.22 * len(steps) + 1.5, 20)))
         ax.imshow(grid.numpy(), cmap="viridis", aspect="auto")
         ax.set_xticks(range(S), [token_text(tok, t) for t in ids[:S]], fontsize=6, rotation=90)
         ax.set_yticks(range(len(steps)), [token_text(tok, s.token) for s in steps], fontsize=6)
-        ax.set_xlabel("attends to (prompt and generated tokens; the query's own input token is the last column it sees)")
-        ax.set_ylabel("generated token")
-        ax.set_title(f"attention, layer {layer}, head {head}")
+        if cross:
+            ax.set_xlabel("source tokens")
+            ax.set_ylabel("generated target token")
+            ax.set_title(f"cross-attention, layer {layer}, head {head}", fontsize=9)
+        else:
+            ax.set_xlabel("attends to (prompt and generated tokens; the query's own input token is the last "
+                          "column it sees)")
+            ax.set_ylabel("generated token")
+            ax.set_title(f"attention, layer {layer}, head {head}")
         fig.tight_layout()
         fig.savefig(path, dpi=110)
     plt.close(fig)

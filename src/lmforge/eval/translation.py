@@ -67,18 +67,23 @@ def placeholder_accuracy(hyps: list[str], refs: list[str]) -> dict:
 
 # ---------------------------------------------------------------------------------- decoding a test set
 
-def load_translator(path):
-    """(model, tokenizer) from a translation run or model directory. A run that averaged its last
-    checkpoints uses whichever weights had the lower val loss (recorded in translation.json)."""
+def translator_path(path):
+    """The weights to translate with: a run that averaged its last checkpoints uses whichever weights
+    had the lower val loss (recorded in translation.json). Any other directory: itself."""
     import json
     from pathlib import Path
-
-    import lmforge
-    from lmforge.tokenizers import load_tokenizer
     path = Path(path)
     summary = path / "translation.json"
     if summary.is_file() and json.loads(summary.read_text()).get("best") == "averaged":
         path = path / "averaged"
+    return path
+
+
+def load_translator(path):
+    """(model, tokenizer) from a translation run or model directory (the weights of `translator_path`)."""
+    import lmforge
+    from lmforge.tokenizers import load_tokenizer
+    path = translator_path(path)
     model = lmforge.load(path).eval()
     if getattr(model, "decoder_start", None) is None:  # the decoding protocol's mark of an encoder-decoder
         family = getattr(model.config, "family", type(model).__name__)
