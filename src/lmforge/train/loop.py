@@ -9,15 +9,13 @@ objectives pass `loss_fn(model, batch) -> scalar loss` instead. Batches come fro
     trainer = Trainer(model, TrainConfig(max_steps=100), train_batches, val_batches, out_dir="runs/x")
     trainer.fit()              # or trainer.fit(resume=True) after a crash: same final weights, bit for bit
 
-Multi-process: launch with `torchrun --nproc_per_node N -m lmforge train ...`; torchrun's
-environment variables (RANK, WORLD_SIZE, LOCAL_RANK) switch on DistributedDataParallel
-(gloo on CPU, nccl on CUDA). Only rank 0 writes files.
+Precision is chosen in lmforge.train.precision, devices and processes (torchrun, DDP) in
+lmforge.train.dist. Only rank 0 writes files.
 """
 from __future__ import annotations
 
 import contextlib
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -26,142 +24,10 @@ import torch
 
 from lmforge.config import TrainConfig
 from lmforge.train import checkpoint as ckpt
+from lmforge.train.dist import Dist, resolve_device
 from lmforge.train.optim import Schedule, build_optimizer
+from lmforge.train.precision import choose_dtype
 
-
-# ---------------------------------------------------------------------------------- hardware
-
-def cpu_flags() -> set[str]:
-    """CPU feature flags from /proc/cpuinfo (Linux); empty elsewhere."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def _seconds(fn: Callable[[], Any], device: torch.device, bf16: bool, budget: float) -> float:
-    """Best wall time of fn() under (optional) bf16 autocast, repeated for about `budget` s (at least 3 runs)."""
-    best, runs = math.inf, 0
-    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        fn()  # warm-up: first-call dispatch and kernel set-up are not what we compare
-        end = time.perf_counter() + budget
-        while time.perf_counter() < end or runs < 3:
-            runs += 1
-            t = time.perf_counter()
-            fn()
-            best = min(best, time.perf_counter() - t)
-    return best
-
-
-MIN_SPEEDUP = 1.1  # bf16 costs precision; take it only for a clear win
-
-
-def choose_dtype(requested: str, device: torch.device, model: torch.nn.Module | None = None,
-                 probe: Callable[[], Any] | None = None) -> tuple[bool, str]:
-    """(use bf16 autocast?, why). "auto" picks bf16 only where it is faster.
-
-    CUDA: bf16 whenever the GPU supports it (Ampere and later run it on tensor cores).
-    CPU: only with native bf16 instructions (AVX512-BF16 or AMX); on an AVX2-only CPU bf16 is
-    emulated and a matmul is ~100x slower. Flags say bf16 matmuls are fast, not that the model is:
-    a small model spends its time in casts, norms and softmax, where bf16 gains nothing. So a
-    flagged CPU is confirmed by timing `probe()` (the trainer passes forward + backward on its first
-    batch; default: the model's largest matmul) ~0.1 s each way, and bf16 must be
-    at least MIN_SPEEDUP times faster.
-    """
-    if requested == "fp32":
-        return False, "fp32 requested"
-    if device.type == "cuda":
-        ok = torch.cuda.is_bf16_supported()
-        if requested == "bf16" and not ok:
-            raise ValueError("train.dtype=bf16 but this GPU does not support bf16; use train.dtype=fp32 or auto")
-        return ok, "CUDA device supports bf16" if ok else "this GPU has no bf16: fp32"
-    if requested == "bf16":
-        return True, "bf16 requested"
-    capability = torch.backends.cpu.get_cpu_capability()
-    native = sorted(cpu_flags() & {"avx512_bf16", "amx_bf16", "amx_tile"}) or \
-        (["capability " + capability] if "BF16" in capability.upper() or "AMX" in capability.upper() else [])
-    if not native:
-        return False, f"CPU has no native bf16 (capability {capability}, no avx512_bf16/amx flag): fp32"
-    what = "a training step (forward + backward)"
-    if probe is None:
-        w = max((p for p in model.parameters() if p.dim() == 2), key=lambda p: p.numel(), default=None) if model else None
-        if w is None:
-            return True, f"CPU has {', '.join(native)}: bf16"
-        w, x = w.detach(), torch.randn(512, w.shape[1], device=w.device)
-        probe, what = (lambda: x @ w.T), "the model's largest matmul"
-    fp32, bf16 = _seconds(probe, device, False, 0.1), _seconds(probe, device, True, 0.1)
-    speedup = fp32 / bf16
-    verdict = "bf16" if speedup >= MIN_SPEEDUP else "fp32"
-    return verdict == "bf16", f"CPU has {', '.join(native)}; {what} measured {speedup:.2f}x the fp32 speed in bf16: {verdict}"
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"train.device={name} but no CUDA device is available; use train.device=cpu or auto")
-    return torch.device(name)
-
-
-class Dist:
-    """torchrun's environment: rank, world size; init/teardown of the process group."""
-
-    def __init__(self):
-        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        self.enabled = self.world_size > 1
-        self.is_main = self.rank == 0
-        self.device = torch.device("cpu")  # where collectives put their tensors: NCCL takes only CUDA tensors
-
-    def init(self, device: torch.device) -> None:
-        if not self.enabled:
-            return
-        if device.type == "cuda":
-            torch.cuda.set_device(device)  # else every rank's NCCL communicator (and object collectives) use GPU 0
-        if not torch.distributed.is_initialized():
-            backend = "nccl" if device.type == "cuda" else "gloo"  # gloo: the CPU backend
-            torch.distributed.init_process_group(backend)
-        if torch.distributed.get_backend() == "nccl":
-            self.device = device
-
-    def mean(self, value: float) -> float:
-        if not self.enabled:
-            return value
-        return self.sum(value) / self.world_size
-
-    def sum(self, value: float) -> float:
-        if not self.enabled:
-            return value
-        t = torch.tensor([value], dtype=torch.float64, device=self.device)
-        torch.distributed.all_reduce(t)
-        return t.item()
-
-    def gather(self, obj: Any) -> list[Any]:
-        if not self.enabled:
-            return [obj]
-        out = [None] * self.world_size
-        torch.distributed.all_gather_object(out, obj)
-        return out
-
-    def broadcast(self, obj: Any) -> Any:
-        """Rank 0's `obj` on every rank."""
-        if not self.enabled:
-            return obj
-        box = [obj]
-        torch.distributed.broadcast_object_list(box, src=0)
-        return box[0]
-
-    def barrier(self) -> None:
-        if self.enabled:
-            torch.distributed.barrier()
-
-
-# ---------------------------------------------------------------------------------- trainer
 
 def next_token_loss(model: torch.nn.Module, batch: tuple) -> torch.Tensor:
     """The default objective: batch = (ids, targets), the model computes its own mean cross-entropy."""

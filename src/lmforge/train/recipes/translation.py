@@ -105,7 +105,8 @@ def train(cfg: TranslationRunConfig, out: str | Path, *, resume: bool = False, l
     """Train one translation model into `out`; returns the summary also written to out/translation.json.
     Under torchrun every process trains and evaluates (collectives); only rank 0 writes files and logs."""
     from lmforge.models import build_model, load_state, save_model
-    from lmforge.train.loop import Dist, Trainer
+    from lmforge.train.dist import Dist
+    from lmforge.train.loop import Trainer
 
     out = Path(out)
     main = Dist().is_main
