@@ -43,10 +43,13 @@ class Dist:
         if torch.distributed.get_backend() == "nccl":
             self.device = device
 
-    def mean(self, value: float) -> float:
+    def means(self, values: dict[str, float]) -> dict[str, float]:
+        """Each value's mean over the ranks, in one all-reduce. Every rank passes the same keys in the same order."""
         if not self.enabled:
-            return value
-        return self.sum(value) / self.world_size
+            return dict(values)
+        t = torch.tensor(list(values.values()), dtype=torch.float64, device=self.device)
+        torch.distributed.all_reduce(t)
+        return {k: v / self.world_size for k, v in zip(values, t.tolist())}
 
     def sum(self, value: float) -> float:
         if not self.enabled:
@@ -69,6 +72,15 @@ class Dist:
         box = [obj]
         torch.distributed.broadcast_object_list(box, src=0)
         return box[0]
+
+    def broadcast_flag(self, flag: bool) -> bool:
+        """Rank 0's `flag` on every rank: one one-element broadcast, cheap enough to make every step
+        (an object broadcast pickles and sends a size first)."""
+        if not self.enabled:
+            return flag
+        t = torch.tensor([int(flag)], dtype=torch.int32, device=self.device)
+        torch.distributed.broadcast(t, src=0)
+        return bool(t.item())
 
     def barrier(self) -> None:
         if self.enabled:

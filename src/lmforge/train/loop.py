@@ -1,16 +1,21 @@
 """A training loop that knows no model (minGPT: "nothing in this file really has anything to do with GPT").
 
 The model only has to follow the package protocol: `model(x, targets=y).loss` is a scalar mean
-cross-entropy, and `model.config` is a Config (so a checkpoint can say what to rebuild). Other
-objectives pass `loss_fn(model, batch) -> scalar loss` instead. Batches come from any object with
-`get(index) -> tuple of tensors` whose result depends only on the index
-(lmforge.data.sampler.RandomWindows): the data position is one integer in the train state.
+cross-entropy, and the model is a family model (`model.config` names its family) or a wrapper around
+one (see lmforge.train.checkpoint.config_record), so a checkpoint can say what to rebuild. Other
+objectives pass `loss_fn(model, batch)`, returning a scalar loss or a LossOutput(loss, metrics) whose
+metrics are logged beside the loss. Batches come from any object with `get(index) -> tuple of tensors`
+whose result depends only on the index (lmforge.data.sampler.RandomWindows): the data position is one
+integer in the train state.
 
     trainer = Trainer(model, TrainConfig(max_steps=100), train_batches, val_batches, out_dir="runs/x")
     trainer.fit()              # or trainer.fit(resume=True) after a crash: same final weights, bit for bit
 
-Precision is chosen in lmforge.train.precision, devices and processes (torchrun, DDP) in
-lmforge.train.dist. Only rank 0 writes files.
+Post-training objectives read frozen companion models (a DPO reference, a reward model):
+`Trainer(policy, ..., companions={"ref": ref}, loss_fn=dpo)` calls `dpo(model, batch, companions)`;
+companions are never trained, saved or wrapped in DDP. A callback may end the run early with
+`trainer.request_stop(reason)`. Precision (lmforge.train.precision) and processes
+(lmforge.train.dist) are decided in their own modules; only rank 0 writes files.
 """
 from __future__ import annotations
 
@@ -18,15 +23,19 @@ import contextlib
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 
 from lmforge.config import TrainConfig
+from lmforge.objectives import LossOutput
 from lmforge.train import checkpoint as ckpt
 from lmforge.train.dist import Dist, resolve_device
 from lmforge.train.optim import Schedule, build_optimizer
 from lmforge.train.precision import choose_dtype
+
+# the Trainer's own keys in a metrics row: a loss_fn metric may not take one (nor the "val_" prefix of eval metrics)
+ROW_KEYS = ("step", "loss", "lr", "tokens", "step_s", "elapsed_s")
 
 
 def next_token_loss(model: torch.nn.Module, batch: tuple) -> torch.Tensor:
@@ -42,17 +51,70 @@ def batch_tokens(source, batch: tuple) -> int:
     return int(count(batch)) if count is not None else batch[0].numel()
 
 
+def as_loss_output(result: Any) -> LossOutput:
+    """A loss_fn's result as a LossOutput: a plain scalar tensor is a loss without metrics."""
+    if isinstance(result, LossOutput):
+        out = result
+    elif isinstance(result, torch.Tensor):
+        out = LossOutput(result)
+    else:
+        raise ValueError(f"loss_fn returned a {type(result).__name__}; return a scalar loss tensor or "
+                         f"LossOutput(loss, metrics) (lmforge.objectives)")
+    for name in out.metrics:
+        if name in ROW_KEYS or name.startswith("val_"):
+            raise ValueError(f"loss_fn metric {name!r} would overwrite the Trainer's own column; metric names "
+                             f"may not be one of {', '.join(ROW_KEYS)} nor start with 'val_' (eval metrics get it)")
+    return out
+
+
+class Means:
+    """Running means of metrics over calls (the micro-batches of a step, or the eval batches). Added after
+    the loss's .item() has waited for the device, so reading a metric costs a copy, not another sync."""
+
+    def __init__(self):
+        self.sums: dict[str, float] = {}
+        self.n = 0
+
+    def add(self, metrics: Mapping[str, Any]) -> None:
+        if self.n and metrics.keys() != self.sums.keys():
+            raise ValueError(f"loss_fn returned metrics {sorted(metrics)} after {sorted(self.sums)}: "
+                             f"return the same metric names on every call (they are averaged)")
+        for name, v in metrics.items():
+            if isinstance(v, torch.Tensor):
+                if v.numel() != 1:
+                    raise ValueError(f"metric {name!r} has shape {tuple(v.shape)}; a metric is one number "
+                                     f"(a float or a 0-d tensor, e.g. x.mean())")
+                v = v.detach()
+            self.sums[name] = self.sums.get(name, 0.0) + float(v)
+        self.n += 1
+
+    def means(self) -> dict[str, float]:
+        return {name: total / self.n for name, total in self.sums.items()}
+
+
+def _round(x: float) -> float:
+    """6 significant digits: a metric's scale is unknown (a PPO KL of 3e-7 must not print as 0)."""
+    return float(f"{x:.6g}")
+
+
 class Trainer:
     """Gradient accumulation, clipping, bf16 autocast, optional torch.compile, DDP, periodic eval,
-    metrics.jsonl + loss.png, atomic checkpoints and bit-exact resume."""
+    metrics.jsonl + loss.png, atomic checkpoints and bit-exact resume; loss metrics, stop requests and
+    frozen companion models for post-training."""
 
     def __init__(self, model: torch.nn.Module, config: TrainConfig, train_batches, val_batches=None,
                  out_dir: str | Path | None = None, *, tokenizer=None, run_config: dict | None = None,
-                 loss_fn: Callable[[torch.nn.Module, tuple], torch.Tensor] | None = None,
+                 loss_fn: Callable[..., torch.Tensor | LossOutput] | None = None,
                  callbacks: tuple[Callable[["Trainer", dict], None], ...] = (),
+                 companions: Mapping[str, torch.nn.Module] | None = None,
                  log: Callable[[str], None] | None = None):
-        """callbacks: called as cb(trainer, row) after each metrics row (rank 0 only), e.g. to print a sample.
-        A callback that lowers cfg.max_steps ends training there, on every rank."""
+        """loss_fn: loss_fn(model, batch) -> scalar tensor or LossOutput; with companions, it is called
+        as loss_fn(model, batch, companions). Default: the model's own next-token loss.
+        callbacks: called as cb(trainer, row) after each metrics row (rank 0 only), e.g. to print a sample;
+        one may end training with trainer.request_stop(reason).
+        companions: name -> frozen model the loss reads (a reference or reward model). The Trainer moves
+        each to the device, puts it in eval mode and turns off its gradients; it is never in the optimizer,
+        DDP or a checkpoint."""
         self.cfg, self.train_batches, self.val_batches = config, train_batches, val_batches
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.tokenizer, self.run_config = tokenizer, run_config
@@ -61,6 +123,7 @@ class Trainer:
         self.device = resolve_device(config.device, self.dist.local_rank)
         self.dist.init(self.device)
         self.model = model.to(self.device)  # the plain module: what is saved and returned
+        self.companions = self._freeze(companions or {})
         self.loss_fn, self.callbacks = loss_fn or next_token_loss, tuple(callbacks)
         self._bf16: bool | None = None  # decided on first use (see bf16); a resumed run takes its checkpoint's
         self.optimizer = build_optimizer(self.model, config)
@@ -69,6 +132,7 @@ class Trainer:
         self.tokens = 0  # training tokens this rank has consumed since the start or the resume (batch_tokens)
         self._tokens_before = 0  # all ranks' tokens up to the checkpoint resumed from
         self._elapsed, self._fit_t0 = 0.0, None  # training wall time before this fit() call; when it started
+        self.stop_reason: str | None = None  # why fit() ended before max_steps (request_stop), else None
         net = self.model
         if config.compile:
             net = torch.compile(net)
@@ -77,6 +141,31 @@ class Trainer:
 
             net = DistributedDataParallel(net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.net = net  # what forward/backward run through
+
+    def _freeze(self, companions: Mapping[str, torch.nn.Module]) -> dict[str, torch.nn.Module]:
+        trained = {id(p) for p in self.model.parameters()}
+        frozen = {}
+        for name, m in companions.items():
+            if not isinstance(m, torch.nn.Module):
+                raise ValueError(f"companion {name!r} is a {type(m).__name__}, not a torch.nn.Module")
+            if any(id(p) in trained for p in m.parameters()):
+                # freezing it would freeze the trained weights too (and a reference must not move with the policy)
+                raise ValueError(f"companion {name!r} shares parameters with the trained model; pass a copy "
+                                 f"(e.g. copy.deepcopy(model) before training)")
+            frozen[name] = m.to(self.device).eval().requires_grad_(False)
+        return frozen
+
+    def compute_loss(self, net: torch.nn.Module, batch: tuple) -> LossOutput:
+        """The loss_fn on one batch, with the companions when there are any."""
+        result = self.loss_fn(net, batch, self.companions) if self.companions else self.loss_fn(net, batch)
+        return as_loss_output(result)
+
+    def request_stop(self, reason: str) -> None:
+        """End training after the current step, with a checkpoint at it (e.g. a callback whose budget is
+        spent, or early stopping). Rank 0 decides: a request on another rank is ignored, and under DDP
+        every rank stops at the same step. `stop_reason` says why, on every rank, once fit() returns."""
+        if self.dist.is_main and self.stop_reason is None:
+            self.stop_reason = reason
 
     @property
     def bf16(self) -> bool:
@@ -103,7 +192,7 @@ class Trainer:
             self.model.eval()
             try:
                 with torch.enable_grad():
-                    self.loss_fn(self.model, batch).backward()
+                    self.compute_loss(self.model, batch).loss.backward()
             finally:
                 self.model.train(was_training)
                 for p in self.model.parameters():
@@ -153,6 +242,7 @@ class Trainer:
                          f"{self.dist.world_size}: not bit-exact with an uninterrupted run")
 
     def save(self) -> None:
+        """A checkpoint of the trained model only: companions are not in it (they are inputs to the run)."""
         state = self.state_dict()  # collective (gathers RNG states): every rank calls it
         if self.dist.is_main and self.out_dir is not None:
             ckpt.save_checkpoint(self.out_dir, self.model, state, metrics=self.metrics,
@@ -176,24 +266,32 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     @torch.no_grad()
-    def evaluate(self) -> float:
-        """Mean val loss over the same `eval_steps` batches every time (indices 0..eval_steps-1)."""
+    def val_metrics(self) -> dict[str, float]:
+        """{"val_loss": ..., "val_<metric>": ...} for every metric of the loss_fn: means over the same
+        `eval_steps` batches every time (indices 0..eval_steps-1) and over the ranks."""
         self.net.eval()
-        total = 0.0
+        loss, means = 0.0, Means()
         for i in range(self.cfg.eval_steps):
             batch = tuple(t.to(self.device) for t in self.val_batches.get(i))
             with self._autocast():
-                total += self.loss_fn(self.net, batch).float().item()
+                out = self.compute_loss(self.net, batch)
+            loss += out.loss.float().item()
+            means.add(out.metrics)
         self.net.train()
-        return self.dist.mean(total / self.cfg.eval_steps)
+        values = self.dist.means({"loss": loss / self.cfg.eval_steps, **means.means()})
+        return {f"val_{name}": v for name, v in values.items()}
 
-    def train_step(self) -> float:
-        """One optimizer step over grad_accum micro-batches; returns the mean loss (this rank)."""
+    def evaluate(self) -> float:
+        """Mean val loss over the same `eval_steps` batches every time (see val_metrics)."""
+        return self.val_metrics()["val_loss"]
+
+    def train_step(self) -> dict[str, Any]:
+        """One optimizer step over grad_accum micro-batches; returns this rank's means over them, {"loss", **metrics}."""
         cfg = self.cfg
         lr = self.schedule(self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        total = 0.0
+        total, means = 0.0, Means()
         for micro in range(cfg.grad_accum):
             batch = self.train_batches.get(self.position)
             self.position += 1
@@ -203,18 +301,27 @@ class Trainer:
             sync = contextlib.nullcontext() if not self.dist.enabled or micro == cfg.grad_accum - 1 else self.net.no_sync()
             with sync:
                 with self._autocast():
-                    loss = self.loss_fn(self.net, batch)
-                (loss / cfg.grad_accum).backward()
-            total += loss.detach().float().item()
+                    out = self.compute_loss(self.net, batch)
+                (out.loss / cfg.grad_accum).backward()
+            total += out.loss.detach().float().item()
+            means.add(out.metrics)
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        return total / cfg.grad_accum
+        return {"loss": total / cfg.grad_accum, **means.means()}
+
+    def _stop_agreed(self) -> bool:
+        """Has rank 0 asked to stop? Asked every step, so every rank leaves the loop at the same step (the
+        others would otherwise wait forever in the next step's all-reduce)."""
+        stop = self.dist.broadcast_flag(self.stop_reason is not None)
+        if stop and self.dist.enabled:
+            self.stop_reason = self.dist.broadcast(self.stop_reason)  # once: every rank can say why
+        return stop
 
     def fit(self, resume: bool = False) -> dict[str, float]:
-        """Train to cfg.max_steps; returns the last logged metrics."""
+        """Train to cfg.max_steps, or to the step where a stop was requested; returns the last logged metrics."""
         cfg = self.cfg
         if resume:
             self.resume()
@@ -227,41 +334,45 @@ class Trainer:
 
             bar = tqdm(total=cfg.max_steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
         self.net.train()
-        self._fit_t0, last = time.perf_counter(), {}
+        self._fit_t0, last, self.stop_reason = time.perf_counter(), {}, None
         while self.step < cfg.max_steps:
             t = time.perf_counter()
-            loss = self.train_step()
-            if not math.isfinite(loss):
-                raise FloatingPointError(f"loss is {loss} at step {self.step}: lower train.lr or enable train.grad_clip")
+            out = self.train_step()
+            if not math.isfinite(out["loss"]):
+                raise FloatingPointError(f"loss is {out['loss']} at step {self.step}: lower train.lr or enable train.grad_clip")
             step = self.step
             row = {}
             if step % cfg.log_interval == 0 or step == cfg.max_steps:
-                row = {"step": step, "loss": round(self.dist.mean(loss), 6), "lr": self.schedule(step - 1),
-                       "tokens": self.global_tokens(), "step_s": round(time.perf_counter() - t, 4),
-                       "elapsed_s": round(self.elapsed(), 2)}
+                means = self.dist.means(out)  # loss and metrics in one all-reduce
+                row = {"step": step, "loss": round(means.pop("loss"), 6), **{k: _round(v) for k, v in means.items()},
+                       "lr": self.schedule(step - 1), "tokens": self.global_tokens(),
+                       "step_s": round(time.perf_counter() - t, 4), "elapsed_s": round(self.elapsed(), 2)}
             if self.val_batches is not None and ((cfg.eval_interval and step % cfg.eval_interval == 0) or step == cfg.max_steps):
-                row = {"step": step, **row, "val_loss": round(self.evaluate(), 6)}
+                val = self.val_metrics()
+                row = {"step": step, **row, "val_loss": round(val.pop("val_loss"), 6),
+                       **{k: _round(v) for k, v in val.items()}}
             if row:
                 self.metrics.append(row)
                 last = row
                 if bar is not None:
-                    bar.set_postfix({k: row[k] for k in ("loss", "val_loss") if k in row})
+                    bar.set_postfix({k: v for k, v in row.items() if k not in ROW_KEYS or k == "loss"})
                 if self.dist.is_main:
                     for cb in self.callbacks:
                         cb(self, row)
-                if self.callbacks:
-                    # A callback may end training early by lowering cfg.max_steps (the translation recipe's
-                    # budget); it ran on rank 0 only, so every rank takes rank 0's value, or the others would
-                    # wait forever in the next step's all-reduce.
-                    cfg.max_steps = self.dist.broadcast(cfg.max_steps)
+            stop = self._stop_agreed()
             if bar is not None:
                 bar.update(1)
-            if (cfg.save_interval and step % cfg.save_interval == 0) or step == cfg.max_steps:
+            if (cfg.save_interval and step % cfg.save_interval == 0) or step == cfg.max_steps or stop:
                 self.save()
                 if self.dist.is_main and self.out_dir is not None:
                     # a line on stdout per checkpoint: what is safe on disk (tqdm draws on stderr)
                     with bar.external_write_mode() if bar is not None else contextlib.nullcontext():
                         self.log(f"checkpoint: step {step} saved to {self.out_dir}")  # the bar is redrawn below it
+            if stop:
+                if self.dist.is_main:
+                    with bar.external_write_mode() if bar is not None else contextlib.nullcontext():
+                        self.log(f"stopped at step {step} of {cfg.max_steps}: {self.stop_reason}")
+                break
         if bar is not None:
             bar.close()
         self._elapsed, self._fit_t0 = self.elapsed(), None

@@ -60,11 +60,11 @@ class Snapshots:
     def __call__(self, trainer, row: dict) -> None:
         step = row["step"]
         if self.budget is not None and trainer.elapsed() >= self.budget and step < trainer.cfg.max_steps:
-            # the loop checks `step < cfg.max_steps` and saves a checkpoint when they are equal
-            trainer.cfg.max_steps = step
+            # the Trainer ends the run after this step, with a checkpoint there
+            trainer.request_stop(f"wall-clock budget of {self.budget / 60:g} min spent")
             self.stopped_by_budget = True
-        if step % self.interval == 0 or step == trainer.cfg.max_steps:
-            self.save(trainer.model, step)
+        if step % self.interval == 0 or step == trainer.cfg.max_steps or self.stopped_by_budget:
+            self.save(trainer.model, step)  # the last step's weights are always a snapshot
 
 
 def average_checkpoints(paths: list[Path]) -> dict[str, torch.Tensor]:
