@@ -12,13 +12,12 @@ validating a run config against it) stays torch-free.
 from __future__ import annotations
 
 import importlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from lmforge.config import Config
-from lmforge.io import atomic_write, atomic_write_json
+from lmforge.io import atomic_write, atomic_write_json, read_json
 
 
 @dataclass(frozen=True)
@@ -118,10 +117,7 @@ def read_config(directory: Path) -> dict:
         raise FileNotFoundError(f"{directory} does not exist")
     if not path.exists():
         raise FileNotFoundError(f"{directory} has no config.json: not a model directory")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e}); the file is corrupt") from None
+    return read_json(path, "; the file is corrupt")
 
 
 def read_safetensors(path: Path) -> dict:

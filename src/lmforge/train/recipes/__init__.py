@@ -16,12 +16,12 @@ the same Ctrl-C / NaN handling and process-group teardown for all.
 from __future__ import annotations
 
 import importlib
-import json
 import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
 from lmforge.config import RunConfig, read_file
+from lmforge.io import read_json
 from lmforge.models import FAMILIES, config_class, lookup
 
 RECIPES: dict[str, str] = {  # name -> module; later issues add mlm, finetune, span, blank, distill, sft, reward, ...
@@ -100,11 +100,7 @@ def resolve(config: str | Path | None, overrides: list[str] = (), *, out: str | 
         return cfg, out
     if not saved.is_file():
         raise ValueError(f"nothing to resume in {out}: it has no run.json. Start it without --resume")
-    try:
-        d = json.loads(saved.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{saved} is not valid JSON ({e}); the run directory is damaged") from None
-    cfg = run_config(d).with_overrides(list(overrides))
+    cfg = run_config(read_json(saved, "; the run directory is damaged")).with_overrides(list(overrides))
     if config is not None:
         diff = _differences(cfg.to_dict(), load_run_config(config, overrides).to_dict())
         if diff:
