@@ -241,3 +241,20 @@ def test_dpo_with_a_frozen_reference_companion(kjv, tmp_path):
     with pytest.raises(ValueError, match="shares parameters with the trained model"):
         Trainer(policy, cfg, RandomWindows(train, 32, 4, seed=0), loss_fn=dpo, companions={"ref": policy},
                 log=lambda s: None)
+
+
+def test_an_interrupt_carries_the_step_it_stopped_at(kjv):
+    """Ctrl-C inside fit() propagates with `.step` (steps completed), so the recipe runner can say where it stopped."""
+    tok, train, _ = kjv
+
+    def ctrl_c_at_2(trainer, row):
+        if row["step"] == 2:
+            raise KeyboardInterrupt
+
+    cfg = TrainConfig(max_steps=5, batch_size=2, log_interval=1, dtype="fp32", progress=False, eval_interval=0,
+                      save_interval=0)
+    t = Trainer(tiny(tok.vocab_size), cfg, RandomWindows(train, 32, 2, seed=0), callbacks=[ctrl_c_at_2],
+                log=lambda s: None)
+    with pytest.raises(KeyboardInterrupt) as e:
+        t.fit()
+    assert e.value.step == 2

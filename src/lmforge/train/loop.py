@@ -320,6 +320,21 @@ class Trainer:
             self.stop_reason = self.dist.broadcast(self.stop_reason)  # once: every rank can say why
         return stop
 
+    def _row(self, out: dict[str, float], t0: float) -> dict[str, float]:
+        """The metrics row of the step just taken: train loss and metrics every log_interval steps, val loss and
+        metrics every eval_interval steps, both at max_steps; {} when neither is due. t0: when the step began.
+        A collective under DDP."""
+        cfg, step, row = self.cfg, self.step, {}
+        if step % cfg.log_interval == 0 or step == cfg.max_steps:
+            means = self.dist.means(out)  # loss and metrics in one all-reduce
+            row = {"step": step, "loss": round(means.pop("loss"), 6), **{k: _round(v) for k, v in means.items()},
+                   "lr": self.schedule(step - 1), "tokens": self.global_tokens(), "step_s": round(time.perf_counter() - t0, 4),
+                   "elapsed_s": round(self.elapsed(), 2)}
+        if self.val_batches is not None and ((cfg.eval_interval and step % cfg.eval_interval == 0) or step == cfg.max_steps):
+            val = self.val_metrics()
+            row = {"step": step, **row, "val_loss": round(val.pop("val_loss"), 6), **{k: _round(v) for k, v in val.items()}}
+        return row
+
     def fit(self, resume: bool = False) -> dict[str, float]:
         """Train to cfg.max_steps, or to the step where a stop was requested; returns the last logged metrics."""
         cfg = self.cfg
@@ -335,45 +350,41 @@ class Trainer:
             bar = tqdm(total=cfg.max_steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
         self.net.train()
         self._fit_t0, last, self.stop_reason = time.perf_counter(), {}, None
-        while self.step < cfg.max_steps:
-            t = time.perf_counter()
-            out = self.train_step()
-            if not math.isfinite(out["loss"]):
-                raise FloatingPointError(f"loss is {out['loss']} at step {self.step}: lower train.lr or enable train.grad_clip")
-            step = self.step
-            row = {}
-            if step % cfg.log_interval == 0 or step == cfg.max_steps:
-                means = self.dist.means(out)  # loss and metrics in one all-reduce
-                row = {"step": step, "loss": round(means.pop("loss"), 6), **{k: _round(v) for k, v in means.items()},
-                       "lr": self.schedule(step - 1), "tokens": self.global_tokens(),
-                       "step_s": round(time.perf_counter() - t, 4), "elapsed_s": round(self.elapsed(), 2)}
-            if self.val_batches is not None and ((cfg.eval_interval and step % cfg.eval_interval == 0) or step == cfg.max_steps):
-                val = self.val_metrics()
-                row = {"step": step, **row, "val_loss": round(val.pop("val_loss"), 6),
-                       **{k: _round(v) for k, v in val.items()}}
-            if row:
-                self.metrics.append(row)
-                last = row
+        try:
+            while self.step < cfg.max_steps:
+                t = time.perf_counter()
+                out = self.train_step()
+                if not math.isfinite(out["loss"]):
+                    raise FloatingPointError(f"loss is {out['loss']} at step {self.step}: lower train.lr or enable train.grad_clip")
+                step = self.step
+                row = self._row(out, t)
+                if row:
+                    self.metrics.append(row)
+                    last = row
+                    if bar is not None:
+                        bar.set_postfix({k: v for k, v in row.items() if k not in ROW_KEYS or k == "loss"})
+                    if self.dist.is_main:
+                        for cb in self.callbacks:
+                            cb(self, row)
+                stop = self._stop_agreed()
                 if bar is not None:
-                    bar.set_postfix({k: v for k, v in row.items() if k not in ROW_KEYS or k == "loss"})
-                if self.dist.is_main:
-                    for cb in self.callbacks:
-                        cb(self, row)
-            stop = self._stop_agreed()
+                    bar.update(1)
+                if (cfg.save_interval and step % cfg.save_interval == 0) or step == cfg.max_steps or stop:
+                    self.save()
+                    if self.dist.is_main and self.out_dir is not None:
+                        # a line on stdout per checkpoint: what is safe on disk (tqdm draws on stderr)
+                        with bar.external_write_mode() if bar is not None else contextlib.nullcontext():
+                            self.log(f"checkpoint: step {step} saved to {self.out_dir}")  # the bar is redrawn below it
+                if stop:
+                    if self.dist.is_main:
+                        with bar.external_write_mode() if bar is not None else contextlib.nullcontext():
+                            self.log(f"stopped at step {step} of {cfg.max_steps}: {self.stop_reason}")
+                    break
+        except KeyboardInterrupt as e:
+            e.step = self.step  # the recipe runner says where: "interrupted at step N"
+            raise
+        finally:
             if bar is not None:
-                bar.update(1)
-            if (cfg.save_interval and step % cfg.save_interval == 0) or step == cfg.max_steps or stop:
-                self.save()
-                if self.dist.is_main and self.out_dir is not None:
-                    # a line on stdout per checkpoint: what is safe on disk (tqdm draws on stderr)
-                    with bar.external_write_mode() if bar is not None else contextlib.nullcontext():
-                        self.log(f"checkpoint: step {step} saved to {self.out_dir}")  # the bar is redrawn below it
-            if stop:
-                if self.dist.is_main:
-                    with bar.external_write_mode() if bar is not None else contextlib.nullcontext():
-                        self.log(f"stopped at step {step} of {cfg.max_steps}: {self.stop_reason}")
-                break
-        if bar is not None:
-            bar.close()
+                bar.close()
         self._elapsed, self._fit_t0 = self.elapsed(), None
         return last
