@@ -24,6 +24,7 @@ from lmforge.config import TranslationRunConfig
 from lmforge.data import translation as data
 from lmforge.io import atomic_write, atomic_write_json
 from lmforge.objectives import label_smoothed_cross_entropy
+from lmforge.tokenizers import load_tokenizer, save_tokenizer
 
 
 class Objective:
@@ -113,7 +114,6 @@ def train(cfg: TranslationRunConfig, out: str | Path, *, resume: bool = False, l
         log = lambda msg: None  # noqa: E731 -- one copy of every line, from rank 0
     tokenizer = None
     if resume:
-        from lmforge.tokenizers import load_tokenizer
         tokenizer = load_tokenizer(out)
     lang, splits, tokenizer, train_batches, val_batches = prepare(cfg, tokenizer, log)
     model_cfg = cfg.model_config(vocab_size=tokenizer.vocab_size)
@@ -143,7 +143,7 @@ def train(cfg: TranslationRunConfig, out: str | Path, *, resume: bool = False, l
         summary["averaged"] = [p.name for p in paths]
         if main:
             save_model(model, out / "averaged")
-            tokenizer.save(out / "averaged")
+            save_tokenizer(tokenizer, out / "averaged")
         if summary["val_loss_averaged"] < summary["val_loss_final"]:
             summary["best"] = "averaged"
     summary["last_metrics"] = last
