@@ -211,7 +211,8 @@ def test_completions_stop_at_the_chat_end_of_turn_token(tmp_path):
     from live import start_server
 
     from lmforge.models import build_model, save_model
-    from lmforge.tokenizers import CHAT_SPECIAL_TOKENS, CharTokenizer
+    from lmforge.data.chat import CHAT_SPECIAL_TOKENS
+    from lmforge.tokenizers import CharTokenizer, save_tokenizer
     tok = CharTokenizer.train("And God said, Let there be light.", special_tokens=CHAT_SPECIAL_TOKENS)
     end = tok.special_tokens["<|end|>"]
     torch.manual_seed(0)
@@ -221,7 +222,7 @@ def test_completions_stop_at_the_chat_end_of_turn_token(tmp_path):
         model.norm.weight.zero_()
         model.norm.bias.copy_(model.tok_emb.weight[end])
     save_model(model, tmp_path)
-    tok.save(tmp_path)
+    save_tokenizer(tok, tmp_path)
     proc, url = start_server(tmp_path, "--name", "tiny", "--threads", "1")
     try:
         r = httpx.post(url + "/v1/completions", json={"model": "tiny", "prompt": "And", "max_tokens": 10,

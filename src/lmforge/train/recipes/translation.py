@@ -167,6 +167,7 @@ def run(cfg: Run, out: str | Path, resume: bool = False, *, log=print) -> dict:
     """Train one translation model into `out`; returns the summary also written to out/translation.json.
     Under torchrun every process trains and evaluates (collectives); only rank 0 writes files and logs."""
     from lmforge.models import load_state, save_model
+    from lmforge.tokenizers import load_tokenizer, save_tokenizer
     from lmforge.train.dist import Dist
     from lmforge.train.loop import Trainer
     from lmforge.train.recipes import build_model
@@ -177,7 +178,6 @@ def run(cfg: Run, out: str | Path, resume: bool = False, *, log=print) -> dict:
         log = lambda msg: None  # noqa: E731 -- one copy of every line, from rank 0
     tokenizer = None
     if resume:
-        from lmforge.tokenizers import load_tokenizer
         tokenizer = load_tokenizer(out)
     lang, splits, tokenizer, train_batches, val_batches = prepare(cfg, tokenizer, log)
     model = build_model(cfg, tokenizer, cfg.data.max_len, "data.max_len")
@@ -201,7 +201,7 @@ def run(cfg: Run, out: str | Path, resume: bool = False, *, log=print) -> dict:
         summary["averaged"] = [p.name for p in paths]
         if main:
             save_model(model, out / "averaged")
-            tokenizer.save(out / "averaged")
+            save_tokenizer(tokenizer, out / "averaged")
         if summary["val_loss_averaged"] < summary["val_loss_final"]:
             summary["best"] = "averaged"
     summary["last_metrics"] = last
