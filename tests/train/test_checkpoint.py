@@ -283,3 +283,32 @@ def test_wrapper_records_nest_and_a_model_without_a_family_is_refused():
                                                                "base": {"kind": "value_head", "d_out": 1}}
     with pytest.raises(ValueError, match="not a family model"):
         config_record(torch.nn.Linear(2, 2))
+
+
+def test_a_wrapped_run_loads_as_its_wrapper_or_as_its_base(tmp_path, monkeypatch):
+    """lmforge.load on a wrapper's directory: a clear error while its kind is unknown, the base family model with
+    base_only=True, and the wrapper itself once its kind is registered (WRAPPERS)."""
+    import sys
+
+    from lmforge.models import WRAPPERS, load_model
+
+    torch.manual_seed(0)
+    wrapped = ValueHead(build_model("gpt", CFG))
+    save_checkpoint(tmp_path, wrapped, {"step": 1})
+    with pytest.raises(ValueError, match="holds a value_head around a gpt model; wrapper kind 'value_head' is not "
+                                         r"registered \(known: none\). .*base_only=True"):
+        load_model(tmp_path)
+    base = load_model(tmp_path, base_only=True)
+    assert all(torch.equal(v, wrapped.base.state_dict()[k]) for k, v in base.state_dict().items())
+
+    class Registered(ValueHead):
+        @classmethod
+        def from_record(cls, base, record):
+            assert record == {"kind": "value_head", "d_out": 1}
+            return cls(base)
+    monkeypatch.setitem(sys.modules, "wrapper_kinds_for_test", type(sys)("wrapper_kinds_for_test"))
+    sys.modules["wrapper_kinds_for_test"].Registered = Registered
+    monkeypatch.setitem(WRAPPERS, "value_head", "wrapper_kinds_for_test:Registered")
+    again = load_model(tmp_path)
+    ids = torch.randint(0, CFG["vocab_size"], (2, 5))
+    assert isinstance(again, Registered) and torch.equal(again.eval()(ids), wrapped.eval()(ids))
