@@ -1,36 +1,74 @@
-"""Model families: REGISTRY maps a family name to (Config class, Model class).
+"""Model families and THE registry: family -> config class, model class, Hugging Face adapter, decoding kind.
+
+Each family is a package, models/<family>/: config.py (a torch-free dataclass with presets), model.py
+(the wiring over lmforge.nn), hf.py where the family has a Hugging Face counterpart (the key map).
+Families never import each other. Classes are imported on first use, so reading the registry (and
+validating a run config against it) stays torch-free.
 
     >>> model = build_model("gpt", {"vocab_size": 65, "max_len": 64, "d_model": 32, "n_heads": 2, "n_layers": 1})
+    >>> FAMILIES["transformer"].decoding
+    'encoder-decoder'
 """
 from __future__ import annotations
 
-import json
+import importlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from lmforge.config import Config, GPTConfig, LSTMConfig, TransformerConfig
-from lmforge.io import atomic_write, atomic_write_json
-
-REGISTRY: dict[str, tuple[type, str]] = {
-    # family -> (config class, "module:Class"); models are imported lazily (keeps `import lmforge` fast)
-    "gpt": (GPTConfig, "lmforge.models.gpt:GPT"),
-    "transformer": (TransformerConfig, "lmforge.models.transformer:Transformer"),  # Vaswani et al. 2017
-    "lstm": (LSTMConfig, "lmforge.models.lstm:LSTM"),  # the RNN baseline (Luong et al. 2015 attention)
-}
+from lmforge.config import Config
+from lmforge.io import atomic_write, atomic_write_json, read_json
 
 
-def _model_class(family: str):
-    import importlib
-    if family not in REGISTRY:
-        raise ValueError(f"unknown model family {family!r}. Known families: {', '.join(REGISTRY)}")
-    module, name = REGISTRY[family][1].split(":")
-    return getattr(importlib.import_module(module), name)
+@dataclass(frozen=True)
+class Family:
+    """One registry entry. `decoding`: how lmforge.generate drives the model (both through the protocol of
+    lmforge.models.protocol): "decoder" continues a prompt; "encoder-decoder" reads a source and writes a
+    target. `recipe`: the training recipe a run config gets when it names none (lmforge.train.recipes)."""
+
+    name: str
+    config: str  # class name in lmforge.models.<name>.config
+    model: str  # class name in lmforge.models.<name>.model
+    decoding: Literal["decoder", "encoder-decoder"]
+    recipe: str
+    hf: bool = False  # lmforge.models.<name>.hf exists: lmforge.load / lmforge convert read and write HF directories
+
+    def _module(self, part: str):
+        return importlib.import_module(f"lmforge.models.{self.name}.{part}")
+
+    def config_class(self) -> type[Config]:
+        return getattr(self._module("config"), self.config)
+
+    def model_class(self) -> type:
+        return getattr(self._module("model"), self.model)
+
+    def hf_adapter(self):
+        """The family's hf module (MODEL_TYPES, config_from_hf/to_hf, state_from_hf/to_hf), or None."""
+        return self._module("hf") if self.hf else None
+
+
+FAMILIES: dict[str, Family] = {f.name: f for f in (
+    Family("gpt", "GPTConfig", "GPT", "decoder", recipe="lm", hf=True),  # Radford et al. 2018, 2019
+    Family("transformer", "TransformerConfig", "Transformer", "encoder-decoder", recipe="translation"),  # Vaswani et al. 2017
+    Family("lstm", "LSTMConfig", "LSTM", "encoder-decoder", recipe="translation"),  # the RNN baseline (Luong et al. 2015)
+)}
+
+
+def lookup(name: str) -> Family:
+    if name not in FAMILIES:
+        raise ValueError(f"unknown model family {name!r}. Known families: {', '.join(FAMILIES)}")
+    return FAMILIES[name]
+
+
+def config_class(name: str) -> type[Config]:
+    """The Config class of family `name` (e.g. "gpt" -> GPTConfig)."""
+    return lookup(name).config_class()
 
 
 def build_model(family: str, config: Config | dict[str, Any] | str):
     """Build a freshly initialised model. `config`: a Config, a dict of fields, or a preset name."""
-    cls = _model_class(family)
-    config_cls = REGISTRY[family][0]
+    entry = lookup(family)
+    cls, config_cls = entry.model_class(), entry.config_class()
     if isinstance(config, str):
         config = config_cls.preset(config)
     elif isinstance(config, dict):
@@ -61,15 +99,48 @@ def load_state(model, state: dict, source: str) -> None:
     model.load_state_dict(state, strict=True)
 
 
-def load_model(directory: str | Path):
-    """Load an lmforge model directory written by save_model (or a training run)."""
+# Wrapper kinds: a model around a family model (an adapter, a value or reward head) is saved as its base
+# family's config.json plus "wrapper": {"kind": ..., ...}, its base's tensors under "base." (see
+# lmforge.train.checkpoint.config_record). kind -> "module:Class"; the class rebuilds itself around a loaded
+# base with `Class.from_record(base, record)`. Post-training recipes register theirs.
+WRAPPERS: dict[str, str] = {}
+
+
+def load_model(directory: str | Path, *, base_only: bool = False):
+    """Load an lmforge model directory written by save_model (or a training run).
+
+    A wrapped model's directory loads as its wrapper (when its kind is in WRAPPERS), or, with base_only=True,
+    as the family model it wraps (the tensors under "base.", nested wrappers unwrapped)."""
     directory = Path(directory)
     config = read_config(directory)
     family = config.pop("family", None)
     if family is None:
         raise ValueError(f"{directory}/config.json has no 'family' key: not an lmforge model directory")
+    wrapper = config.pop("wrapper", None)
+    state = read_safetensors(directory / "model.safetensors")
+    source = str(directory / "model.safetensors")
     model = build_model(family, config)
-    load_state(model, read_safetensors(directory / "model.safetensors"), str(directory / "model.safetensors"))
+    if wrapper is None:
+        load_state(model, state, source)
+        return model
+    records = []  # outermost first
+    while wrapper is not None:
+        records.append(wrapper)
+        wrapper = wrapper.get("base") if isinstance(wrapper, dict) else None
+    if base_only:
+        prefix = "base." * len(records)
+        load_state(model, {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, source)
+        return model
+    unknown = [r.get("kind") for r in records if r.get("kind") not in WRAPPERS]
+    if unknown:
+        raise ValueError(f"{directory} holds a {' around a '.join(str(r.get('kind')) for r in records)} around a "
+                         f"{family} model; wrapper kind {unknown[0]!r} is not registered (known: "
+                         f"{', '.join(WRAPPERS) or 'none'}). Load the {family} model inside it with "
+                         f"load_model(path, base_only=True)")
+    for record in reversed(records):  # innermost wrapper first
+        module, name = WRAPPERS[record["kind"]].split(":")
+        model = getattr(importlib.import_module(module), name).from_record(model, record)
+    load_state(model, state, source)
     return model
 
 
@@ -79,10 +150,7 @@ def read_config(directory: Path) -> dict:
         raise FileNotFoundError(f"{directory} does not exist")
     if not path.exists():
         raise FileNotFoundError(f"{directory} has no config.json: not a model directory")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e}); the file is corrupt") from None
+    return read_json(path, "; the file is corrupt")
 
 
 def read_safetensors(path: Path) -> dict:

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lmforge.config import GPTConfig
+from lmforge.models.gpt.config import GPTConfig
 from lmforge.models.outputs import DecodeOutput, ModelOutput
 from lmforge.nn import (Block, FeedForward, KVCache, LayerNorm, LearnedPositions, LMHead, MultiHeadAttention,
                         init_weights)
