@@ -25,7 +25,7 @@ def files(sub: str):
 
 # package part -> prefixes it must never import
 FORBIDDEN = {
-    "nn": ("lmforge.models", "lmforge.train", "lmforge.generate", "lmforge.serve", "lmforge.cli", "lmforge.tokenizers", "lmforge.data"),
+    "nn": ("lmforge.models", "lmforge.train", "lmforge.generate", "lmforge.serve", "lmforge.cli", "lmforge.tokenizers", "lmforge.data", "lmforge.kernels"),
     "tokenizers": ("torch", "lmforge.nn", "lmforge.models", "lmforge.train", "lmforge.generate", "lmforge.serve", "lmforge.cli"),
     "config": ("torch", "lmforge.nn", "lmforge.models"),
     "generate": ("lmforge.tokenizers", "lmforge.models.gpt", "lmforge.serve", "lmforge.cli", "lmforge.train"),

@@ -4,6 +4,7 @@ Keeps the `num_beams` best partial continuations by total log-probability; a con
 emits EOS is finished and scored log P(Y) / lp(Y) with the length penalty of Wu et al. 2016
 (eq. 14, `length_penalty`), alpha = 0.6 as in Vaswani et al. 2017 sec. 6.1. Search stops when `num_beams`
 hypotheses are finished and no live one can still beat the worst of them, or at max_new_tokens.
+On CPU it applies lmforge.kernels.accelerate(model), as the Engine does (see lmforge.generate.decode.Engine).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Sequence
 
 import torch
 
+from lmforge.kernels import accelerate
 
 
 def length_penalty(length: int, alpha: float = 0.6) -> float:
@@ -69,6 +71,8 @@ def beam_search(model, prompt: Sequence[int], *, num_beams: int = 4, max_new_tok
         raise ValueError(f"prompt is {len(prompt)} tokens but the model's context (max_len) is {max_len}")
     n = min(max_new_tokens, max_len - len(prompt))
     k, dev = num_beams, next(model.parameters()).device
+    if dev.type == "cpu":
+        accelerate(model)  # k-row steps: the CPU fast paths (lmforge.kernels), as the Engine applies them
     lp = lambda length: length_penalty(length, length_penalty_alpha)  # noqa: E731
 
     seqs = torch.tensor([prompt], device=dev).repeat(k, 1)  # (k, T) every beam's full sequence

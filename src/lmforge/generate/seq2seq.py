@@ -8,6 +8,8 @@ drops or duplicates rows. lmforge.models.transformer and lmforge.models.lstm bot
 Beam search as in Vaswani et al. 2017 sec. 6.1: beam size 4, length penalty alpha = 0.6 (Wu et al.
 2016, eq. 14: lp(Y) = ((5 + |Y|) / 6) ** alpha; a hypothesis scores log P(Y|X) / lp(Y)), maximum
 output length = input length + 50, stopping early when possible.
+
+On CPU both apply lmforge.kernels.accelerate(model), as the Engine does (see lmforge.generate.decode.Engine).
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import torch
 from torch import Tensor
 
 from lmforge.generate.beam import length_penalty, next_beams
+from lmforge.kernels import accelerate
 
 MAX_EXTRA = 50  # sec. 6.1: "maximum output length during inference to input length + 50"
 
@@ -36,6 +39,8 @@ def _limit(model, src: Tensor, max_new_tokens: int | None) -> int:
 def greedy(model, src: Tensor, max_new_tokens: int | None = None) -> list[list[int]]:
     """src (B, S) right-padded -> for each row, the argmax target ids (without <s> and </s>)."""
     _check(model, src)
+    if src.is_cpu:
+        accelerate(model)  # each step's products have a few rows per sentence: the CPU fast paths
     c, n = model.config, _limit(model, src, max_new_tokens)
     state = model.start(src, n)
     B = src.size(0)
@@ -66,6 +71,8 @@ def beam_search(model, src: Tensor, beam: int = 4, alpha: float = 0.6,
     limit. With beam = 1 this is exactly greedy decoding (tested).
     """
     _check(model, src)
+    if src.is_cpu:
+        accelerate(model)  # each step's products have a few rows per sentence: the CPU fast paths
     if beam < 1:
         raise ValueError(f"beam must be >= 1, got {beam}")
     c, n = model.config, _limit(model, src, max_new_tokens)
