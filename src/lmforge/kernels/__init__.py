@@ -23,7 +23,8 @@ How they are applied:
   (lmforge.train) call it for a model on CPU; their docstrings say so.
 - The Engine also holds a `PackedWeights` table and enters it for every step.
 - `huge_page_weights(model)` moves memory, so it is never done behind a caller's back: the Engine and
-  generate() do it when passed `huge_pages=True`, as the CLI's decoding commands and the server do.
+  generate() do it when passed `huge_pages=True`; the CLI's decoding commands and the server call it on
+  the model they load (lmforge.cli.generate.load_run).
 
     from lmforge import kernels
     kernels.accelerate(model)          # model's linears now take the fast paths
