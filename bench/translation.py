@@ -69,18 +69,17 @@ def plot(results: dict, pair: str, docs: Path) -> list[Path]:
 
 def run_family(args, family: str, test, lang: str, out: Path, docs: Path) -> None:
     """Train one model for args.minutes, decode the test split, write RUN/result.json."""
-    from lmforge.config import TranslationRunConfig
     from lmforge.eval.translation import evaluate_pairs, load_translator, plot_cross_attention
-    from lmforge.train.recipes.translation import train
+    from lmforge.train.recipes.translation import Run, run
 
     config = ROOT / "configs" / (f"translate-{args.pair}.yaml" if family == "transformer"
                                  else f"translate-{args.pair}-{family}.yaml")
-    cfg = TranslationRunConfig.from_file(config).with_overrides([f"recipe.minutes={args.minutes}"])
+    cfg = Run.from_file(config).with_overrides([f"recipe.minutes={args.minutes}"])
     run_dir = out / f"{args.pair}-{family}"
     if (run_dir / "train_state.pt").exists():
         raise SystemExit(f"{run_dir} already holds a run; remove it or pass another --out")
     print(f"== {family}: {config.relative_to(ROOT)}, {args.minutes:g} minutes", flush=True)
-    summary = train(cfg, run_dir)
+    summary = run(cfg, run_dir)
     model, tokenizer = load_translator(run_dir)
     print(f"== {family}: decoding {len(test)} test pairs, beam 4", flush=True)
     r = evaluate_pairs(model, tokenizer, [q.src for q in test], [q.tgt for q in test], lang, beam=4,

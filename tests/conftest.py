@@ -21,3 +21,9 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def transformers():
+    """Hugging Face transformers, for the tests that compare against it; those tests (only) skip without it."""
+    return pytest.importorskip("transformers")

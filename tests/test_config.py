@@ -1,6 +1,6 @@
 import pytest
 
-from lmforge.config import GPTConfig
+from lmforge.models.gpt.config import GPTConfig
 
 
 def test_presets_and_round_trip():

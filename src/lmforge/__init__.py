@@ -10,8 +10,8 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "load": "lmforge.loading",
-    "GPT": "lmforge.models.gpt",
-    "GPTConfig": "lmforge.config",
+    "GPT": "lmforge.models.gpt.model",
+    "GPTConfig": "lmforge.models.gpt.config",
     "ModelOutput": "lmforge.models.outputs",
     "build_model": "lmforge.models",
     "save_model": "lmforge.models",

@@ -46,3 +46,13 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_json(path: str | Path, damaged: str = "") -> Any:
+    """The parsed contents of a JSON file that exists; a ValueError naming the file when it is not JSON.
+    `damaged`: what that means for the user, appended to the message (e.g. "; the run directory is damaged")."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e}){damaged}") from None

@@ -7,14 +7,12 @@ import torch
 import lmforge
 from lmforge.models import build_model, save_model
 
-transformers = pytest.importorskip("transformers")
-
 
 def lmforge_cli(*args):
     return subprocess.run([sys.executable, "-m", "lmforge", *map(str, args)], capture_output=True, text=True)
 
 
-def test_convert_both_ways(tmp_path):
+def test_convert_both_ways(transformers, tmp_path):
     model = build_model("gpt", dict(vocab_size=60, max_len=24, d_model=32, n_heads=2, n_layers=2))
     save_model(model, tmp_path / "ours")
     r = lmforge_cli("convert", tmp_path / "ours", tmp_path / "hf", "--to", "hf")

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from lmforge.config import DataConfig
+from lmforge.train.recipes.lm import DataConfig
 from lmforge.data.prepare import prepare
 from lmforge.data.sampler import RandomWindows
 from lmforge.data.tokens import open_tokens, write_tokens

@@ -6,7 +6,7 @@ import torch
 
 import lmforge
 from lmforge.models import build_model, save_model
-from lmforge.tokenizers import CharTokenizer
+from lmforge.tokenizers import CharTokenizer, save_tokenizer
 
 
 def kjv_text(n_chars: int = 20000) -> str:
@@ -22,5 +22,5 @@ def tiny_run(tmp_path_factory):
     torch.manual_seed(0)
     model = build_model("gpt", dict(vocab_size=tok.vocab_size, max_len=64, d_model=32, n_heads=4, n_layers=2))
     save_model(model, path)
-    tok.save(path)
+    save_tokenizer(tok, path)
     return path

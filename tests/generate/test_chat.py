@@ -8,7 +8,8 @@ import time
 import pytest
 
 from lmforge.data import chat
-from lmforge.tokenizers import CHAT_SPECIAL_TOKENS, CharTokenizer
+from lmforge.data.chat import CHAT_SPECIAL_TOKENS
+from lmforge.tokenizers import CharTokenizer
 
 MSGS = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi <|end|>"},
         {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Who?"}]

@@ -1,12 +1,12 @@
 """GPT against Hugging Face transformers' GPT2LMHeadModel on small random configs (no downloads)."""
+import json
+
 import pytest
 import torch
 
 import lmforge
 from lmforge.convert.hf import save_hf
 from lmforge.models import build_model, save_model
-
-transformers = pytest.importorskip("transformers")
 
 CONFIGS = [
     dict(n_layer=2, n_head=4, n_embd=64, vocab_size=128, n_positions=32),
@@ -15,7 +15,7 @@ CONFIGS = [
 ]
 
 
-def make_hf(tmp_path, **cfg):
+def make_hf(transformers, tmp_path, **cfg):
     torch.manual_seed(0)
     config = transformers.GPT2Config(resid_pdrop=0, embd_pdrop=0, attn_pdrop=0, **cfg)
     hf = transformers.GPT2LMHeadModel(config).eval()
@@ -29,8 +29,8 @@ def make_hf(tmp_path, **cfg):
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"L{c['n_layer']}H{c['n_head']}D{c['n_embd']}V{c['vocab_size']}")
-def test_logits_loss_and_greedy_match_hf(tmp_path, cfg):
-    hf, path = make_hf(tmp_path, **cfg)
+def test_logits_loss_and_greedy_match_hf(transformers, tmp_path, cfg):
+    hf, path = make_hf(transformers, tmp_path, **cfg)
     ours = lmforge.load(path).eval()
     ids = torch.randint(0, cfg["vocab_size"], (3, cfg["n_positions"] // 2))
     with torch.no_grad():
@@ -50,7 +50,7 @@ def test_logits_loss_and_greedy_match_hf(tmp_path, cfg):
     assert x[0, 4:].tolist() == hf_greedy
 
 
-def test_round_trip_is_bit_identical_and_loads_in_transformers(tmp_path):
+def test_round_trip_is_bit_identical_and_loads_in_transformers(transformers, tmp_path):
     model = build_model("gpt", dict(vocab_size=101, max_len=40, d_model=48, n_heads=3, n_layers=3))
     save_model(model, tmp_path / "ours")
     save_hf(lmforge.load(tmp_path / "ours"), tmp_path / "hf")
@@ -65,8 +65,8 @@ def test_round_trip_is_bit_identical_and_loads_in_transformers(tmp_path):
         assert (hf(ids).logits - model.eval()(ids).logits).abs().max().item() <= 1e-4
 
 
-def test_pytorch_model_bin_is_loaded_weights_only(tmp_path):
-    hf, path = make_hf(tmp_path, **CONFIGS[0])
+def test_pytorch_model_bin_is_loaded_weights_only(transformers, tmp_path):
+    hf, path = make_hf(transformers, tmp_path, **CONFIGS[0])
     (path / "model.safetensors").unlink()
     torch.save(hf.state_dict(), path / "pytorch_model.bin")
     ids = torch.randint(0, 128, (1, 8))
@@ -81,8 +81,12 @@ class Evil:
 
 
 def test_pickle_that_executes_code_is_refused(tmp_path):
-    _, path = make_hf(tmp_path, **CONFIGS[0])
-    (path / "model.safetensors").unlink()
+    from lmforge.models.gpt.config import GPTConfig
+    from lmforge.models.gpt.hf import config_to_hf
+
+    path = tmp_path / "hf"  # a HF GPT-2 directory written by hand: needs no transformers
+    path.mkdir()
+    (path / "config.json").write_text(json.dumps(config_to_hf(GPTConfig.preset("gpt-tiny"))))
     torch.save({"transformer.wte.weight": Evil()}, path / "pytorch_model.bin")
     with pytest.raises(ValueError, match="refusing to unpickle"):
         lmforge.load(path)

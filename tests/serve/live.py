@@ -12,7 +12,7 @@ import torch
 
 import lmforge
 from lmforge.models import build_model, save_model
-from lmforge.tokenizers import CharTokenizer
+from lmforge.tokenizers import CharTokenizer, save_tokenizer
 
 
 def free_port() -> int:
@@ -27,7 +27,7 @@ def make_run(path, max_len=128, **shape):
         tok = CharTokenizer.train(f.read(20000))  # no end-of-text token: texts run to max_tokens or a stop
     torch.manual_seed(0)
     save_model(build_model("gpt", dict(vocab_size=tok.vocab_size, max_len=max_len, **shape)), path)
-    tok.save(path)
+    save_tokenizer(tok, path)
     return path
 
 

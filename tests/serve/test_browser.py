@@ -54,6 +54,7 @@ def test_type_stream_click_bars_sliders_stop(page):
     page.wait_for_function("document.querySelectorAll('#bars .bar.removed').length == 10")
     widths2 = page.eval_on_selector_all("#bars .final", "els => els.map(e => parseFloat(e.style.width))")
     assert all(w > 0 for w in widths2[:2]) and all(w == 0 for w in widths2[2:]) and widths2 != widths
+    assert page.get_attribute("#bars .bar.removed >> nth=0", "title").endswith("(removed by top_k)")
 
     # a long answer, stopped after the first tokens: the stream ends early and the server frees the row
     page.eval_on_selector("#top_k", "e => { e.value = 0; e.dispatchEvent(new Event('input')); }")

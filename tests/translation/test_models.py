@@ -3,7 +3,7 @@ the KV cache / recurrent state gives the same logits as a full forward."""
 import pytest
 import torch
 
-from lmforge.config import model_config_class
+from lmforge.models import config_class as model_config_class
 from lmforge.models import build_model, load_model, save_model
 
 FAMILIES = [("transformer", "transformer-tiny"), ("lstm", "lstm-tiny")]
@@ -113,7 +113,8 @@ def test_too_long_inputs_are_refused_with_the_limit():
 
 
 def test_configs_validate():
-    from lmforge.config import LSTMConfig, TransformerConfig
+    from lmforge.models.lstm.config import LSTMConfig
+    from lmforge.models.transformer.config import TransformerConfig
     assert TransformerConfig.preset("transformer-base").n_dec_layers == 6
     base = build_model("transformer", {**TransformerConfig.PRESETS["transformer-base"]})
     assert 60e6 < sum(p.numel() for p in base.parameters()) < 66e6  # Table 3: 65M

@@ -4,7 +4,7 @@ import json
 import torch
 
 from lmforge.eval.translation import evaluate_pairs, load_translator
-from lmforge.train.recipes.translation import average_checkpoints, train
+from lmforge.train.recipes.translation import average_checkpoints, run as train
 
 from tr_helpers import memo_config
 

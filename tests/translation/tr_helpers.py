@@ -1,5 +1,5 @@
 """Shared helpers of the translation tests: a tiny memorisation set and its run config."""
-from lmforge.config import TranslationRunConfig
+from lmforge.train.recipes.translation import Run as TranslationRunConfig
 from lmforge.data.translation import read_tsv, split_by_domain
 
 

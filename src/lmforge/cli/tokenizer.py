@@ -65,12 +65,12 @@ def _table(rows: list[tuple], header: tuple) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lmforge.tokenizers import load_tokenizer
+    from lmforge.tokenizers import load_tokenizer, save_tokenizer
     if args.action == "train":
         if args.kind not in KINDS:
             raise ValueError(f"unknown tokenizer kind {args.kind!r}; use one of: {', '.join(KINDS)}")
         tok = train_kind(args.kind, _read_lines(args.files), args.vocab_size)
-        path = tok.save(args.out)
+        path = save_tokenizer(tok, args.out)
         print(f"wrote {path}: {type(tok).__name__}, vocab_size={tok.vocab_size}")
         return 0
     if args.action == "encode":

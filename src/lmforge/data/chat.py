@@ -1,8 +1,8 @@
 """The chat template: how a conversation becomes one token sequence, and back.
 
 A chat model is still a next-token predictor; the template is the convention that tells it who is
-speaking. With the role markers of `lmforge.tokenizers.CHAT_SPECIAL_TOKENS` as special tokens
-(one id each, never produced by splitting user text):
+speaking. With the role markers of `CHAT_SPECIAL_TOKENS` (below) as special tokens of the
+tokenizer (one id each, never produced by splitting user text):
 
     <|system|>You are terse.<|end|>
     <|user|>Who built the ark?<|end|>
@@ -18,10 +18,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lmforge.tokenizers.base import CHAT_SPECIAL_TOKENS
-
 ROLES = ("system", "user", "assistant")
-*_markers, END = CHAT_SPECIAL_TOKENS  # "<|system|>", "<|user|>", "<|assistant|>"; "<|end|>"
+# The template's special tokens: one marker per role, then the end of turn. Give them to a tokenizer
+# meant for chat (`CharTokenizer.train(text, special_tokens=CHAT_SPECIAL_TOKENS)`); generation stops
+# at "<|end|>", which lmforge.tokenizers.END_OF_TEXT_TOKENS lists for that reason.
+CHAT_SPECIAL_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>", "<|end|>")
+*_markers, END = CHAT_SPECIAL_TOKENS
 MARKERS = dict(zip(ROLES, _markers))
 PLAIN = {"system": "System: ", "user": "User: ", "assistant": "Assistant: "}
 PLAIN_STOP = "\nUser:"

@@ -1,4 +1,5 @@
-"""Turn a DataConfig into memory-mapped token arrays: split the corpus, fit or reuse a tokenizer, encode.
+"""Turn the lm recipe's data section (lmforge.train.recipes.lm.DataConfig) into memory-mapped token
+arrays: split the corpus, fit or reuse a tokenizer, encode.
 
     tokenizer, tokens = prepare(DataConfig(corpus="kjv"), "runs/kjv-char")
     tokens["train"]   # numpy memmap of token ids, runs/kjv-char/data/train.bin
@@ -11,14 +12,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lmforge.config import DataConfig
 from lmforge.data.corpora import splits
 from lmforge.data.tokens import open_tokens, read_header, write_tokens
 
 SPLITS = ("train", "val")
 
 
-def prepare(cfg: DataConfig, run_dir: str | Path, tokenizer=None):
+def prepare(cfg, run_dir: str | Path, tokenizer=None):
     """(tokenizer, {"train": memmap, "val": memmap}). Reuses run_dir/data/*.bin when they match.
 
     With `tokenizer` given (a resumed run) its vocabulary is kept, so the ids match the saved model.

@@ -8,12 +8,11 @@ train.bin/val.bin, plus a header so the dtype and length are not guessed):
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from lmforge.io import atomic_write, atomic_write_json
+from lmforge.io import atomic_write, atomic_write_json, read_json
 
 FORMAT = "lmforge-tokens"
 
@@ -39,10 +38,7 @@ def read_header(path: str | Path) -> dict:
     header_path = Path(path).with_suffix(".json")
     if not header_path.exists():
         raise FileNotFoundError(f"token header {header_path} does not exist")
-    try:
-        header = json.loads(header_path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{header_path} is not valid JSON ({e})") from None
+    header = read_json(header_path)
     if not isinstance(header, dict) or header.get("format") != FORMAT or header.get("dtype") not in ("uint16", "uint32") \
             or not isinstance(header.get("length"), int):
         raise ValueError(f"{header_path} is not an lmforge token header (expected format {FORMAT!r}, dtype uint16/uint32)")

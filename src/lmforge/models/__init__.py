@@ -1,36 +1,74 @@
-"""Model families: REGISTRY maps a family name to (Config class, Model class).
+"""Model families and THE registry: family -> config class, model class, Hugging Face adapter, decoding kind.
+
+Each family is a package, models/<family>/: config.py (a torch-free dataclass with presets), model.py
+(the wiring over lmforge.nn), hf.py where the family has a Hugging Face counterpart (the key map).
+Families never import each other. Classes are imported on first use, so reading the registry (and
+validating a run config against it) stays torch-free.
 
     >>> model = build_model("gpt", {"vocab_size": 65, "max_len": 64, "d_model": 32, "n_heads": 2, "n_layers": 1})
+    >>> FAMILIES["transformer"].decoding
+    'encoder-decoder'
 """
 from __future__ import annotations
 
-import json
+import importlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from lmforge.config import Config, GPTConfig, LSTMConfig, TransformerConfig
-from lmforge.io import atomic_write, atomic_write_json
-
-REGISTRY: dict[str, tuple[type, str]] = {
-    # family -> (config class, "module:Class"); models are imported lazily (keeps `import lmforge` fast)
-    "gpt": (GPTConfig, "lmforge.models.gpt:GPT"),
-    "transformer": (TransformerConfig, "lmforge.models.transformer:Transformer"),  # Vaswani et al. 2017
-    "lstm": (LSTMConfig, "lmforge.models.lstm:LSTM"),  # the RNN baseline (Luong et al. 2015 attention)
-}
+from lmforge.config import Config
+from lmforge.io import atomic_write, atomic_write_json, read_json
 
 
-def _model_class(family: str):
-    import importlib
-    if family not in REGISTRY:
-        raise ValueError(f"unknown model family {family!r}. Known families: {', '.join(REGISTRY)}")
-    module, name = REGISTRY[family][1].split(":")
-    return getattr(importlib.import_module(module), name)
+@dataclass(frozen=True)
+class Family:
+    """One registry entry. `decoding`: how lmforge.generate drives the model (both through the protocol of
+    lmforge.models.protocol): "decoder" continues a prompt; "encoder-decoder" reads a source and writes a
+    target. `recipe`: the training recipe a run config gets when it names none (lmforge.train.recipes)."""
+
+    name: str
+    config: str  # class name in lmforge.models.<name>.config
+    model: str  # class name in lmforge.models.<name>.model
+    decoding: Literal["decoder", "encoder-decoder"]
+    recipe: str
+    hf: bool = False  # lmforge.models.<name>.hf exists: lmforge.load / lmforge convert read and write HF directories
+
+    def _module(self, part: str):
+        return importlib.import_module(f"lmforge.models.{self.name}.{part}")
+
+    def config_class(self) -> type[Config]:
+        return getattr(self._module("config"), self.config)
+
+    def model_class(self) -> type:
+        return getattr(self._module("model"), self.model)
+
+    def hf_adapter(self):
+        """The family's hf module (MODEL_TYPES, config_from_hf/to_hf, state_from_hf/to_hf), or None."""
+        return self._module("hf") if self.hf else None
+
+
+FAMILIES: dict[str, Family] = {f.name: f for f in (
+    Family("gpt", "GPTConfig", "GPT", "decoder", recipe="lm", hf=True),  # Radford et al. 2018, 2019
+    Family("transformer", "TransformerConfig", "Transformer", "encoder-decoder", recipe="translation"),  # Vaswani et al. 2017
+    Family("lstm", "LSTMConfig", "LSTM", "encoder-decoder", recipe="translation"),  # the RNN baseline (Luong et al. 2015)
+)}
+
+
+def lookup(name: str) -> Family:
+    if name not in FAMILIES:
+        raise ValueError(f"unknown model family {name!r}. Known families: {', '.join(FAMILIES)}")
+    return FAMILIES[name]
+
+
+def config_class(name: str) -> type[Config]:
+    """The Config class of family `name` (e.g. "gpt" -> GPTConfig)."""
+    return lookup(name).config_class()
 
 
 def build_model(family: str, config: Config | dict[str, Any] | str):
     """Build a freshly initialised model. `config`: a Config, a dict of fields, or a preset name."""
-    cls = _model_class(family)
-    config_cls = REGISTRY[family][0]
+    entry = lookup(family)
+    cls, config_cls = entry.model_class(), entry.config_class()
     if isinstance(config, str):
         config = config_cls.preset(config)
     elif isinstance(config, dict):
@@ -79,10 +117,7 @@ def read_config(directory: Path) -> dict:
         raise FileNotFoundError(f"{directory} does not exist")
     if not path.exists():
         raise FileNotFoundError(f"{directory} has no config.json: not a model directory")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e}); the file is corrupt") from None
+    return read_json(path, "; the file is corrupt")
 
 
 def read_safetensors(path: Path) -> dict:

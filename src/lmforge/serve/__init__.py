@@ -1,4 +1,5 @@
 """Serving: an OpenAI-compatible HTTP server with continuous batching and the web explorer (static/).
 
-`lmforge.serve.app` needs the [serve] extra (FastAPI, uvicorn).
+`lmforge.serve.app.create_app` wires the parts (worker, params, openai, explorer: see app.py); they
+need the [serve] extra (FastAPI, uvicorn).
 """

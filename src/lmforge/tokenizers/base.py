@@ -11,6 +11,11 @@ Offsets are character spans into the *original* text (Python string indices), th
 convention as Hugging Face `tokenizers` gives to Python: `text[start:end]` is the text a token
 came from. Special tokens added by a template have the offset (0, 0).
 
+This module knows no file format and no model family: tokenizer.json is read and written by
+`io.py`, which sits above the kinds; which special tokens a family uses is said where the family
+or the kind is (`wordpiece.BERT_SPECIAL_TOKENS`, `unigram.T5_SPECIAL_TOKENS`, the chat markers in
+`lmforge.data.chat`, the end-of-text tokens in `special.py`).
+
 Example (character tokenizer):
     >>> from lmforge.tokenizers import CharTokenizer
     >>> tok = CharTokenizer.train("abca")
@@ -19,35 +24,10 @@ Example (character tokenizer):
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Iterable, Sequence
 
 import regex
-
-# Special tokens for every family lmforge builds; a tokenizer carries the ones it was given.
-BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-GPT_SPECIAL_TOKENS = ("<|endoftext|>",)
-T5_SPECIAL_TOKENS = ("<pad>", "</s>", "<unk>")  # ids 0, 1, 2 as in T5's SentencePiece model
-GLM_SPECIAL_TOKENS = ("[MASK]", "[gMASK]", "[sMASK]", "<sop>", "<eop>")
-CHAT_SPECIAL_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>", "<|end|>")
-END_OF_TEXT_TOKENS = ("<|endoftext|>", "</s>", "<|end|>")  # GPT-2's, T5's, the chat template's end of turn
-
-
-def eos_ids(tok) -> list[int]:
-    """Ids of the END_OF_TEXT_TOKENS that `tok` has: generation stops at any of them."""
-    return [tok.special_tokens[t] for t in END_OF_TEXT_TOKENS if t in tok.special_tokens]
-
-
-def t5_sentinels(n: int = 100) -> list[str]:
-    """T5's span-corruption sentinels, `<extra_id_0>` ... `<extra_id_{n-1}>`.
-
-    They sit at the END of the vocabulary in reverse order: `<extra_id_0>` has the largest id
-    (T5 paper, sec. 3.1.4; HF T5Tokenizer `extra_ids`). Example: n=2 on a 10-token vocab ->
-    `<extra_id_1>` = 10, `<extra_id_0>` = 11. Append the list returned here, in this order.
-    """
-    return [f"<extra_id_{i}>" for i in reversed(range(n))]
 
 
 @dataclass
@@ -86,7 +66,8 @@ class Template:
 
 class Tokenizer:
     """Base class. Subclasses implement `_tokenize(text) -> (ids, tokens, offsets)` for text
-    without special tokens, `_decode_tokens(tokens) -> str`, `vocab` and the HF JSON parts."""
+    without special tokens and `_decode_tokens(tokens) -> str`; each kind also carries its part of
+    tokenizer.json (`_hf_model`, `_hf_parts`, `_from_hf`, used by io.py)."""
 
     kind = "base"
     CACHE_SIZE = 100_000  # words whose ids are remembered; most words of a text repeat
@@ -241,53 +222,8 @@ class Tokenizer:
             tokens = [t for t in tokens if t not in self.special_tokens]
         return self._decode_tokens(tokens)
 
-    # -- Hugging Face tokenizer.json --------------------------------------------------------
-    def _hf_model(self) -> dict:
-        raise NotImplementedError
-
-    def _hf_parts(self) -> dict:
-        """normalizer, pre_tokenizer, decoder for this kind (post_processor comes from template)."""
-        return {"normalizer": None, "pre_tokenizer": None, "decoder": None}
-
-    def to_hf_json(self) -> dict:
-        """The tokenizer as a dict in the Hugging Face `tokenizers` tokenizer.json format."""
-        from .hfjson import to_hf_json
-        return to_hf_json(self)
-
-    def save(self, path: str | Path) -> Path:
-        """Write `tokenizer.json` into directory `path` (or to `path` if it ends in .json), atomically."""
-        from ..io import atomic_write_text
-        path = Path(path)
-        if path.suffix != ".json":
-            path = path / "tokenizer.json"
-        atomic_write_text(path, json.dumps(self.to_hf_json(), ensure_ascii=False, indent=2) + "\n")
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path) -> "Tokenizer":
-        tok = load_tokenizer(path)
-        if not isinstance(tok, cls):
-            raise ValueError(f"{path} holds a {type(tok).__name__}, not a {cls.__name__}; "
-                             "use lmforge.tokenizers.load_tokenizer to load any kind")
-        return tok
-
     def __repr__(self) -> str:
         return f"{type(self).__name__}(vocab_size={self.vocab_size}, special_tokens={list(self.special_tokens)})"
-
-
-def load_tokenizer(path: str | Path) -> Tokenizer:
-    """Load any lmforge or Hugging Face tokenizer.json: a directory holding one, or the file."""
-    from .hfjson import from_hf_json
-    path = Path(path)
-    if path.is_dir():
-        path = path / "tokenizer.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"no tokenizer.json at {path}; pass a run directory or the file itself")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path} is not a valid UTF-8 JSON tokenizer file: {e}") from None
-    return from_hf_json(data, source=str(path))
 
 
 def read_texts(text_or_texts: str | Iterable[str]) -> Iterable[str]:

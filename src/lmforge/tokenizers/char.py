@@ -17,6 +17,10 @@ from typing import Iterable, Sequence
 
 from .base import Tokenizer, read_texts
 
+# tokenizer.json pre-tokenizer regex of a character tokenizer: each code point alone (io.py reads a
+# WordLevel model behind this Split as a CharTokenizer)
+CHAR_SPLIT_REGEX = r"[\s\S]"
+
 
 class CharTokenizer(Tokenizer):
     kind = "char"
@@ -86,7 +90,3 @@ class CharTokenizer(Tokenizer):
         unk = data["model"].get("unk_token")
         unk = unk if unk in vocab else None  # "<unk>" absent from the vocab means: no unk token
         return cls(vocab, [t for t in specials if t != unk], unk)
-
-
-CHAR_SPLIT_REGEX = r"[\s\S]"
-

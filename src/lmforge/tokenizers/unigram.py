@@ -27,7 +27,20 @@ from array import array
 from collections import Counter, defaultdict
 from typing import Iterable, Sequence
 
-from .base import T5_SPECIAL_TOKENS, Template, Tokenizer, read_texts
+from .base import Template, Tokenizer, read_texts
+
+T5_SPECIAL_TOKENS = ("<pad>", "</s>", "<unk>")  # ids 0, 1, 2 as in T5's SentencePiece model
+
+
+def t5_sentinels(n: int = 100) -> list[str]:
+    """T5's span-corruption sentinels, `<extra_id_0>` ... `<extra_id_{n-1}>`.
+
+    They sit at the END of the vocabulary in reverse order: `<extra_id_0>` has the largest id
+    (T5 paper, sec. 3.1.4; HF T5Tokenizer `extra_ids`). Example: n=2 on a 10-token vocab ->
+    `<extra_id_1>` = 10, `<extra_id_0>` = 11. Append the list returned here, in this order.
+    """
+    return [f"<extra_id_{i}>" for i in reversed(range(n))]
+
 
 SPACE = "▁"  # U+2581, SentencePiece's whitespace marker
 UNK_PENALTY = 10.0  # unknown-character score = lowest piece score - 10 (SentencePiece kUnkPenalty)

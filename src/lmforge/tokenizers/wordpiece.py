@@ -30,7 +30,11 @@ from typing import Iterable, Sequence
 
 import regex
 
-from .base import BERT_SPECIAL_TOKENS, Template, Tokenizer, read_texts
+from .base import Template, Tokenizer, read_texts
+from .merges import learn_merges
+
+# BERT's special tokens (google-research/bert; HF BertTokenizer's defaults), WordPiece's defaults here
+BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 # CJK Unified Ideograph blocks, exactly the ranges of HF tokenizers' BertNormalizer (bert.rs)
 # (google-research/bert `_is_chinese_char`, which has 0x2B820 where HF has 0x2B920).
@@ -184,7 +188,6 @@ class WordPieceTokenizer(Tokenizer):
         Words are visited most frequent first (then alphabetically), which fixes the ids of
         the "##c" tokens and so the tie-break among equally frequent pairs.
         limit_alphabet: keep only the most frequent characters (HF's `limit_alphabet`)."""
-        from .bpe import _learn_merges
         unk = "[UNK]"
         specials = list(dict.fromkeys([*special_tokens, unk]))
         probe = cls({unk: 0}, [], lowercase=lowercase)
@@ -205,7 +208,7 @@ class WordPieceTokenizer(Tokenizer):
                              f"characters + {len(specials)} special tokens = {floor}; raise --vocab-size to at "
                              f"least {floor} or set limit_alphabet")
         words = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-        vocab, _ = _learn_merges(words, vocab_size, specials, alphabet, min_frequency, prefix="##")
+        vocab, _ = learn_merges(words, vocab_size, specials, alphabet, min_frequency, prefix="##")
         return cls(vocab, [t for t in specials if t != unk], unk, lowercase=lowercase)
 
     # -- tokenizer.json -----------------------------------------------------------------------

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from lmforge.io import atomic_write, atomic_write_json, atomic_write_text
+from lmforge.tokenizers import save_tokenizer
 
 STAGING = ".staging"
 COMMITTED = "COMMITTED"
@@ -92,7 +93,7 @@ def save_checkpoint(run_dir: str | Path, model: torch.nn.Module, train_state: di
         # safetensors' save_model stores a tied tensor once (e.g. the embedding shared with the LM head)
         atomic_write(staging / WEIGHTS, lambda tmp: save_weights(model, tmp, step))
         if tokenizer is not None:
-            tokenizer.save(staging)
+            save_tokenizer(tokenizer, staging)
         if run_config is not None:
             atomic_write_json(staging / "run.json", run_config)
         atomic_write(staging / STATE, lambda tmp: torch.save(train_state, tmp))

@@ -7,6 +7,7 @@ let steps = [];             // Step records of the current generation
 let promptIds = [];
 let previous = null;        // tokens of the previous generation, to show where a regeneration diverged
 let selected = null;
+let barsController = null;  // the bars request in flight: a newer one (a slider moved again) aborts it
 
 function settings() {
   const topK = +$("top_k").value;
@@ -112,9 +113,19 @@ async function showDistribution(i) {
     (Object.keys(step.removed).length ? `; removed: ${Object.entries(step.removed).map(([k, v]) => `${k} ${v}`).join(", ")}` : "");
   // the context this token was predicted from: prompt + the tokens before it
   const ids = promptIds.concat(steps.slice(0, i).map((s) => s.token));
-  const resp = await fetch("/api/distribution", { method: "POST", headers: { "content-type": "application/json" },
-    body: JSON.stringify({ ids, n: 12, ...settings() }) });
-  const data = await resp.json();
+  if (barsController) barsController.abort();   // each request holds one of the server's --max-concurrent slots
+  const controller = barsController = new AbortController();
+  let resp, data;
+  try {
+    resp = await fetch("/api/distribution", { method: "POST", signal: controller.signal,
+      headers: { "content-type": "application/json" }, body: JSON.stringify({ ids, n: 12, ...settings() }) });
+    data = await resp.json();
+  } catch (e) {
+    if (e.name === "AbortError") return;
+    throw e;
+  } finally {
+    if (barsController === controller) barsController = null;
+  }
   if (!resp.ok) { $("status").textContent = "error: " + data.error.message; return; }
   if (selected !== i) return;
   const bars = $("bars");
@@ -128,7 +139,7 @@ async function showDistribution(i) {
     row.querySelector(".raw").style.width = (100 * a.raw_prob).toFixed(1) + "%";
     row.querySelector(".final").style.width = (100 * a.prob).toFixed(1) + "%";
     row.querySelector(".p").textContent = a.prob.toFixed(3);
-    row.title = `model ${a.raw_prob.toFixed(4)} -> ${a.prob.toFixed(4)}`;
+    row.title = `model ${a.raw_prob.toFixed(4)} -> ${a.prob.toFixed(4)}` + (a.removed_by ? ` (removed by ${a.removed_by})` : "");
     bars.appendChild(row);
   }
 }

@@ -13,17 +13,75 @@ Run directory: the Trainer's files (resume works as for any run) plus snapshots/
 directory) and translation.json (val losses, tokens/s, which weights `lmforge translate` uses).
 
     lmforge train configs/translate-en-de.yaml --out runs/en-de
+
+The config classes import no torch (a run config is read and checked before training starts).
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
 
-import torch
-
-from lmforge.config import TranslationRunConfig
-from lmforge.data import translation as data
+from lmforge.config import Config, check
 from lmforge.io import atomic_write, atomic_write_json
-from lmforge.objectives import label_smoothed_cross_entropy
+from lmforge.train.recipes import RecipeRun
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclasses.dataclass
+class TranslationDataConfig(Config):
+    """Parallel data for the translation recipe: a bundled gettext pair or a TSV (domain, en, de|zh)."""
+
+    pair: str = "en-de"  # bundled: en-de, en-zh; or a path to a .tsv / .tsv.xz file with the same columns
+    vocab_size: int = 8000  # joint BPE vocabulary trained on the training split (paper: 37000 on 4.5M pairs)
+    max_tokens: int = 2048  # tokens per batch, source + target (sec. 5.1: ~25000 of each on 8 GPUs)
+    max_len: int = 128  # training pairs longer than this (in tokens, either side) are skipped
+
+    def __post_init__(self):
+        n = "TranslationDataConfig"
+        check(bool(self.pair), n, "pair must be en-de, en-zh or a TSV path")
+        for k in ("vocab_size", "max_tokens", "max_len"):
+            check(getattr(self, k) > 0, n, f"{k} must be positive, got {getattr(self, k)}")
+        check(self.max_tokens >= 2 * self.max_len, n,
+               f"max_tokens ({self.max_tokens}) must hold at least one pair of max_len ({self.max_len}) tokens per side")
+
+
+@dataclasses.dataclass
+class TranslationConfig(Config):
+    """What the translation recipe adds to the Trainer: loss, wall-clock budget, checkpoint averaging."""
+
+    label_smoothing: float = 0.1  # sec. 5.4: epsilon_ls = 0.1 ("hurts perplexity ... improves accuracy and BLEU")
+    minutes: float = 0.0  # wall-clock training budget; 0 = train to train.max_steps
+    average_last: int = 5  # sec. 6.1: base models average the last 5 checkpoints
+    snapshot_interval: int = 100  # steps between the snapshots averaged (paper: every 10 minutes)
+
+    def __post_init__(self):
+        n = "TranslationConfig"
+        check(0.0 <= self.label_smoothing < 1.0, n, f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        check(self.minutes >= 0, n, f"minutes must be >= 0, got {self.minutes}")
+        check(self.average_last >= 1, n, f"average_last must be >= 1 (1 = no averaging), got {self.average_last}")
+        check(self.snapshot_interval > 0, n, f"snapshot_interval must be positive, got {self.snapshot_interval}")
+
+
+@dataclasses.dataclass
+class Run(RecipeRun):
+    """A translation run (configs/translate-*.yaml): sections model, data, train, recipe.
+
+    Example (YAML):
+        model: {family: transformer, preset: transformer-small}
+        data: {pair: en-de, vocab_size: 8000, max_tokens: 2048}
+        train: {schedule: inverse_sqrt, warmup_steps: 400, lr: 1e-3, beta2: 0.98, eps: 1e-9, weight_decay: 0}
+        recipe: {minutes: 30, average_last: 5}       # `name: translation` is implied by the family
+    """
+
+    data: TranslationDataConfig = dataclasses.field(default_factory=TranslationDataConfig)
+    recipe: TranslationConfig = dataclasses.field(default_factory=TranslationConfig)
+
+    DECODING: ClassVar[tuple[str, ...]] = ("encoder-decoder",)
+    NAME: ClassVar[str] = "translation"
+    DEFAULT_FAMILY: ClassVar[str] = "transformer"
 
 
 class Objective:
@@ -31,11 +89,13 @@ class Objective:
     (The Trainer counts the real tokens trained on: TokenBatches.batch_tokens.)"""
 
     def __init__(self, epsilon: float):
-        self.epsilon = epsilon
+        from lmforge.objectives import label_smoothed_cross_entropy
+
+        self.epsilon, self.loss = epsilon, label_smoothed_cross_entropy
 
     def __call__(self, model, batch) -> torch.Tensor:
         src, tgt, targets = batch
-        return label_smoothed_cross_entropy(model(src, tgt).logits, targets, self.epsilon)
+        return self.loss(model(src, tgt).logits, targets, self.epsilon)
 
 
 class Snapshots:
@@ -85,8 +145,10 @@ def average_checkpoints(paths: list[Path]) -> dict[str, torch.Tensor]:
     return {k: (v / len(paths)).float() for k, v in total.items()}
 
 
-def prepare(cfg: TranslationRunConfig, tokenizer=None, log=print):
+def prepare(cfg: Run, tokenizer=None, log=print):
     """Read and split the data, train (or reuse) the joint tokenizer -> (lang, splits, tokenizer, train, val batches)."""
+    from lmforge.data import translation as data
+
     lang, pairs = data.read_tsv(cfg.data.pair)
     splits = data.split_by_domain(pairs)
     if tokenizer is None:
@@ -101,11 +163,13 @@ def prepare(cfg: TranslationRunConfig, tokenizer=None, log=print):
     return lang, splits, tokenizer, train, val
 
 
-def train(cfg: TranslationRunConfig, out: str | Path, *, resume: bool = False, log=print) -> dict:
+def run(cfg: Run, out: str | Path, resume: bool = False, *, log=print) -> dict:
     """Train one translation model into `out`; returns the summary also written to out/translation.json.
     Under torchrun every process trains and evaluates (collectives); only rank 0 writes files and logs."""
-    from lmforge.models import build_model, load_state, save_model
+    from lmforge.models import load_state, save_model
+    from lmforge.tokenizers import load_tokenizer, save_tokenizer
     from lmforge.train.loop import Dist, Trainer
+    from lmforge.train.recipes import build_model
 
     out = Path(out)
     main = Dist().is_main
@@ -113,17 +177,10 @@ def train(cfg: TranslationRunConfig, out: str | Path, *, resume: bool = False, l
         log = lambda msg: None  # noqa: E731 -- one copy of every line, from rank 0
     tokenizer = None
     if resume:
-        from lmforge.tokenizers import load_tokenizer
         tokenizer = load_tokenizer(out)
     lang, splits, tokenizer, train_batches, val_batches = prepare(cfg, tokenizer, log)
-    model_cfg = cfg.model_config(vocab_size=tokenizer.vocab_size)
-    if model_cfg.vocab_size < tokenizer.vocab_size:
-        raise ValueError(f"model.vocab_size is {model_cfg.vocab_size} but the tokenizer has {tokenizer.vocab_size} "
-                         "tokens; leave model.vocab_size out to use the tokenizer's")
-    if cfg.data.max_len > model_cfg.max_len:
-        raise ValueError(f"data.max_len ({cfg.data.max_len}) exceeds the model's max_len ({model_cfg.max_len})")
-    torch.manual_seed(cfg.train.seed)
-    model = build_model(type(model_cfg).family, model_cfg)
+    model = build_model(cfg, tokenizer, cfg.data.max_len, "data.max_len")
+    model_cfg = model.config
     log(f"model: {model_cfg.family}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
     objective = Objective(cfg.recipe.label_smoothing)
     snaps = Snapshots(out, cfg.recipe.snapshot_interval, cfg.recipe.average_last, cfg.recipe.minutes)
@@ -143,7 +200,7 @@ def train(cfg: TranslationRunConfig, out: str | Path, *, resume: bool = False, l
         summary["averaged"] = [p.name for p in paths]
         if main:
             save_model(model, out / "averaged")
-            tokenizer.save(out / "averaged")
+            save_tokenizer(tokenizer, out / "averaged")
         if summary["val_loss_averaged"] < summary["val_loss_final"]:
             summary["best"] = "averaged"
     summary["last_metrics"] = last

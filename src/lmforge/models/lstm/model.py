@@ -11,7 +11,7 @@ the decoder LSTM runs over the whole target in one call during training, which i
 to give the baseline its best speed on a CPU. The source, target and output embeddings are one
 tied matrix, as in the Transformer it is compared with (Press & Wolf 2017).
 
-    >>> from lmforge.config import LSTMConfig
+    >>> from lmforge.models.lstm.config import LSTMConfig
     >>> model = LSTM(LSTMConfig.preset("lstm-tiny"))
     >>> model(torch.tensor([[5, 6, 7, 2]]), torch.tensor([[1, 8, 9]])).logits.shape
     torch.Size([1, 3, 512])
@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lmforge.config import LSTMConfig
+from lmforge.models.lstm.config import LSTMConfig
 from lmforge.models.outputs import ModelOutput
 from lmforge.nn import LMHead, attention, init_weights, padding_mask
 

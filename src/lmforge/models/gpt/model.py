@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lmforge.config import GPTConfig
+from lmforge.models.gpt.config import GPTConfig
 from lmforge.models.outputs import ModelOutput
 from lmforge.nn import (Block, FeedForward, KVCache, LayerNorm, LearnedPositions, LMHead, MultiHeadAttention,
                         causal_mask, combine, ensure_self, init_weights, padding_mask)

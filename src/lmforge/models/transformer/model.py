@@ -5,7 +5,7 @@ Decoder: N blocks with causal self-attention, cross-attention over the encoder o
 Inputs: token embedding * sqrt(d_model) (sec. 3.4) + sinusoidal positions (sec. 3.5), then dropout (sec. 5.4).
 One vocabulary shared by source and target; the embedding is also the output layer (sec. 3.4).
 
-    >>> from lmforge.config import TransformerConfig
+    >>> from lmforge.models.transformer.config import TransformerConfig
     >>> model = Transformer(TransformerConfig.preset("transformer-tiny"))
     >>> src, tgt = torch.tensor([[5, 6, 7, 2]]), torch.tensor([[1, 8, 9]])   # </s> = 2 ends the source, <s> = 1 starts the target
     >>> model(src, tgt).logits.shape
@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lmforge.config import TransformerConfig
+from lmforge.models.transformer.config import TransformerConfig
 from lmforge.models.outputs import ModelOutput
 from lmforge.nn import (Block, FeedForward, KVCache, LayerNorm, LMHead, MultiHeadAttention,
                         init_weights, padding_mask, sinusoidal)

@@ -1,24 +1,25 @@
-"""Byte-level BPE: textbook merges, training parity with HF BpeTrainer, encode parity, files."""
+"""Byte-level BPE: textbook merges, training parity with HF BpeTrainer, encode parity, files.
+
+HF `tokenizers` is the reference: the tests that compare with it skip without it, the others run.
+"""
 import json
 
 import pytest
 from tok_corpora import CORPORA, corpus_lines, sample
 
-from lmforge.tokenizers import BPETokenizer, load_tokenizer
-from lmforge.tokenizers.bpe import BYTE_TO_CHAR, GPT2_PATTERN, _merge_word, bytes_to_unicode
-
-hf = pytest.importorskip("tokenizers")
-from tokenizers import decoders, models, pre_tokenizers, trainers  # noqa: E402
+from lmforge.tokenizers import BPETokenizer, load_tokenizer, save_tokenizer, to_hf_json
+from lmforge.tokenizers.bpe import BYTE_TO_CHAR, GPT2_PATTERN, bytes_to_unicode
 
 EOT = "<|endoftext|>"
 
 
 def hf_train(lines, vocab_size):
-    tok = hf.Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOT], show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    hf = pytest.importorskip("tokenizers")
+    tok = hf.Tokenizer(hf.models.BPE())
+    tok.pre_tokenizer = hf.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = hf.decoders.ByteLevel()
+    trainer = hf.trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOT], show_progress=False,
+                                     initial_alphabet=hf.pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(lines, trainer)
     return tok
 
@@ -32,9 +33,14 @@ def training_lines(n=300):
 
 
 @pytest.fixture(scope="module")
-def trained():
-    lines = training_lines()
-    return BPETokenizer.train(lines, 1500, special_tokens=[EOT]), hf_train(lines, 1500)
+def ours():
+    return BPETokenizer.train(training_lines(), 1500, special_tokens=[EOT])
+
+
+@pytest.fixture(scope="module")
+def trained(ours):
+    """(ours, HF's) trained on the same lines; skips where HF `tokenizers` is not installed."""
+    return ours, hf_train(training_lines(), 1500)
 
 
 def test_byte_table_is_gpt2s():
@@ -51,16 +57,8 @@ def test_textbook_aaabdaaabac():
     assert tok.encode("aaabdaaabac") == [258, tok.vocab["d"], 258, tok.vocab["a"], tok.vocab["c"]]
 
 
-def test_merge_word_changes():
-    w = [0, 1, 2, 2, 3]  # h e l l o, merge (l, l) -> 4 (HF word.rs test_merge)
-    assert _merge_word(w, 2, 2, 4) == [((1, 2), -1), ((1, 4), 1), ((2, 3), -1), ((4, 3), 1)]
-    assert w == [0, 1, 4, 3]
-    w = [5, 5, 5, 5]  # non-overlapping, left to right
-    _merge_word(w, 5, 5, 6)
-    assert w == [6, 6]
-
-
 def test_pretokenizer_matches_hf():
+    pre_tokenizers = pytest.importorskip("tokenizers").pre_tokenizers
     text = "Hello world's  end!\n\n\tI'll 123 ünïcödé 汉字 🙂\u00a0x\u2028y  "
     ours = [m.group() for m in __import__("regex").finditer(GPT2_PATTERN, text)]
     ref = [w for w, _ in pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True).pre_tokenize_str(text)]
@@ -103,9 +101,10 @@ def test_training_gives_hf_merges_on_whole_corpus(corpus, vocab_size):
 
 
 def test_file_round_trip_both_ways(trained, tmp_path):
+    hf = pytest.importorskip("tokenizers")
     ours, ref = trained
     text = "In the beginning God created the heaven 和地。<|endoftext|> ok"
-    ours.save(tmp_path / "ours")
+    save_tokenizer(ours, tmp_path / "ours")
     loaded_by_hf = hf.Tokenizer.from_file(str(tmp_path / "ours" / "tokenizer.json"))
     assert loaded_by_hf.encode(text).ids == ours.encode(text, split_special=True)
     assert ours.encode(text, split_special=True).count(ours.token_to_id(EOT)) == 1
@@ -117,9 +116,8 @@ def test_file_round_trip_both_ways(trained, tmp_path):
     assert back.special_tokens == {EOT: 0}
 
 
-def test_old_style_merges_strings_load(trained, tmp_path):
-    ours, _ = trained
-    data = ours.to_hf_json()
+def test_old_style_merges_strings_load(ours, tmp_path):
+    data = to_hf_json(ours)
     data["model"]["merges"] = [" ".join(m) for m in data["model"]["merges"]]  # GPT-2 era "a b" strings
     (tmp_path / "tokenizer.json").write_text(json.dumps(data))
     assert load_tokenizer(tmp_path).encode("God said, Let there be light") == ours.encode("God said, Let there be light")

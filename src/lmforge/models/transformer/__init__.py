@@ -1,0 +1,1 @@
+"""The transformer family: config.py (fields and presets, no torch), model.py (the wiring over lmforge.nn)."""

@@ -1,0 +1,23 @@
+"""Where generation stops: the end-of-text tokens of every convention lmforge reads."""
+from tok_corpora import sample
+
+from lmforge.data import chat
+from lmforge.tokenizers import END_OF_TEXT_TOKENS, BPETokenizer, CharTokenizer, UnigramTokenizer, eos_ids
+
+
+def test_eos_ids_are_the_end_tokens_the_tokenizer_has():
+    assert eos_ids(CharTokenizer.train("abc")) == []  # none: generation runs to its length limit
+    gpt = BPETokenizer.train(["In the beginning"], 256 + 1, special_tokens=["<|endoftext|>"])
+    assert eos_ids(gpt) == [0]
+    t5 = UnigramTokenizer.train(sample("kjv", 50), 300)  # <pad> </s> <unk>: </s> is id 1
+    assert eos_ids(t5) == [1]
+    both = CharTokenizer.train("abc", special_tokens=["<|end|>", "<pad>", "<|endoftext|>"])
+    assert eos_ids(both) == [2, 0]  # in END_OF_TEXT_TOKENS' order
+
+
+def test_the_chat_templates_end_of_turn_stops_generation():
+    # the chat template (lmforge.data.chat) defines its markers; generation must stop at its end of turn
+    assert chat.END == chat.CHAT_SPECIAL_TOKENS[-1] and chat.END in END_OF_TEXT_TOKENS
+    tok = CharTokenizer.train("Hello.", special_tokens=chat.CHAT_SPECIAL_TOKENS)
+    assert eos_ids(tok) == [tok.special_tokens[chat.END]]
+    assert not set(chat.MARKERS.values()) & set(END_OF_TEXT_TOKENS)  # a role marker never ends a text
