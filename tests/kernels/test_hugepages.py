@@ -111,8 +111,8 @@ def test_decoding_moves_a_cpu_model_only_when_asked():
 @needs_thp
 def test_the_cli_moves_the_models_it_loads_for_decoding(tmp_path):
     from lmforge.cli.generate import load_run
-    from lmforge.tokenizers import CharTokenizer
+    from lmforge.tokenizers import CharTokenizer, save_tokenizer
     save_model(model(), tmp_path)
-    CharTokenizer.train("abc").save(tmp_path)
+    save_tokenizer(CharTokenizer.train("abc"), tmp_path)
     m, _ = load_run(str(tmp_path))
     assert any(s <= m.tok_emb.weight.data_ptr() < e for s, e in advised_mappings())
