@@ -145,8 +145,9 @@ def test_the_engine_and_the_seq2seq_decoders_apply_the_kernels_on_cpu():
     assert kinds(translator) == {kernels.Linear, kernels.LMHead}
 
 
-def test_the_trainer_applies_the_kernels_on_cpu():
+def test_the_trainer_applies_the_kernels_on_cpu_to_the_model_and_its_companions():
     from lmforge.train.loop import Trainer
-    model = gpt()
-    Trainer(model, TrainConfig(max_steps=1, device="cpu", dtype="fp32", progress=False), None, log=lambda s: None)
-    assert kinds(model) == {kernels.Linear, kernels.LMHead}
+    model, reference = gpt(), gpt()
+    Trainer(model, TrainConfig(max_steps=1, device="cpu", dtype="fp32", progress=False), None,
+            companions={"reference": reference}, log=lambda s: None)
+    assert kinds(model) == kinds(reference) == {kernels.Linear, kernels.LMHead}

@@ -8,7 +8,7 @@ import torch
 from lmforge.config import TrainConfig
 from lmforge.data.sampler import RandomWindows
 from lmforge.models import build_model
-from lmforge.train.loop import Trainer, choose_dtype, cpu_flags
+from lmforge.train.loop import Trainer
 from lmforge.tokenizers import CharTokenizer
 from lmforge.data.corpora import splits
 
@@ -85,26 +85,6 @@ def test_bf16_autocast_trains(kjv):
     assert t.fit()["val_loss"] < 3.6
 
 
-def test_dtype_choice_follows_the_hardware():
-    model = tiny(20)
-    assert choose_dtype("fp32", torch.device("cpu"), model) == (False, "fp32 requested")
-    use, why = choose_dtype("auto", torch.device("cpu"), model)
-    if not cpu_flags() & {"avx512_bf16", "amx_bf16", "amx_tile"} and "BF16" not in torch.backends.cpu.get_cpu_capability():
-        assert not use and "no native bf16" in why  # e.g. an AVX2-only CPU, where bf16 is ~100x slower
-    else:
-        assert why.endswith(": bf16") == use and "measured" in why
-
-
-@pytest.mark.parametrize("fp32_s, bf16_s, chosen", [(1.0, 0.5, True), (1.0, 0.95, False), (1.0, 2.0, False)])
-def test_auto_takes_bf16_only_for_a_clear_measured_win(monkeypatch, fp32_s, bf16_s, chosen):
-    """On a CPU that says it has native bf16, `auto` follows the timing: bf16 only at >= MIN_SPEEDUP."""
-    import lmforge.train.loop as loop
-    monkeypatch.setattr(loop, "cpu_flags", lambda: {"avx512_bf16"})
-    monkeypatch.setattr(loop, "_seconds", lambda fn, device, bf16, budget: bf16_s if bf16 else fp32_s)
-    use, why = choose_dtype("auto", torch.device("cpu"), tiny(20), probe=lambda: None)
-    assert use is chosen and f"{fp32_s / bf16_s:.2f}x" in why and "training step" in why
-
-
 def test_custom_objective_and_callbacks(kjv):
     """The trainer knows no model: any loss_fn(model, batch) works, and callbacks see every metrics row."""
     tok, train, _ = kjv
@@ -157,3 +137,124 @@ def test_dtype_probe_is_a_training_step_that_leaves_no_trace(kjv, tmp_path):
     assert all(p.grad is None for p in t.model.parameters()) and t.model.training
     assert torch.equal(torch.get_rng_state(), rng)
     assert all(torch.equal(v, before[k]) for k, v in t.model.state_dict().items())
+
+
+def test_loss_metrics_land_in_every_row_averaged_like_the_loss(kjv, tmp_path):
+    """A loss_fn returning LossOutput(loss, metrics): each metric is logged under its name (train: mean over the
+    step's micro-batches; val: mean over the eval batches, as "val_<name>"), in metrics.jsonl and the callbacks'
+    rows. The metric here is a function of the data alone, so the expected means are computed independently."""
+    from lmforge.objectives import LossOutput
+    tok, train, val = kjv
+    batches, vals = RandomWindows(train, 32, 4, seed=5), RandomWindows(val, 32, 4, seed=6)
+
+    def with_metrics(model, batch):
+        x, y = batch
+        return LossOutput(model(x, targets=y).loss, {"margin": x.float().mean(), "rows": float(x.shape[0])})
+
+    cfg = TrainConfig(max_steps=4, batch_size=4, grad_accum=2, log_interval=2, eval_interval=4, eval_steps=3,
+                      dtype="fp32", progress=False, save_interval=0)
+    seen = []
+    t = Trainer(tiny(tok.vocab_size), cfg, batches, vals, out_dir=tmp_path, tokenizer=tok, loss_fn=with_metrics,
+                callbacks=[lambda trainer, row: seen.append(row)], log=lambda s: None)
+    t.fit()
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert rows == seen and [r["step"] for r in rows] == [2, 4]
+    for r in rows:  # step s ran micro-batches 2(s-1) and 2(s-1)+1
+        s = r["step"]
+        expect = np.mean([batches.get(i)[0].float().mean().item() for i in (2 * s - 2, 2 * s - 1)])
+        assert r["margin"] == pytest.approx(expect, rel=1e-5) and r["rows"] == 4.0
+    expect_val = np.mean([vals.get(i)[0].float().mean().item() for i in range(3)])
+    assert "val_margin" not in rows[0] and rows[1]["val_margin"] == pytest.approx(expect_val, rel=1e-5)
+    assert rows[1]["val_rows"] == 4.0 and rows[1]["val_loss"] == pytest.approx(t.evaluate(), abs=1e-6)
+
+
+def test_a_metric_may_not_take_a_column_of_the_trainer(kjv):
+    from lmforge.objectives import LossOutput
+    tok, train, _ = kjv
+    cfg = TrainConfig(max_steps=1, batch_size=2, dtype="fp32", progress=False, eval_interval=0, save_interval=0)
+    bad = Trainer(tiny(tok.vocab_size), cfg, RandomWindows(train, 32, 2, seed=0), log=lambda s: None,
+                  loss_fn=lambda m, b: LossOutput(m(b[0], targets=b[1]).loss, {"lr": 1.0}))
+    with pytest.raises(ValueError, match="'lr' would overwrite"):
+        bad.fit()
+
+
+def test_a_callback_stops_the_run_with_a_checkpoint_and_max_steps_untouched(kjv, tmp_path):
+    tok, train, _ = kjv
+    cfg = TrainConfig(max_steps=10, batch_size=4, log_interval=1, dtype="fp32", progress=False, eval_interval=0,
+                      save_interval=0)
+
+    def stop_at_3(trainer, row):
+        if row["step"] == 3:
+            trainer.request_stop("enough")
+
+    t = Trainer(tiny(tok.vocab_size), cfg, RandomWindows(train, 32, 4, seed=0), out_dir=tmp_path, log=lambda s: None,
+                callbacks=[stop_at_3])
+    last = t.fit()
+    assert t.step == 3 and last["step"] == 3 and t.stop_reason == "enough" and cfg.max_steps == 10
+    assert torch.load(tmp_path / "train_state.pt", weights_only=True)["step"] == 3  # saved although save_interval=0
+    again = Trainer(tiny(tok.vocab_size), cfg, RandomWindows(train, 32, 4, seed=0), out_dir=tmp_path,
+                    log=lambda s: None)
+    again.fit(resume=True)  # no stop asked this time: it goes on to max_steps
+    assert again.step == 10 and again.stop_reason is None and [r["step"] for r in again.metrics] == list(range(1, 11))
+
+
+def test_dpo_with_a_frozen_reference_companion(kjv, tmp_path):
+    """A DPO-like objective (Rafailov et al. 2023, eq. 7) reads a frozen reference model: the reference's weights do
+    not move, it is not in the optimizer, and the checkpoint holds only the trained model's tensors."""
+    import copy
+
+    import torch.nn.functional as F
+    from safetensors.torch import load_file
+
+    from lmforge.objectives import LossOutput
+    tok, train, _ = kjv
+    policy = tiny(tok.vocab_size, dropout=0.1)
+    ref = copy.deepcopy(policy)
+    ref.train()  # the Trainer, not the caller, puts it in eval mode
+    before = {k: v.clone() for k, v in ref.state_dict().items()}
+
+    def logprob(model, x, y):  # sum of log p(y_t | x_<=t) per sequence, (B,)
+        return torch.log_softmax(model(x).logits.float(), -1).gather(-1, y.unsqueeze(-1)).squeeze(-1).sum(-1)
+
+    def dpo(model, batch, companions, beta=0.1):
+        x, chosen = batch
+        rejected = chosen.roll(1, dims=-1)  # the same text, shifted: a worse continuation
+        pi = logprob(model, x, chosen) - logprob(model, x, rejected)
+        with torch.no_grad():
+            rf = logprob(companions["ref"], x, chosen) - logprob(companions["ref"], x, rejected)
+        losses = -F.logsigmoid(beta * (pi - rf))
+        return LossOutput(losses.mean(), {"margin": (pi - rf).mean()})
+
+    cfg = TrainConfig(max_steps=6, batch_size=4, lr=3e-3, warmup_steps=0, log_interval=3, dtype="fp32",
+                      progress=False, eval_interval=0, save_interval=0)
+    t = Trainer(policy, cfg, RandomWindows(train, 32, 4, seed=0), out_dir=tmp_path, loss_fn=dpo,
+                companions={"ref": ref}, log=lambda s: None)
+    assert not ref.training and not any(p.requires_grad for p in ref.parameters())
+    trained = {id(p) for g in t.optimizer.param_groups for p in g["params"]}
+    assert trained == {id(p) for p in policy.parameters()}
+    t.fit()
+    assert all(torch.equal(v, before[k]) for k, v in ref.state_dict().items())  # the reference never moved
+    assert t.metrics[-1]["margin"] > 0  # the policy learned to prefer the chosen continuation over the reference
+    saved = load_file(tmp_path / "model.safetensors")
+    assert set(saved) <= set(policy.state_dict()) and not any(k.startswith("ref") for k in saved)
+    assert all(torch.equal(saved[k], policy.state_dict()[k]) for k in saved)
+    with pytest.raises(ValueError, match="shares parameters with the trained model"):
+        Trainer(policy, cfg, RandomWindows(train, 32, 4, seed=0), loss_fn=dpo, companions={"ref": policy},
+                log=lambda s: None)
+
+
+def test_an_interrupt_carries_the_step_it_stopped_at(kjv):
+    """Ctrl-C inside fit() propagates with `.step` (steps completed), so the recipe runner can say where it stopped."""
+    tok, train, _ = kjv
+
+    def ctrl_c_at_2(trainer, row):
+        if row["step"] == 2:
+            raise KeyboardInterrupt
+
+    cfg = TrainConfig(max_steps=5, batch_size=2, log_interval=1, dtype="fp32", progress=False, eval_interval=0,
+                      save_interval=0)
+    t = Trainer(tiny(tok.vocab_size), cfg, RandomWindows(train, 32, 2, seed=0), callbacks=[ctrl_c_at_2],
+                log=lambda s: None)
+    with pytest.raises(KeyboardInterrupt) as e:
+        t.fit()
+    assert e.value.step == 2

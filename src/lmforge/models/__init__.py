@@ -99,15 +99,48 @@ def load_state(model, state: dict, source: str) -> None:
     model.load_state_dict(state, strict=True)
 
 
-def load_model(directory: str | Path):
-    """Load an lmforge model directory written by save_model (or a training run)."""
+# Wrapper kinds: a model around a family model (an adapter, a value or reward head) is saved as its base
+# family's config.json plus "wrapper": {"kind": ..., ...}, its base's tensors under "base." (see
+# lmforge.train.checkpoint.config_record). kind -> "module:Class"; the class rebuilds itself around a loaded
+# base with `Class.from_record(base, record)`. Post-training recipes register theirs.
+WRAPPERS: dict[str, str] = {}
+
+
+def load_model(directory: str | Path, *, base_only: bool = False):
+    """Load an lmforge model directory written by save_model (or a training run).
+
+    A wrapped model's directory loads as its wrapper (when its kind is in WRAPPERS), or, with base_only=True,
+    as the family model it wraps (the tensors under "base.", nested wrappers unwrapped)."""
     directory = Path(directory)
     config = read_config(directory)
     family = config.pop("family", None)
     if family is None:
         raise ValueError(f"{directory}/config.json has no 'family' key: not an lmforge model directory")
+    wrapper = config.pop("wrapper", None)
+    state = read_safetensors(directory / "model.safetensors")
+    source = str(directory / "model.safetensors")
     model = build_model(family, config)
-    load_state(model, read_safetensors(directory / "model.safetensors"), str(directory / "model.safetensors"))
+    if wrapper is None:
+        load_state(model, state, source)
+        return model
+    records = []  # outermost first
+    while wrapper is not None:
+        records.append(wrapper)
+        wrapper = wrapper.get("base") if isinstance(wrapper, dict) else None
+    if base_only:
+        prefix = "base." * len(records)
+        load_state(model, {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, source)
+        return model
+    unknown = [r.get("kind") for r in records if r.get("kind") not in WRAPPERS]
+    if unknown:
+        raise ValueError(f"{directory} holds a {' around a '.join(str(r.get('kind')) for r in records)} around a "
+                         f"{family} model; wrapper kind {unknown[0]!r} is not registered (known: "
+                         f"{', '.join(WRAPPERS) or 'none'}). Load the {family} model inside it with "
+                         f"load_model(path, base_only=True)")
+    for record in reversed(records):  # innermost wrapper first
+        module, name = WRAPPERS[record["kind"]].split(":")
+        model = getattr(importlib.import_module(module), name).from_record(model, record)
+    load_state(model, state, source)
     return model
 
 

@@ -1,4 +1,5 @@
-"""Losses as plain functions of logits and targets: the paper's formula, one function each."""
+"""Losses as plain functions: the paper's formula, one function each; LossOutput carries a loss and its metrics."""
 from lmforge.objectives.label_smoothing import label_smoothed_cross_entropy
+from lmforge.objectives.output import LossOutput
 
-__all__ = ["label_smoothed_cross_entropy"]
+__all__ = ["LossOutput", "label_smoothed_cross_entropy"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 
 _LAZY = {
-    "Trainer": "lmforge.train.loop", "choose_dtype": "lmforge.train.loop",
+    "Trainer": "lmforge.train.loop", "choose_dtype": "lmforge.train.precision",
     "Schedule": "lmforge.train.optim", "build_optimizer": "lmforge.train.optim", "param_groups": "lmforge.train.optim",
     "save_checkpoint": "lmforge.train.checkpoint", "load_checkpoint": "lmforge.train.checkpoint",
 }

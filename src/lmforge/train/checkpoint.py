@@ -2,7 +2,8 @@
 
 A run directory a person can read:
 
-    config.json        the model config, {"family": "gpt", ...}   (what lmforge.load reads)
+    config.json        the model config, {"family": "gpt", ...}   (what lmforge.load reads); a wrapped
+                       model (an adapter, an extra head) adds "wrapper": {"kind": ..., ...} (config_record)
     model.safetensors  the weights; metadata {"step": "N"}
     tokenizer.json     the tokenizer (Hugging Face tokenizer.json format)
     run.json           the full run config (model / data / train sections) used by --resume
@@ -88,9 +89,9 @@ def save_checkpoint(run_dir: str | Path, model: torch.nn.Module, train_state: di
     staging.mkdir()
     step = int(train_state["step"])
     try:
-        cfg = model.config
-        atomic_write_json(staging / "config.json", {"family": type(cfg).family, **cfg.to_dict()})
-        # safetensors' save_model stores a tied tensor once (e.g. the embedding shared with the LM head)
+        atomic_write_json(staging / "config.json", config_record(model))
+        # safetensors' save_model stores a tied tensor once (e.g. the embedding shared with the LM head);
+        # a wrapper's file holds every tensor, its base's under "base."
         atomic_write(staging / WEIGHTS, lambda tmp: save_weights(model, tmp, step))
         if tokenizer is not None:
             save_tokenizer(tokenizer, staging)
@@ -110,6 +111,36 @@ def save_checkpoint(run_dir: str | Path, model: torch.nn.Module, train_state: di
         shutil.rmtree(staging, ignore_errors=True)
         raise
     recover(run_dir)
+
+
+def config_record(model: torch.nn.Module) -> dict[str, Any]:
+    """What config.json says about `model`.
+
+    A family model (`model.config` is a family's Config): {"family": "gpt", **config}, as lmforge.load reads it.
+    A wrapper (an adapter, a value or reward head) follows a two-attribute protocol: `model.base` is the module it
+    wraps and `model.wrapper_config()` a JSON-able dict with a "kind". Its record is its base family's plus
+    "wrapper", e.g. a value head on a GPT:
+
+        {"family": "gpt", "vocab_size": 65, ..., "wrapper": {"kind": "value_head", "d_out": 1}}
+
+    A wrapper of a wrapper (an adapter on a value-head model) nests: the inner wrapper's dict is the outer's
+    "base": {"kind": "lora", ..., "base": {"kind": "value_head", ...}}.
+    """
+    describe = getattr(model, "wrapper_config", None)
+    if callable(describe) and isinstance(getattr(model, "base", None), torch.nn.Module):
+        own = dict(describe())
+        if not isinstance(own.get("kind"), str) or "base" in own:
+            raise ValueError(f"{type(model).__name__}.wrapper_config() returned {own!r}: it must be a dict with a "
+                             f"'kind' string and no 'base' key (the record of what it wraps goes there)")
+        record = config_record(model.base)
+        if "wrapper" in record:
+            own["base"] = record.pop("wrapper")
+        return {**record, "wrapper": own}
+    cfg = getattr(model, "config", None)
+    if getattr(type(cfg), "family", None) is None:
+        raise ValueError(f"cannot checkpoint a {type(model).__name__}: it is not a family model (model.config with a "
+                         f"family) nor a wrapper of one (model.base and model.wrapper_config(); see config_record)")
+    return {"family": type(cfg).family, **cfg.to_dict()}
 
 
 def save_weights(model: torch.nn.Module, path: str, step: int) -> None:

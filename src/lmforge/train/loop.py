@@ -1,168 +1,43 @@
 """A training loop that knows no model (minGPT: "nothing in this file really has anything to do with GPT").
 
 The model only has to follow the package protocol: `model(x, targets=y).loss` is a scalar mean
-cross-entropy, and `model.config` is a Config (so a checkpoint can say what to rebuild). Other
-objectives pass `loss_fn(model, batch) -> scalar loss` instead. Batches come from any object with
-`get(index) -> tuple of tensors` whose result depends only on the index
-(lmforge.data.sampler.RandomWindows): the data position is one integer in the train state.
+cross-entropy, and the model is a family model (`model.config` names its family) or a wrapper around
+one (see lmforge.train.checkpoint.config_record), so a checkpoint can say what to rebuild. Other
+objectives pass `loss_fn(model, batch)`, returning a scalar loss or a LossOutput(loss, metrics) whose
+metrics are logged beside the loss. Batches come from any object with `get(index) -> tuple of tensors`
+whose result depends only on the index (lmforge.data.sampler.RandomWindows): the data position is one
+integer in the train state.
 
     trainer = Trainer(model, TrainConfig(max_steps=100), train_batches, val_batches, out_dir="runs/x")
     trainer.fit()              # or trainer.fit(resume=True) after a crash: same final weights, bit for bit
 
-Multi-process: launch with `torchrun --nproc_per_node N -m lmforge train ...`; torchrun's
-environment variables (RANK, WORLD_SIZE, LOCAL_RANK) switch on DistributedDataParallel
-(gloo on CPU, nccl on CUDA). Only rank 0 writes files.
+Post-training objectives read frozen companion models (a DPO reference, a reward model):
+`Trainer(policy, ..., companions={"ref": ref}, loss_fn=dpo)` calls `dpo(model, batch, companions)`;
+companions are never trained, saved or wrapped in DDP. A callback may end the run early with
+`trainer.request_stop(reason)`. Precision (lmforge.train.precision) and processes
+(lmforge.train.dist) are decided in their own modules; only rank 0 writes files.
 """
 from __future__ import annotations
 
 import contextlib
 import math
-import os
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 
 from lmforge.config import TrainConfig
 from lmforge.kernels import accelerate
+from lmforge.objectives import LossOutput
 from lmforge.train import checkpoint as ckpt
+from lmforge.train.dist import Dist, resolve_device
 from lmforge.train.optim import Schedule, build_optimizer
+from lmforge.train.precision import choose_dtype
 
+# the Trainer's own keys in a metrics row: a loss_fn metric may not take one (nor the "val_" prefix of eval metrics)
+ROW_KEYS = ("step", "loss", "lr", "tokens", "step_s", "elapsed_s")
 
-# ---------------------------------------------------------------------------------- hardware
-
-def cpu_flags() -> set[str]:
-    """CPU feature flags from /proc/cpuinfo (Linux); empty elsewhere."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def _seconds(fn: Callable[[], Any], device: torch.device, bf16: bool, budget: float) -> float:
-    """Best wall time of fn() under (optional) bf16 autocast, repeated for about `budget` s (at least 3 runs)."""
-    best, runs = math.inf, 0
-    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        fn()  # warm-up: first-call dispatch and kernel set-up are not what we compare
-        end = time.perf_counter() + budget
-        while time.perf_counter() < end or runs < 3:
-            runs += 1
-            t = time.perf_counter()
-            fn()
-            best = min(best, time.perf_counter() - t)
-    return best
-
-
-MIN_SPEEDUP = 1.1  # bf16 costs precision; take it only for a clear win
-
-
-def choose_dtype(requested: str, device: torch.device, model: torch.nn.Module | None = None,
-                 probe: Callable[[], Any] | None = None) -> tuple[bool, str]:
-    """(use bf16 autocast?, why). "auto" picks bf16 only where it is faster.
-
-    CUDA: bf16 whenever the GPU supports it (Ampere and later run it on tensor cores).
-    CPU: only with native bf16 instructions (AVX512-BF16 or AMX); on an AVX2-only CPU bf16 is
-    emulated and a matmul is ~100x slower. Flags say bf16 matmuls are fast, not that the model is:
-    a small model spends its time in casts, norms and softmax, where bf16 gains nothing. So a
-    flagged CPU is confirmed by timing `probe()` (the trainer passes forward + backward on its first
-    batch; default: the model's largest matmul) ~0.1 s each way, and bf16 must be
-    at least MIN_SPEEDUP times faster.
-    """
-    if requested == "fp32":
-        return False, "fp32 requested"
-    if device.type == "cuda":
-        ok = torch.cuda.is_bf16_supported()
-        if requested == "bf16" and not ok:
-            raise ValueError("train.dtype=bf16 but this GPU does not support bf16; use train.dtype=fp32 or auto")
-        return ok, "CUDA device supports bf16" if ok else "this GPU has no bf16: fp32"
-    if requested == "bf16":
-        return True, "bf16 requested"
-    capability = torch.backends.cpu.get_cpu_capability()
-    native = sorted(cpu_flags() & {"avx512_bf16", "amx_bf16", "amx_tile"}) or \
-        (["capability " + capability] if "BF16" in capability.upper() or "AMX" in capability.upper() else [])
-    if not native:
-        return False, f"CPU has no native bf16 (capability {capability}, no avx512_bf16/amx flag): fp32"
-    what = "a training step (forward + backward)"
-    if probe is None:
-        w = max((p for p in model.parameters() if p.dim() == 2), key=lambda p: p.numel(), default=None) if model else None
-        if w is None:
-            return True, f"CPU has {', '.join(native)}: bf16"
-        w, x = w.detach(), torch.randn(512, w.shape[1], device=w.device)
-        probe, what = (lambda: x @ w.T), "the model's largest matmul"
-    fp32, bf16 = _seconds(probe, device, False, 0.1), _seconds(probe, device, True, 0.1)
-    speedup = fp32 / bf16
-    verdict = "bf16" if speedup >= MIN_SPEEDUP else "fp32"
-    return verdict == "bf16", f"CPU has {', '.join(native)}; {what} measured {speedup:.2f}x the fp32 speed in bf16: {verdict}"
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"train.device={name} but no CUDA device is available; use train.device=cpu or auto")
-    return torch.device(name)
-
-
-class Dist:
-    """torchrun's environment: rank, world size; init/teardown of the process group."""
-
-    def __init__(self):
-        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        self.enabled = self.world_size > 1
-        self.is_main = self.rank == 0
-        self.device = torch.device("cpu")  # where collectives put their tensors: NCCL takes only CUDA tensors
-
-    def init(self, device: torch.device) -> None:
-        if not self.enabled:
-            return
-        if device.type == "cuda":
-            torch.cuda.set_device(device)  # else every rank's NCCL communicator (and object collectives) use GPU 0
-        if not torch.distributed.is_initialized():
-            backend = "nccl" if device.type == "cuda" else "gloo"  # gloo: the CPU backend
-            torch.distributed.init_process_group(backend)
-        if torch.distributed.get_backend() == "nccl":
-            self.device = device
-
-    def mean(self, value: float) -> float:
-        if not self.enabled:
-            return value
-        return self.sum(value) / self.world_size
-
-    def sum(self, value: float) -> float:
-        if not self.enabled:
-            return value
-        t = torch.tensor([value], dtype=torch.float64, device=self.device)
-        torch.distributed.all_reduce(t)
-        return t.item()
-
-    def gather(self, obj: Any) -> list[Any]:
-        if not self.enabled:
-            return [obj]
-        out = [None] * self.world_size
-        torch.distributed.all_gather_object(out, obj)
-        return out
-
-    def broadcast(self, obj: Any) -> Any:
-        """Rank 0's `obj` on every rank."""
-        if not self.enabled:
-            return obj
-        box = [obj]
-        torch.distributed.broadcast_object_list(box, src=0)
-        return box[0]
-
-    def barrier(self) -> None:
-        if self.enabled:
-            torch.distributed.barrier()
-
-
-# ---------------------------------------------------------------------------------- trainer
 
 def next_token_loss(model: torch.nn.Module, batch: tuple) -> torch.Tensor:
     """The default objective: batch = (ids, targets), the model computes its own mean cross-entropy."""
@@ -177,23 +52,77 @@ def batch_tokens(source, batch: tuple) -> int:
     return int(count(batch)) if count is not None else batch[0].numel()
 
 
+def as_loss_output(result: Any) -> LossOutput:
+    """A loss_fn's result as a LossOutput: a plain scalar tensor is a loss without metrics."""
+    if isinstance(result, LossOutput):
+        out = result
+    elif isinstance(result, torch.Tensor):
+        out = LossOutput(result)
+    else:
+        raise ValueError(f"loss_fn returned a {type(result).__name__}; return a scalar loss tensor or "
+                         f"LossOutput(loss, metrics) (lmforge.objectives)")
+    for name in out.metrics:
+        if name in ROW_KEYS or name.startswith("val_"):
+            raise ValueError(f"loss_fn metric {name!r} would overwrite the Trainer's own column; metric names "
+                             f"may not be one of {', '.join(ROW_KEYS)} nor start with 'val_' (eval metrics get it)")
+    return out
+
+
+class Means:
+    """Running means of metrics over calls (the micro-batches of a step, or the eval batches). Added after
+    the loss's .item() has waited for the device, so reading a metric costs a copy, not another sync."""
+
+    def __init__(self):
+        self.sums: dict[str, float] = {}
+        self.n = 0
+
+    def add(self, metrics: Mapping[str, Any]) -> None:
+        if self.n and metrics.keys() != self.sums.keys():
+            raise ValueError(f"loss_fn returned metrics {sorted(metrics)} after {sorted(self.sums)}: "
+                             f"return the same metric names on every call (they are averaged)")
+        for name, v in metrics.items():
+            if isinstance(v, torch.Tensor):
+                if v.numel() != 1:
+                    raise ValueError(f"metric {name!r} has shape {tuple(v.shape)}; a metric is one number "
+                                     f"(a float or a 0-d tensor, e.g. x.mean())")
+                v = v.detach()
+            self.sums[name] = self.sums.get(name, 0.0) + float(v)
+        self.n += 1
+
+    def means(self) -> dict[str, float]:
+        return {name: total / self.n for name, total in self.sums.items()}
+
+
+def _round(x: float) -> float:
+    """6 significant digits: a metric's scale is unknown (a PPO KL of 3e-7 must not print as 0)."""
+    return float(f"{x:.6g}")
+
+
 class Trainer:
     """Gradient accumulation, clipping, bf16 autocast, optional torch.compile, DDP, periodic eval,
-    metrics.jsonl + loss.png, atomic checkpoints and bit-exact resume.
+    metrics.jsonl + loss.png, atomic checkpoints and bit-exact resume; loss metrics, stop requests and
+    frozen companion models for post-training.
 
-    What it does to `model`: moves it to the device; on CPU also lmforge.kernels.accelerate(model), so large
-    fp32 products compute their forward with oneDNN (1.17-1.50x torch's default BLAS for GPT-2's matrices;
-    gradients exactly F.linear's) and evaluation's few-row products take the decoding paths. The change is
-    to the linear layers' class only (same Parameters, same state-dict keys, outputs within float rounding):
-    lmforge.kernels.restore(model) undoes it, lmforge.kernels.set_large_onednn(False) turns the path off."""
+    What it does to `model` (and the companions): moves it to the device; on CPU also
+    lmforge.kernels.accelerate(model), so large fp32 products compute their forward with oneDNN (1.17-1.50x
+    torch's default BLAS for GPT-2's matrices; gradients exactly F.linear's) and evaluation's few-row
+    products take the decoding paths. The change is to the linear layers' class only (same Parameters, same
+    state-dict keys, outputs within float rounding): lmforge.kernels.restore(model) undoes it,
+    lmforge.kernels.set_large_onednn(False) turns the path off."""
 
     def __init__(self, model: torch.nn.Module, config: TrainConfig, train_batches, val_batches=None,
                  out_dir: str | Path | None = None, *, tokenizer=None, run_config: dict | None = None,
-                 loss_fn: Callable[[torch.nn.Module, tuple], torch.Tensor] | None = None,
+                 loss_fn: Callable[..., torch.Tensor | LossOutput] | None = None,
                  callbacks: tuple[Callable[["Trainer", dict], None], ...] = (),
+                 companions: Mapping[str, torch.nn.Module] | None = None,
                  log: Callable[[str], None] | None = None):
-        """callbacks: called as cb(trainer, row) after each metrics row (rank 0 only), e.g. to print a sample.
-        A callback that lowers cfg.max_steps ends training there, on every rank."""
+        """loss_fn: loss_fn(model, batch) -> scalar tensor or LossOutput; with companions, it is called
+        as loss_fn(model, batch, companions). Default: the model's own next-token loss.
+        callbacks: called as cb(trainer, row) after each metrics row (rank 0 only), e.g. to print a sample;
+        one may end training with trainer.request_stop(reason).
+        companions: name -> frozen model the loss reads (a reference or reward model). The Trainer moves
+        each to the device, puts it in eval mode and turns off its gradients; it is never in the optimizer,
+        DDP or a checkpoint."""
         self.cfg, self.train_batches, self.val_batches = config, train_batches, val_batches
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.tokenizer, self.run_config = tokenizer, run_config
@@ -202,8 +131,10 @@ class Trainer:
         self.device = resolve_device(config.device, self.dist.local_rank)
         self.dist.init(self.device)
         self.model = model.to(self.device)  # the unwrapped module (no DDP, no compile): what is saved and returned
-        if self.device.type == "cpu":
-            accelerate(self.model)  # the oneDNN forward for large training products (lmforge.kernels)
+        self.companions = self._freeze(companions or {})
+        if self.device.type == "cpu":  # the oneDNN forward for large training products (lmforge.kernels)
+            for m in (self.model, *self.companions.values()):
+                accelerate(m)
         self.loss_fn, self.callbacks = loss_fn or next_token_loss, tuple(callbacks)
         self._bf16: bool | None = None  # decided on first use (see bf16); a resumed run takes its checkpoint's
         self.optimizer = build_optimizer(self.model, config)
@@ -212,6 +143,7 @@ class Trainer:
         self.tokens = 0  # training tokens this rank has consumed since the start or the resume (batch_tokens)
         self._tokens_before = 0  # all ranks' tokens up to the checkpoint resumed from
         self._elapsed, self._fit_t0 = 0.0, None  # training wall time before this fit() call; when it started
+        self.stop_reason: str | None = None  # why fit() ended before max_steps (request_stop), else None
         net = self.model
         if config.compile:
             net = torch.compile(net)
@@ -220,6 +152,31 @@ class Trainer:
 
             net = DistributedDataParallel(net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.net = net  # what forward/backward run through
+
+    def _freeze(self, companions: Mapping[str, torch.nn.Module]) -> dict[str, torch.nn.Module]:
+        trained = {id(p) for p in self.model.parameters()}
+        frozen = {}
+        for name, m in companions.items():
+            if not isinstance(m, torch.nn.Module):
+                raise ValueError(f"companion {name!r} is a {type(m).__name__}, not a torch.nn.Module")
+            if any(id(p) in trained for p in m.parameters()):
+                # freezing it would freeze the trained weights too (and a reference must not move with the policy)
+                raise ValueError(f"companion {name!r} shares parameters with the trained model; pass a copy "
+                                 f"(e.g. copy.deepcopy(model) before training)")
+            frozen[name] = m.to(self.device).eval().requires_grad_(False)
+        return frozen
+
+    def compute_loss(self, net: torch.nn.Module, batch: tuple) -> LossOutput:
+        """The loss_fn on one batch, with the companions when there are any."""
+        result = self.loss_fn(net, batch, self.companions) if self.companions else self.loss_fn(net, batch)
+        return as_loss_output(result)
+
+    def request_stop(self, reason: str) -> None:
+        """End training after the current step, with a checkpoint at it (e.g. a callback whose budget is
+        spent, or early stopping). Rank 0 decides: a request on another rank is ignored, and under DDP
+        every rank stops at the same step. `stop_reason` says why, on every rank, once fit() returns."""
+        if self.dist.is_main and self.stop_reason is None:
+            self.stop_reason = reason
 
     @property
     def bf16(self) -> bool:
@@ -246,7 +203,7 @@ class Trainer:
             self.model.eval()
             try:
                 with torch.enable_grad():
-                    self.loss_fn(self.model, batch).backward()
+                    self.compute_loss(self.model, batch).loss.backward()
             finally:
                 self.model.train(was_training)
                 for p in self.model.parameters():
@@ -296,6 +253,7 @@ class Trainer:
                          f"{self.dist.world_size}: not bit-exact with an uninterrupted run")
 
     def save(self) -> None:
+        """A checkpoint of the trained model only: companions are not in it (they are inputs to the run)."""
         state = self.state_dict()  # collective (gathers RNG states): every rank calls it
         if self.dist.is_main and self.out_dir is not None:
             ckpt.save_checkpoint(self.out_dir, self.model, state, metrics=self.metrics,
@@ -319,24 +277,32 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     @torch.no_grad()
-    def evaluate(self) -> float:
-        """Mean val loss over the same `eval_steps` batches every time (indices 0..eval_steps-1)."""
+    def val_metrics(self) -> dict[str, float]:
+        """{"val_loss": ..., "val_<metric>": ...} for every metric of the loss_fn: means over the same
+        `eval_steps` batches every time (indices 0..eval_steps-1) and over the ranks."""
         self.net.eval()
-        total = 0.0
+        loss, means = 0.0, Means()
         for i in range(self.cfg.eval_steps):
             batch = tuple(t.to(self.device) for t in self.val_batches.get(i))
             with self._autocast():
-                total += self.loss_fn(self.net, batch).float().item()
+                out = self.compute_loss(self.net, batch)
+            loss += out.loss.float().item()
+            means.add(out.metrics)
         self.net.train()
-        return self.dist.mean(total / self.cfg.eval_steps)
+        values = self.dist.means({"loss": loss / self.cfg.eval_steps, **means.means()})
+        return {f"val_{name}": v for name, v in values.items()}
 
-    def train_step(self) -> float:
-        """One optimizer step over grad_accum micro-batches; returns the mean loss (this rank)."""
+    def evaluate(self) -> float:
+        """Mean val loss over the same `eval_steps` batches every time (see val_metrics)."""
+        return self.val_metrics()["val_loss"]
+
+    def train_step(self) -> dict[str, Any]:
+        """One optimizer step over grad_accum micro-batches; returns this rank's means over them, {"loss", **metrics}."""
         cfg = self.cfg
         lr = self.schedule(self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        total = 0.0
+        total, means = 0.0, Means()
         for micro in range(cfg.grad_accum):
             batch = self.train_batches.get(self.position)
             self.position += 1
@@ -346,18 +312,42 @@ class Trainer:
             sync = contextlib.nullcontext() if not self.dist.enabled or micro == cfg.grad_accum - 1 else self.net.no_sync()
             with sync:
                 with self._autocast():
-                    loss = self.loss_fn(self.net, batch)
-                (loss / cfg.grad_accum).backward()
-            total += loss.detach().float().item()
+                    out = self.compute_loss(self.net, batch)
+                (out.loss / cfg.grad_accum).backward()
+            total += out.loss.detach().float().item()
+            means.add(out.metrics)
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        return total / cfg.grad_accum
+        return {"loss": total / cfg.grad_accum, **means.means()}
+
+    def _stop_agreed(self) -> bool:
+        """Has rank 0 asked to stop? Asked every step, so every rank leaves the loop at the same step (the
+        others would otherwise wait forever in the next step's all-reduce)."""
+        stop = self.dist.broadcast_flag(self.stop_reason is not None)
+        if stop and self.dist.enabled:
+            self.stop_reason = self.dist.broadcast(self.stop_reason)  # once: every rank can say why
+        return stop
+
+    def _row(self, out: dict[str, float], t0: float) -> dict[str, float]:
+        """The metrics row of the step just taken: train loss and metrics every log_interval steps, val loss and
+        metrics every eval_interval steps, both at max_steps; {} when neither is due. t0: when the step began.
+        A collective under DDP."""
+        cfg, step, row = self.cfg, self.step, {}
+        if step % cfg.log_interval == 0 or step == cfg.max_steps:
+            means = self.dist.means(out)  # loss and metrics in one all-reduce
+            row = {"step": step, "loss": round(means.pop("loss"), 6), **{k: _round(v) for k, v in means.items()},
+                   "lr": self.schedule(step - 1), "tokens": self.global_tokens(), "step_s": round(time.perf_counter() - t0, 4),
+                   "elapsed_s": round(self.elapsed(), 2)}
+        if self.val_batches is not None and ((cfg.eval_interval and step % cfg.eval_interval == 0) or step == cfg.max_steps):
+            val = self.val_metrics()
+            row = {"step": step, **row, "val_loss": round(val.pop("val_loss"), 6), **{k: _round(v) for k, v in val.items()}}
+        return row
 
     def fit(self, resume: bool = False) -> dict[str, float]:
-        """Train to cfg.max_steps; returns the last logged metrics."""
+        """Train to cfg.max_steps, or to the step where a stop was requested; returns the last logged metrics."""
         cfg = self.cfg
         if resume:
             self.resume()
@@ -370,42 +360,42 @@ class Trainer:
 
             bar = tqdm(total=cfg.max_steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
         self.net.train()
-        self._fit_t0, last = time.perf_counter(), {}
-        while self.step < cfg.max_steps:
-            t = time.perf_counter()
-            loss = self.train_step()
-            if not math.isfinite(loss):
-                raise FloatingPointError(f"loss is {loss} at step {self.step}: lower train.lr or enable train.grad_clip")
-            step = self.step
-            row = {}
-            if step % cfg.log_interval == 0 or step == cfg.max_steps:
-                row = {"step": step, "loss": round(self.dist.mean(loss), 6), "lr": self.schedule(step - 1),
-                       "tokens": self.global_tokens(), "step_s": round(time.perf_counter() - t, 4),
-                       "elapsed_s": round(self.elapsed(), 2)}
-            if self.val_batches is not None and ((cfg.eval_interval and step % cfg.eval_interval == 0) or step == cfg.max_steps):
-                row = {"step": step, **row, "val_loss": round(self.evaluate(), 6)}
-            if row:
-                self.metrics.append(row)
-                last = row
+        self._fit_t0, last, self.stop_reason = time.perf_counter(), {}, None
+        try:
+            while self.step < cfg.max_steps:
+                t = time.perf_counter()
+                out = self.train_step()
+                if not math.isfinite(out["loss"]):
+                    raise FloatingPointError(f"loss is {out['loss']} at step {self.step}: lower train.lr or enable train.grad_clip")
+                step = self.step
+                row = self._row(out, t)
+                if row:
+                    self.metrics.append(row)
+                    last = row
+                    if bar is not None:
+                        bar.set_postfix({k: v for k, v in row.items() if k not in ROW_KEYS or k == "loss"})
+                    if self.dist.is_main:
+                        for cb in self.callbacks:
+                            cb(self, row)
+                stop = self._stop_agreed()
                 if bar is not None:
-                    bar.set_postfix({k: row[k] for k in ("loss", "val_loss") if k in row})
-                if self.dist.is_main:
-                    for cb in self.callbacks:
-                        cb(self, row)
-                if self.callbacks:
-                    # A callback may end training early by lowering cfg.max_steps (the translation recipe's
-                    # budget); it ran on rank 0 only, so every rank takes rank 0's value, or the others would
-                    # wait forever in the next step's all-reduce.
-                    cfg.max_steps = self.dist.broadcast(cfg.max_steps)
+                    bar.update(1)
+                if (cfg.save_interval and step % cfg.save_interval == 0) or step == cfg.max_steps or stop:
+                    self.save()
+                    if self.dist.is_main and self.out_dir is not None:
+                        # a line on stdout per checkpoint: what is safe on disk (tqdm draws on stderr)
+                        with bar.external_write_mode() if bar is not None else contextlib.nullcontext():
+                            self.log(f"checkpoint: step {step} saved to {self.out_dir}")  # the bar is redrawn below it
+                if stop:
+                    if self.dist.is_main:
+                        with bar.external_write_mode() if bar is not None else contextlib.nullcontext():
+                            self.log(f"stopped at step {step} of {cfg.max_steps}: {self.stop_reason}")
+                    break
+        except KeyboardInterrupt as e:
+            e.step = self.step  # the recipe runner says where: "interrupted at step N"
+            raise
+        finally:
             if bar is not None:
-                bar.update(1)
-            if (cfg.save_interval and step % cfg.save_interval == 0) or step == cfg.max_steps:
-                self.save()
-                if self.dist.is_main and self.out_dir is not None:
-                    # a line on stdout per checkpoint: what is safe on disk (tqdm draws on stderr)
-                    with bar.external_write_mode() if bar is not None else contextlib.nullcontext():
-                        self.log(f"checkpoint: step {step} saved to {self.out_dir}")  # the bar is redrawn below it
-        if bar is not None:
-            bar.close()
+                bar.close()
         self._elapsed, self._fit_t0 = self.elapsed(), None
         return last

@@ -147,7 +147,7 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False) -> int:
     group (torchrun) is torn down whatever happens."""
     import torch
 
-    from lmforge.train.loop import Dist
+    from lmforge.train.dist import Dist
 
     out = Path(out)
     main = Dist().is_main

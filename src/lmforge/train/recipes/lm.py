@@ -45,7 +45,8 @@ def run(cfg: Run, out: Path, resume: bool = False) -> dict:
     """Build data, tokenizer and model from `cfg` and train into `out`; returns the last metrics row."""
     from lmforge.data.prepare import prepare
     from lmforge.data.sampler import RandomWindows
-    from lmforge.train.loop import Dist, Trainer
+    from lmforge.train.dist import Dist
+    from lmforge.train.loop import Trainer
     from lmforge.train.recipes import build_model
 
     dist = Dist()

@@ -120,11 +120,11 @@ class Snapshots:
     def __call__(self, trainer, row: dict) -> None:
         step = row["step"]
         if self.budget is not None and trainer.elapsed() >= self.budget and step < trainer.cfg.max_steps:
-            # the loop checks `step < cfg.max_steps` and saves a checkpoint when they are equal
-            trainer.cfg.max_steps = step
+            # the Trainer ends the run after this step, with a checkpoint there
+            trainer.request_stop(f"wall-clock budget of {self.budget / 60:g} min spent")
             self.stopped_by_budget = True
-        if step % self.interval == 0 or step == trainer.cfg.max_steps:
-            self.save(trainer.model, step)
+        if step % self.interval == 0 or step == trainer.cfg.max_steps or self.stopped_by_budget:
+            self.save(trainer.model, step)  # the last step's weights are always a snapshot
 
 
 def average_checkpoints(paths: list[Path]) -> dict[str, torch.Tensor]:
@@ -168,7 +168,8 @@ def run(cfg: Run, out: str | Path, resume: bool = False, *, log=print) -> dict:
     Under torchrun every process trains and evaluates (collectives); only rank 0 writes files and logs."""
     from lmforge.models import load_state, save_model
     from lmforge.tokenizers import load_tokenizer, save_tokenizer
-    from lmforge.train.loop import Dist, Trainer
+    from lmforge.train.dist import Dist
+    from lmforge.train.loop import Trainer
     from lmforge.train.recipes import build_model
 
     out = Path(out)
