@@ -3,16 +3,18 @@
     python bench/generate.py                 # all five; --only decode|server|ttft|linear|hugepages; --repeats N
 
 1. Decode tokens/s, batch 1, GPT-2-124M shape (random weights), 32-token prompt, 256 new tokens, greedy,
-   fp32: lmforge.generate (full Step records) vs Hugging Face `generate` with its KV cache, same process.
+   fp32: lmforge.generate (full Step records; the CPU fast paths of lmforge.kernels and, as `lmforge
+   generate` and the server ask for them, huge-page weights) vs Hugging Face `generate` with its KV cache,
+   same process.
    Also the fraction of the memory-bandwidth bound: a decode step must read every parameter once, so
    tokens/s <= read bandwidth / parameter bytes (bandwidth measured here by summing a 1 GiB tensor).
    bf16 too where the CPU has native bf16 (avx512_bf16 / amx).
 2. Server: aggregate streamed tokens/s with 8 concurrent clients vs 1 (continuous batching).
 3. Time to first token for a 512-token prompt (124M shape), vs HF generate(max_new_tokens=1).
-4. The products under decoding: GB/s of weights read by lmforge.nn.linear vs F.linear for the GPT-2
+4. The products under decoding: GB/s of weights read by lmforge.kernels.linear vs F.linear for the GPT-2
    matrices at 1, 2 and 8 rows, one and all threads, with more matrices than the cache holds.
 5. The same one-row products over all of GPT-2 small's weights, from torch's allocations vs from huge
-   pages (lmforge.nn.huge_page_weights, which the decoding Engine applies), interleaved.
+   pages (lmforge.kernels.huge_page_weights, which the decoding CLI and the server apply), interleaved.
 """
 from __future__ import annotations
 
@@ -72,7 +74,8 @@ def bench_decode(repeats: int, dtype=torch.float32, new: int = 256) -> dict:
         for name in ("lmforge", "hf"):  # interleaved
             t = time.perf_counter()
             if name == "lmforge":
-                out = [s.token for s in generate(ours, prompt[0], max_new_tokens=new, temperature=0)]
+                out = [s.token for s in generate(ours, prompt[0], max_new_tokens=new, temperature=0,
+                                                 huge_pages=True)]
             else:
                 with torch.inference_mode():
                     out = hf.generate(prompt, max_new_tokens=new, min_new_tokens=new, do_sample=False,
@@ -98,7 +101,7 @@ def bench_ttft(repeats: int) -> dict:
     t_ours, t_hf = [], []
     for r in range(repeats + 1):
         t = time.perf_counter()
-        next(iter(generate(ours, prompt[0], max_new_tokens=1, temperature=0)))
+        next(iter(generate(ours, prompt[0], max_new_tokens=1, temperature=0, huge_pages=True)))
         a = time.perf_counter() - t
         with torch.inference_mode():
             t = time.perf_counter()
@@ -163,14 +166,14 @@ def bench_server(clients: int = 8, tokens: int = 128, threads: int | None = None
 
 
 def bench_linear(repeats: int) -> dict:
-    """Weights read per second (GB/s) by lmforge.nn.linear (inside a PackedWeights table, as in the Engine) and by
-    F.linear, interleaved, for each GPT-2 matrix shape and the tied head, at 1, 2 and 8 rows; at 8 rows also
+    """Weights read per second (GB/s) by lmforge.kernels.linear (inside a PackedWeights table, as in the Engine) and
+    by F.linear, interleaved, for each GPT-2 matrix shape and the tied head, at 1, 2 and 8 rows; at 8 rows also
     lmforge outside a table (the thread split).
     Enough copies of each matrix to exceed 256 MB, so every product streams its weights from memory as in
     real decoding."""
     import torch.nn.functional as F
 
-    from lmforge.nn import PackedWeights, linear
+    from lmforge.kernels import PackedWeights, linear
     all_threads = torch.get_num_threads()
     table = PackedWeights()  # as the decoding Engine holds one
 
@@ -203,12 +206,12 @@ def bench_linear(repeats: int) -> dict:
 
 
 def bench_hugepages(repeats: int) -> dict:
-    """GB/s of one decoding step's products (one row through lmforge.nn.linear, every GPT-2-small matrix and the
-    head) from weights in torch's own allocations vs the same weights after lmforge.nn.huge_page_weights,
+    """GB/s of one decoding step's products (one row through lmforge.kernels.linear, every GPT-2-small matrix and
+    the head) from weights in torch's own allocations vs the same weights after lmforge.kernels.huge_page_weights,
     interleaved in one process. Two models: 1 GB, so neither stays in cache."""
+    from lmforge.kernels import huge_page_weights, linear
+    from lmforge.kernels.hugepages import available
     from lmforge.models import build_model
-    from lmforge.nn import huge_page_weights, linear
-    from lmforge.nn.hugepages import available
     if not available():
         return {"skipped": "no transparent huge pages on this machine"}
 

@@ -2,7 +2,8 @@
 
 Both models: GPT-2 small's shape (12 layers, 12 heads, width 768, vocab 50257, 1024 positions), dropout 0,
 train mode, the same weights (ours converted from the HF model with lmforge.models.gpt.hf, so the two
-compute the same function), HF with attn_implementation="sdpa". One step = forward, mean next-token
+compute the same function; ours with lmforge.kernels applied on CPU, as lmforge's Trainer does, so large
+products take oneDNN's forward), HF with attn_implementation="sdpa". One step = forward, mean next-token
 cross-entropy over all 4*256 positions, backward, zero the gradients (no optimizer: the issue asks for
 forward + backward). Both losses are computed the same way, F.cross_entropy on the logits.
 Target (issue 3): our step time <= 0.8x HF's in fp32.
@@ -35,14 +36,17 @@ def build(device: str):
     c = config_from_hf(cfg.to_dict())
     ours = GPT(c)
     ours.load_state_dict(state_from_hf(hf.state_dict(), c))
+    if torch.device(device).type == "cpu":
+        from lmforge.kernels import accelerate
+        accelerate(ours)  # what lmforge's Trainer does on CPU
     return ours.to(device).train(), hf.to(device).train()
 
 
 def products(threads: int, rounds: int) -> None:
     """Forward GFLOP/s of the products in a GPT-2-small training step at 1024 rows: torch's F.linear (MKL on
-    CPU) vs oneDNN's linear, which lmforge.nn.linear uses for large fp32 training products; interleaved."""
-    from lmforge.nn.linear import _onednn_available
-    if not _onednn_available():
+    CPU) vs oneDNN's linear, which lmforge.kernels uses for large fp32 training products; interleaved."""
+    from lmforge.kernels.onednn import onednn_available
+    if not onednn_available():
         print("skipped: this torch has no oneDNN linear")
         return
     set_threads(threads)

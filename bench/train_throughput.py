@@ -89,6 +89,9 @@ OPTIMIZER_NOTE = {"shipped": "as each project ships it (ours fused, the referenc
 def make_step(name: str, dtype: str, device: str, batches, optimizer: str):
     torch.manual_seed(0)
     model = BUILDERS[name](SHAPE).to(device).train()
+    if name == "ours" and torch.device(device).type == "cpu":
+        from lmforge.kernels import accelerate
+        accelerate(model)  # as lmforge's Trainer does on CPU (at this size no fast path applies, F.linear runs)
     fused = optimizer == "fused" or (optimizer == "shipped" and name == "ours")
     opt = adamw(model, fused)
     fwd = logits_loss(name)

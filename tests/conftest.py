@@ -7,6 +7,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from tr_helpers import memo_config, memo_pairs, write_tsv  # noqa: E402  (tests/ is on sys.path: this conftest's folder)
+
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
@@ -27,3 +29,16 @@ def pytest_collection_modifyitems(config, items):
 def transformers():
     """Hugging Face transformers, for the tests that compare against it; those tests (only) skip without it."""
     return pytest.importorskip("transformers")
+
+
+@pytest.fixture(scope="session")
+def memo_run(tmp_path_factory):
+    """A tiny Transformer trained by the translation recipe to memorise 32 pairs (plus 2 'grep' pairs as its val split); shared by tests."""
+    from lmforge.data.translation import Pair
+    from lmforge.train.recipes.translation import run as train
+    d = tmp_path_factory.mktemp("memo")
+    pairs = memo_pairs()
+    val = [Pair("grep", "invalid argument", "ungültiges Argument"), Pair("grep", "memory exhausted", "Speicher erschöpft")]
+    tsv = write_tsv(d / "memo.tsv", [*[Pair("memo", p.src, p.tgt) for p in pairs], *val])
+    summary = train(memo_config(tsv), d / "run", log=lambda m: None)
+    return d / "run", pairs, summary, tsv

@@ -64,6 +64,9 @@ FORBIDDEN = {
                "lmforge.generate", "lmforge.serve", "lmforge.cli", "lmforge.kernels"),
     "nn": ("lmforge.models", "lmforge.train", "lmforge.generate", "lmforge.serve", "lmforge.cli", "lmforge.tokenizers",
            "lmforge.data", "lmforge.kernels"),
+    # the CPU fast paths know layers (nn), never what runs them
+    "kernels": ("lmforge.models", "lmforge.train", "lmforge.generate", "lmforge.serve", "lmforge.cli",
+                "lmforge.tokenizers", "lmforge.data"),
     "tokenizers": ("torch", "lmforge.nn", "lmforge.models", "lmforge.train", "lmforge.generate", "lmforge.serve",
                    "lmforge.cli", "lmforge.data"),
     "data": ("lmforge.models", "lmforge.train", "lmforge.generate", "lmforge.serve", "lmforge.cli"),

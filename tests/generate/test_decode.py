@@ -234,8 +234,8 @@ def test_processors_take_effect_in_the_engine(model):
 @pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
 def test_batched_engine_packs_its_weights_and_gives_the_same_tokens():
     """A batch of 4 rows on a model with 384-wide matrices: the Engine keeps packed weight copies
-    (lmforge.nn.linear) and greedy tokens equal those computed without packing."""
-    from lmforge.nn import set_packing
+    (lmforge.kernels.packed) and greedy tokens equal those computed without packing."""
+    from lmforge.kernels import set_packing
     torch.manual_seed(0)
     big = build_model("gpt", dict(vocab_size=50, max_len=64, d_model=384, n_heads=6, n_layers=1)).eval()
     prompts = [[1, 2, 3], [4, 5], [6, 7, 8, 9], [10]]

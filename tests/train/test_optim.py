@@ -50,3 +50,12 @@ def test_constant_after_warmup():
 def test_inverse_sqrt_needs_warmup():
     with pytest.raises(ValueError, match="inverse_sqrt' needs warmup_steps > 0"):
         TrainConfig(schedule="inverse_sqrt", warmup_steps=0)
+
+
+def test_inverse_sqrt_schedule_is_the_papers_formula():
+    """Vaswani et al. 2017 eq. 3: lrate = d_model^-0.5 * min(step^-0.5, step * warmup^-1.5), d_model 512, warmup 4000."""
+    s = Schedule("inverse_sqrt", lr=(512 * 4000) ** -0.5, warmup_steps=4000, max_steps=100_000)
+    for step in (1, 100, 1000, 4000, 10_000, 100_000):
+        paper = 512 ** -0.5 * min(step ** -0.5, step * 4000 ** -1.5)
+        assert abs(s(step - 1) - paper) < 1e-12  # our step is 0-based
+    assert abs(s(3999) - 6.9877e-4) < 1e-7  # the peak, at the end of warmup

@@ -48,9 +48,12 @@ def add_arguments(p) -> None:
 
 def load_run(path: str):
     """(model in eval mode, tokenizer) from a run directory or a HF GPT-2 directory. A translation run
-    gives the weights `lmforge translate` uses (the averaged ones when they were better)."""
+    gives the weights `lmforge translate` uses (the averaged ones when they were better). For the decoding
+    commands (generate, chat, sample, serve): the model's weights are moved into huge pages
+    (lmforge.kernels.hugepages), here, before any thread runs it."""
     import lmforge
     from lmforge.eval.translation import translator_path
+    from lmforge.kernels import huge_page_weights
     from lmforge.tokenizers import load_tokenizer
     if not Path(path).exists():
         raise FileNotFoundError(f"{path} does not exist; pass a run directory (e.g. runs/kjv-char) or a HF GPT-2 directory")
@@ -58,6 +61,7 @@ def load_run(path: str):
     model = lmforge.load(translator_path(path)).eval()
     if tok.vocab_size > model.config.vocab_size:
         raise ValueError(f"{path}: tokenizer.json has {tok.vocab_size} ids but the model only {model.config.vocab_size}")
+    huge_page_weights(model)  # the CLI owns this model; each decoding step streams every weight
     return model, tok
 
 

@@ -37,7 +37,7 @@ def run(args) -> int:
         import torch
         torch.set_num_threads(args.threads)
     if args.no_pack:
-        from lmforge.nn import set_packing
+        from lmforge.kernels import set_packing
         set_packing(False)
     model, tok = load_run(args.run)
     name = args.name or Path(args.run).resolve().name

@@ -7,6 +7,7 @@ emits EOS is finished and scored log P(Y) / lp(Y) with the length penalty of Wu 
 stops (`early_stopping`): True, as soon as it has `num_beams` finished hypotheses (fairseq; what
 lmforge's translation uses); False, once it has them and no live one, even at its current length,
 can beat the worst of them (Hugging Face's heuristic for early_stopping=False). Or at max_new_tokens.
+On CPU it applies lmforge.kernels.accelerate(model), as the Engine does (see lmforge.generate.decode.Engine).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Sequence
 import torch
 
 from lmforge.generate.decode import check_prompt, room
+from lmforge.kernels import accelerate
 
 
 def length_penalty(length: int, alpha: float = 0.6) -> float:
@@ -83,6 +85,8 @@ def beam_search_batch(model, prompts: Sequence[Sequence[int]], *, num_beams: int
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     k, dev = num_beams, next(model.parameters()).device
     limits = [min(max_new_tokens, room(model, len(p))) for p in prompts]
+    if dev.type == "cpu":
+        accelerate(model)  # k-row steps: the CPU fast paths (lmforge.kernels), as the Engine applies them
     lp = lambda length: length_penalty(length, length_penalty_alpha)  # noqa: E731
 
     context = max(len(p) for p in prompts) if model.decoder_start is None else 1

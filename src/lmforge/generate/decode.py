@@ -28,8 +28,7 @@ from torch import Tensor
 
 from lmforge.generate.sampling import SamplingParams
 from lmforge.generate.steps import Step, choose
-from lmforge.nn.hugepages import huge_page_weights
-from lmforge.nn.linear import PackedWeights
+from lmforge.kernels import PackedWeights, accelerate, huge_page_weights
 
 
 class Sequence:
@@ -116,10 +115,17 @@ class Engine:
         a = engine.add([5, 6, 7], SamplingParams(temperature=0), max_new_tokens=10)
         while engine.active:
             for step in engine.step(): ...
+
+    What it does to `model` on CPU: lmforge.kernels.accelerate(model), so its linear layers and LM head compute
+    with the CPU fast paths from then on (the same Parameter objects and state-dict keys; outputs equal to
+    plain PyTorch's within float rounding; lmforge.kernels.restore(model) undoes it,
+    lmforge.kernels.set_enabled(False) turns the paths off). huge_pages=True also moves the model's CPU
+    weights into huge-page memory (lmforge.kernels.huge_page_weights: the same Parameters and values in new
+    memory, for good; read 1.04-1.17x faster): opt-in, and not while another thread runs the model.
     """
 
     def __init__(self, model, *, use_cache: bool = True, alternatives: int = 5, need_weights: bool = False,
-                 capacity: int | None = None):
+                 capacity: int | None = None, huge_pages: bool = False):
         if alternatives < 0:
             raise ValueError(f"alternatives must be >= 0, got {alternatives}")
         if not (hasattr(model, "prefill") and hasattr(model, "decode_step")):
@@ -131,12 +137,14 @@ class Engine:
         self.use_cache, self.k, self.need_weights = use_cache, min(alternatives, self.vocab_size), need_weights
         self.device = next(model.parameters()).device
         if self.device.type == "cpu":
-            huge_page_weights(model)  # every step streams all weights: from huge pages it reads faster (nn.hugepages)
+            accelerate(model)  # a decoding step is few-row products: the column/packed forms (lmforge.kernels)
+            if huge_pages:
+                huge_page_weights(model)  # every step streams all weights: from huge pages it reads faster
         self.rows: list[Sequence] = []  # running, in batch order
         self.pending: list[Sequence] = []  # added, joining at the next step
         self._lock = threading.Lock()
         self._ids = itertools.count()
-        self.packs = PackedWeights()  # packed weight copies for batched steps on CPU (lmforge.nn.linear)
+        self.packs = PackedWeights()  # packed weight copies for batched steps on CPU (lmforge.kernels.packed)
         self._clear()
 
     def _clear(self) -> None:
@@ -292,7 +300,7 @@ def generate(model, ids, *, max_new_tokens: int = 64, temperature: float = 1.0, 
              logit_bias: dict[int, float] | None = None, banned_tokens: Seq[int] = (),
              eos_token_id: int | Seq[int] | None = None, stop=None, seed: int | None = None,
              use_cache: bool = True, alternatives: int = 5, need_weights: bool = False,
-             cancel: threading.Event | None = None, slide: bool = False) -> Iterator[Step]:
+             cancel: threading.Event | None = None, slide: bool = False, huge_pages: bool = False) -> Iterator[Step]:
     """Generate from one prompt (list of ids, or a (T,) tensor) or several ((B, T) tensor, list of lists
     of different lengths); yields a Step per new token per row, rows interleaved step by step. For an
     encoder-decoder model the prompts are sources and the Steps are their targets (with need_weights,
@@ -303,6 +311,11 @@ def generate(model, ids, *, max_new_tokens: int = 64, temperature: float = 1.0, 
     row (the stop tokens are yielded). cancel: a threading.Event; once set (from any thread) no
     further step is computed. Stopping early is simply leaving the loop. slide: go on past the
     model's context, keeping its last half (see Engine.add).
+
+    On CPU the model's linear layers are switched to lmforge.kernels' fast products (a lasting change of
+    their class, not of their weights; see Engine). huge_pages=True also moves its weights into huge-page
+    memory (lmforge.kernels.huge_page_weights), as `lmforge generate` does: opt-in, since it replaces the
+    memory under the caller's model.
 
         for step in generate(model, [464, 3290], max_new_tokens=20, temperature=0.8, top_p=0.95, seed=0):
             print(step.token, step.prob, [(a.token, a.raw_prob) for a in step.alternatives])
@@ -316,7 +329,8 @@ def generate(model, ids, *, max_new_tokens: int = 64, temperature: float = 1.0, 
     # decoder positions to allocate: the prompt and the new tokens, or <s> and the new tokens
     context = max(len(p) for p in prompts) if getattr(model, "decoder_start", None) is None else 1
     engine = Engine(model, use_cache=use_cache, alternatives=alternatives, need_weights=need_weights,
-                    capacity=context + max_new_tokens if isinstance(max_new_tokens, int) else None)
+                    capacity=context + max_new_tokens if isinstance(max_new_tokens, int) else None,
+                    huge_pages=huge_pages)
     for r, p in enumerate(prompts):
         engine.add(p, params, max_new_tokens=max_new_tokens, eos_token_id=eos_token_id, stop=stop,
                    seed=None if seed is None else seed + r, slide=slide)

@@ -12,7 +12,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lmforge.nn.cache import LayerCache
-from lmforge.nn.linear import Linear
 from lmforge.nn.masks import causal_mask
 from lmforge.nn.positions import apply_rope
 
@@ -86,11 +85,11 @@ class MultiHeadAttention(nn.Module):
         self.n_heads, self.head_dim, self.cross, self.scale = n_heads, d_model // n_heads, cross, scale
         self.dropout = dropout
         if cross:
-            self.q = Linear(d_model, d_model, bias=bias)
-            self.kv = Linear(d_model, 2 * d_model, bias=bias)
+            self.q = nn.Linear(d_model, d_model, bias=bias)
+            self.kv = nn.Linear(d_model, 2 * d_model, bias=bias)
         else:
-            self.qkv = Linear(d_model, 3 * d_model, bias=bias)
-        self.out = Linear(d_model, d_model, bias=bias)
+            self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)
+        self.out = nn.Linear(d_model, d_model, bias=bias)
         self.out.residual = True  # scaled init for projections into the residual stream (see nn.init)
 
     def _heads(self, x: Tensor) -> Tensor:

@@ -10,8 +10,6 @@ import functools
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lmforge.nn.linear import Linear
-
 ACTIVATIONS = {
     "relu": F.relu,
     "gelu": F.gelu,
@@ -28,9 +26,9 @@ class FeedForward(nn.Module):
             raise ValueError(f"unknown activation {activation!r}. Allowed: {', '.join(ACTIVATIONS)}")
         self.act = ACTIVATIONS[activation]
         self.gated = activation in ("swiglu", "geglu")
-        self.fc1 = Linear(d_model, d_ff, bias=bias)
-        self.gate = Linear(d_model, d_ff, bias=bias) if self.gated else None
-        self.fc2 = Linear(d_ff, d_model, bias=bias)
+        self.fc1 = nn.Linear(d_model, d_ff, bias=bias)
+        self.gate = nn.Linear(d_model, d_ff, bias=bias) if self.gated else None
+        self.fc2 = nn.Linear(d_ff, d_model, bias=bias)
         self.fc2.residual = True
         self.drop = nn.Dropout(dropout)
 

@@ -1,9 +1,8 @@
 """Output heads on top of a stack's hidden states."""
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import Tensor, nn
-
-from lmforge.nn.linear import Linear, linear
 
 
 class LMHead(nn.Module):
@@ -13,9 +12,9 @@ class LMHead(nn.Module):
     def __init__(self, embedding: nn.Embedding | None = None, d_model: int = 0, vocab_size: int = 0, bias: bool = False):
         super().__init__()
         self.embedding = [embedding]  # a list, so the tied matrix is not registered (and saved) twice
-        self.proj = Linear(d_model, vocab_size, bias=bias) if embedding is None else None
+        self.proj = nn.Linear(d_model, vocab_size, bias=bias) if embedding is None else None
 
     def forward(self, x: Tensor) -> Tensor:
         if self.proj is not None:
             return self.proj(x)
-        return linear(x, self.embedding[0].weight)
+        return F.linear(x, self.embedding[0].weight)

@@ -28,6 +28,7 @@ from typing import Any, Callable, Mapping
 import torch
 
 from lmforge.config import TrainConfig
+from lmforge.kernels import accelerate
 from lmforge.objectives import LossOutput
 from lmforge.train import checkpoint as ckpt
 from lmforge.train.dist import Dist, resolve_device
@@ -100,7 +101,14 @@ def _round(x: float) -> float:
 class Trainer:
     """Gradient accumulation, clipping, bf16 autocast, optional torch.compile, DDP, periodic eval,
     metrics.jsonl + loss.png, atomic checkpoints and bit-exact resume; loss metrics, stop requests and
-    frozen companion models for post-training."""
+    frozen companion models for post-training.
+
+    What it does to `model` (and the companions): moves it to the device; on CPU also
+    lmforge.kernels.accelerate(model), so large fp32 products compute their forward with oneDNN (1.17-1.50x
+    torch's default BLAS for GPT-2's matrices; gradients exactly F.linear's) and evaluation's few-row
+    products take the decoding paths. The change is to the linear layers' class only (same Parameters, same
+    state-dict keys, outputs within float rounding): lmforge.kernels.restore(model) undoes it,
+    lmforge.kernels.set_large_onednn(False) turns the path off."""
 
     def __init__(self, model: torch.nn.Module, config: TrainConfig, train_batches, val_batches=None,
                  out_dir: str | Path | None = None, *, tokenizer=None, run_config: dict | None = None,
@@ -122,8 +130,11 @@ class Trainer:
         self.dist = Dist()
         self.device = resolve_device(config.device, self.dist.local_rank)
         self.dist.init(self.device)
-        self.model = model.to(self.device)  # the plain module: what is saved and returned
+        self.model = model.to(self.device)  # the unwrapped module (no DDP, no compile): what is saved and returned
         self.companions = self._freeze(companions or {})
+        if self.device.type == "cpu":  # the oneDNN forward for large training products (lmforge.kernels)
+            for m in (self.model, *self.companions.values()):
+                accelerate(m)
         self.loss_fn, self.callbacks = loss_fn or next_token_loss, tuple(callbacks)
         self._bf16: bool | None = None  # decided on first use (see bf16); a resumed run takes its checkpoint's
         self.optimizer = build_optimizer(self.model, config)

@@ -1,16 +1,15 @@
 """Translation outputs recorded before the one decoding protocol (issue 12): greedy and beam 4 on the
-tiny random encoder-decoders of test_generate_objective.py and on the memorising run of conftest.py must
+tiny random encoder-decoders of tests/generate/test_seq2seq.py and on the memorising run of tests/conftest.py must
 equal recorded-random.json and recorded-memo.json exactly.
 
 The files were written by this file on the code before the change (main at c22c4d1):
-    LMFORGE_RECORD=1 pytest tests/translation/test_recorded_translations.py
+    LMFORGE_RECORD=1 pytest tests/translation/test_recorded_translations.py   (now tests/generate/)
 Do not re-record to make a failing test pass: a difference here is a change in what users get.
 """
 import json
 import os
 from pathlib import Path
 
-import pytest
 import torch
 
 from lmforge.generate.seq2seq import beam_search, greedy

@@ -2,16 +2,19 @@
 
 Decoding one token reads every weight once: ~0.5 GB per token for GPT-2 small in fp32, streamed from
 memory. torch allocates with the normal 4 KiB pages, so the stream needs a new address translation
-every 4 KiB; from 2 MiB pages it needs 512x fewer, and reads faster. The one-row products over all of
-GPT-2 small's weights (`lmforge.nn.linear`) read 1.04-1.07x faster at 2 threads and 1.17x faster at one
-thread from huge pages (26.0 -> 27.9 and 21.9 -> 25.7 GB/s, per-round medians; AMD EPYC Zen 4, torch 2.13,
-2026-11-23: `python bench/generate.py --only hugepages`, both copies interleaved in one process).
+every 4 KiB; from 2 MiB pages it needs 512x fewer, and reads faster. The one-row products over all
+of GPT-2 small's weights (`lmforge.kernels.linear`) read 1.04-1.07x faster at 2 threads and 1.17x faster
+at one thread from huge pages (26.0 -> 27.9 and 21.9 -> 25.7 GB/s, per-round medians; AMD EPYC Zen 4,
+torch 2.13, 2026-11-23: `python bench/generate.py --only hugepages`, both copies interleaved in one
+process).
 Any program can have this: torch itself does it for every large allocation when started with
 THP_MEM_ALLOC_ENABLE=1.
 
 `huge_page_weights(model)` copies a model's CPU parameters into one private anonymous mapping advised
 MADV_HUGEPAGE and points each parameter at its part (`p.data = ...`): the same Parameter objects and
-values, new memory. The decoding Engine calls it; a model is moved once. It does nothing where the
+values, new memory, for as long as the model lives. Nothing calls it behind a caller's back: the
+decoding Engine and generate() call it when asked (`huge_pages=True`), and the CLI's decoding commands
+and the server ask for it on the models they load. A model is moved once. It does nothing where the
 kernel has no transparent huge pages (not Linux, or THP set to "never"), or after
 `set_huge_pages(False)`. Do not call it while another thread runs the same model: the old memory is
 freed under it.

@@ -1,12 +1,12 @@
-"""lmforge.nn.hugepages: weights moved into huge-page memory keep their values, parameters and uses."""
+"""lmforge.kernels.hugepages: weights moved into huge-page memory keep their values, parameters and uses."""
 import gc
 
 import pytest
 import torch
 
 from lmforge.models import build_model, load_model, save_model
-from lmforge.nn import huge_page_weights, set_huge_pages
-from lmforge.nn.hugepages import HUGE_PAGE, available
+from lmforge.kernels import huge_page_weights, set_huge_pages
+from lmforge.kernels.hugepages import HUGE_PAGE, available
 
 needs_thp = pytest.mark.skipif(not available(), reason="no transparent huge pages here (not Linux, or THP 'never')")
 
@@ -97,10 +97,22 @@ def test_switched_off_views_shared_or_tied_storage_nothing_moves():
 
 
 @needs_thp
-def test_decoding_moves_a_cpu_model():
+def test_decoding_moves_a_cpu_model_only_when_asked():
     from lmforge.generate import generate
     m = model()
     ptr = m.tok_emb.weight.data_ptr()
     greedy = [s.token for s in generate(m, [1, 2, 3], max_new_tokens=4, temperature=0)]
+    assert m.tok_emb.weight.data_ptr() == ptr  # the caller's model stays where it is by default
+    assert [s.token for s in generate(m, [1, 2, 3], max_new_tokens=4, temperature=0, huge_pages=True)] == greedy
     assert m.tok_emb.weight.data_ptr() != ptr
     assert [s.token for s in generate(m, [1, 2, 3], max_new_tokens=4, temperature=0)] == greedy
+
+
+@needs_thp
+def test_the_cli_moves_the_models_it_loads_for_decoding(tmp_path):
+    from lmforge.cli.generate import load_run
+    from lmforge.tokenizers import CharTokenizer, save_tokenizer
+    save_model(model(), tmp_path)
+    save_tokenizer(CharTokenizer.train("abc"), tmp_path)
+    m, _ = load_run(str(tmp_path))
+    assert any(s <= m.tok_emb.weight.data_ptr() < e for s, e in advised_mappings())

@@ -1,4 +1,4 @@
-"""lmforge.nn.linear: the batched few-row products equal F.linear, and training never takes them."""
+"""lmforge.kernels.linear: the batched few-row products equal F.linear, and training never takes them."""
 import copy
 import gc
 import io
@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lmforge.nn import Linear, PackedWeights, linear, set_large_onednn, set_packing
-from lmforge.nn.linear import _PACK_AFTER
+from lmforge.kernels import Linear, PackedWeights, linear, set_large_onednn, set_packing
+from lmforge.kernels.packed import _PACK_AFTER
 
 needs_onednn = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
 

@@ -1,0 +1,53 @@
+"""Putting the fast products into a model and taking them out again; one switch for every path.
+
+`accelerate(model)` changes, in place, the class of each module whose type is exactly torch.nn.Linear or
+lmforge.nn.LMHead to its subclass here (lmforge.kernels.linear.Linear / LMHead), which computes with
+lmforge.kernels.linear. Nothing else changes: the same module and Parameter objects, the same state-dict
+keys, `isinstance(m, nn.Linear)` still true; a call costs what the old lmforge.nn.Linear cost (one forward
+that calls `linear`). Subclasses of nn.Linear (an adapter's layer, a quantised one) are left alone, as they
+may compute something else. `restore(model)` changes the classes back. Both are idempotent and cheap (one
+walk over the modules), and leave the weights' memory where it is (huge pages are a separate step:
+lmforge.kernels.hugepages).
+"""
+from __future__ import annotations
+
+from torch import nn
+
+from lmforge.kernels.hugepages import set_huge_pages
+from lmforge.kernels.linear import Linear, LMHead, set_few_rows
+from lmforge.kernels.onednn import set_large_onednn
+from lmforge.kernels.packed import set_packing
+from lmforge.nn.heads import LMHead as PlainLMHead
+
+_FAST = {nn.Linear: Linear, PlainLMHead: LMHead}
+_PLAIN = {fast: plain for plain, fast in _FAST.items()}
+
+
+def accelerate(model: nn.Module) -> nn.Module:
+    """Let `model`'s linear layers and LM head compute with lmforge.kernels.linear; returns the model.
+
+    Example: accelerate(gpt); type(gpt.blocks[0].attn.qkv) is lmforge.kernels.Linear; restore(gpt) undoes it."""
+    for m in model.modules():
+        fast = _FAST.get(type(m))
+        if fast is not None:
+            m.__class__ = fast
+    return model
+
+
+def restore(model: nn.Module) -> nn.Module:
+    """Undo `accelerate`: `model`'s layers compute with plain PyTorch again (F.linear); returns the model."""
+    for m in model.modules():
+        plain = _PLAIN.get(type(m))
+        if plain is not None:
+            m.__class__ = plain
+    return model
+
+
+def set_enabled(enabled: bool) -> None:
+    """Every fast path on or off at once: the few-row products, the packed copies (off frees them), oneDNN
+    for large products and huge-page weights. Off, an accelerated model computes F.linear, as plain
+    PyTorch would (e.g. to compare numbers); on turns each path back on."""
+    set_few_rows(enabled)
+    set_packing(enabled)
+    set_large_onednn(enabled)
+    set_huge_pages(enabled)
