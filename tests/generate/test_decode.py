@@ -7,6 +7,8 @@ import torch
 from lmforge.generate import Engine, SamplingParams, beam_search, first_divergence, generate
 from lmforge.models import build_model
 
+from sampling_modes import MODES  # tests/generate/sampling_modes.py
+
 V = 61
 
 
@@ -17,18 +19,6 @@ def model():
     with torch.no_grad():  # sharpen the random model a little so greedy has no near-ties
         m.tok_emb.weight.mul_(4)
     return m
-
-
-MODES = {
-    "greedy": dict(temperature=0),
-    "sample": dict(temperature=1.0),
-    "top_k": dict(temperature=0.7, top_k=5),
-    "top_p": dict(temperature=1.3, top_p=0.8),
-    "min_p": dict(min_p=0.1),
-    "typical": dict(typical_p=0.6),
-    "penalties": dict(temperature=0.9, repetition_penalty=1.3, presence_penalty=0.5, frequency_penalty=0.3),
-    "no_repeat": dict(temperature=0, no_repeat_ngram_size=2, banned_tokens=[3], logit_bias={5: 2.0}),
-}
 
 
 def run(model, ids, **kw):

@@ -16,17 +16,9 @@ import torch
 from lmforge.generate import Engine, SamplingParams, beam_search, generate
 from lmforge.models import build_model
 
+from sampling_modes import MODES  # tests/generate/sampling_modes.py
+
 RECORDED = Path(__file__).with_name("recorded.json")
-MODES = {
-    "greedy": dict(temperature=0),
-    "sample": dict(temperature=1.0),
-    "top_k": dict(temperature=0.7, top_k=5),
-    "top_p": dict(temperature=1.3, top_p=0.8),
-    "min_p": dict(min_p=0.1),
-    "typical": dict(typical_p=0.6),
-    "penalties": dict(temperature=0.9, repetition_penalty=1.3, presence_penalty=0.5, frequency_penalty=0.3),
-    "no_repeat": dict(temperature=0, no_repeat_ngram_size=2, banned_tokens=[3], logit_bias={5: 2.0}),
-}
 
 
 def gpt(seed, sharpen=True, **shape):

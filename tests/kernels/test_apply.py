@@ -21,16 +21,6 @@ def threads():
     torch.set_num_threads(before)
 
 
-@pytest.fixture
-def batched_calls(monkeypatch):
-    """Counts calls of the batched products the few-row paths use (F.linear never calls them)."""
-    calls = []
-    for name in ("bmm", "baddbmm"):
-        real = getattr(torch, name)
-        monkeypatch.setattr(torch, name, lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k))
-    return calls
-
-
 def gpt(tied=True):
     """384-wide matrices: large enough for the few-row paths (a 128-wide one would keep F.linear)."""
     torch.manual_seed(0)

@@ -15,16 +15,6 @@ needs_onednn = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reas
 
 
 @pytest.fixture
-def batched_calls(monkeypatch):
-    """Counts calls of the batched products the split path uses (F.linear never calls them)."""
-    calls = []
-    for name in ("bmm", "baddbmm"):
-        real = getattr(torch, name)
-        monkeypatch.setattr(torch, name, lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k))
-    return calls
-
-
-@pytest.fixture
 def threads():
     before = torch.get_num_threads()
     yield torch.set_num_threads
