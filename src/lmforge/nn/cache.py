@@ -110,29 +110,35 @@ class Context:
         self.cache = cache
         self.keep = torch.zeros(batch_size, 0, dtype=torch.bool, device=device)  # (B, L)
         self.ids = torch.zeros(batch_size, 0, dtype=torch.long, device=device) if ids else None  # (B, L), no cache
+        self.count = torch.zeros(batch_size, dtype=torch.long, device=device)  # (B,) real tokens read per row
         self.padded = False  # some row has padding: positions and masks are needed (else the plain causal path)
 
     def feed(self, ids: Tensor, keep: Tensor | None = None) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """Record new tokens ids (B, T), keep (B, T) (False = left padding; default all real). Returns what
         to run the model on: (ids: the new ones with a cache, all of them without; positions (B, T) of
         those ids; attention mask (B, L + T) of real keys), the last two None when no row is padded."""
+        before = self.count  # (B,) real tokens each row had read
         if keep is None:
             keep = torch.ones(ids.shape, dtype=torch.bool, device=ids.device)
         else:
             self.padded = self.padded or not bool(keep.all())
+        self.count = before + keep.sum(-1)
         self.keep = torch.cat([self.keep, keep], dim=1)
         if self.ids is not None:
             self.ids = ids = torch.cat([self.ids, ids], dim=1)
         if not self.padded:
             return ids, None, None
-        positions = (self.keep.long().cumsum(-1) - 1).clamp(min=0)[:, -ids.size(1):]
+        if self.ids is not None:  # no cache: the whole context is read again, with the positions of all of it
+            return ids, (self.keep.long().cumsum(-1) - 1).clamp(min=0), self.keep
+        # a row's new positions go on from its own count: O(B T) per step, not a cumsum over the whole context
+        positions = (before[:, None] + keep.long().cumsum(-1) - 1).clamp(min=0)
         return ids, positions, self.keep
 
     def reorder(self, index: Tensor) -> None:
         """Row i <- row index[i]: keep, drop or repeat rows."""
         if self.cache is not None:
             self.cache.reorder(index)
-        self.keep = self.keep[index]
+        self.keep, self.count = self.keep[index], self.count[index]
         self.ids = None if self.ids is None else self.ids[index]
 
     def join(self, other: "Context") -> "Context":
@@ -140,6 +146,7 @@ class Context:
         out = Context(0)
         out.cache = None if self.cache is None else self.cache.join(other.cache)
         out.keep = cat_padded(self.keep, other.keep, 1, False, left=True)
+        out.count = torch.cat([self.count, other.count])
         out.ids = None if self.ids is None else cat_padded(self.ids, other.ids, 1, 0, left=True)
         out.padded = not bool(out.keep.all())
         return out
