@@ -66,12 +66,18 @@ async def models(request: Request):
                                         "owned_by": "lmforge"}]}
 
 
-@router.post("/v1/completions")
-async def completions(request: Request):
+async def _read(request: Request):
+    """What both generation routes start with: the server, the JSON body, its model name checked, and its
+    sampling parameters and options validated (serve.params: every limit and 400 in one place)."""
     srv = Server.of(request)
     body = parse_json(await request.body())
     srv.validate.model(body)
-    params, opts = srv.validate.sampling(body), srv.validate.options(body)
+    return srv, body, srv.validate.sampling(body), srv.validate.options(body)
+
+
+@router.post("/v1/completions")
+async def completions(request: Request):
+    srv, body, params, opts = await _read(request)
     k = srv.validate.completion_logprobs(body)
     ids = srv.validate.prompt(body)
     rid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
@@ -113,10 +119,7 @@ async def completions(request: Request):
 
 @router.post("/v1/chat/completions")
 async def chat_completions(request: Request):
-    srv = Server.of(request)
-    body = parse_json(await request.body())
-    srv.validate.model(body)
-    params, opts = srv.validate.sampling(body), srv.validate.options(body)
+    srv, body, params, opts = await _read(request)
     k = srv.validate.chat_logprobs(body)
     prompt = srv.validate.chat(body, opts)
     rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
