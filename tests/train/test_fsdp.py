@@ -151,7 +151,7 @@ def test_fsdp_needs_a_blocks_list():
     from lmforge.train.dist import shard
 
     with pytest.raises(ValueError, match=r"Sequential has none; use train.parallel=ddp"):
-        shard(torch.nn.Sequential(torch.nn.Linear(2, 2)))
+        shard(torch.nn.Sequential(torch.nn.Linear(2, 2)), torch.device("cpu"))
 
 
 def test_the_translation_recipe_refuses_fsdp(tmp_path):

@@ -103,7 +103,7 @@ class Dist:
 
 # ---------------------------------------------------------------------------------- FSDP
 
-def shard(model: torch.nn.Module) -> torch.nn.Module:
+def shard(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """Shard `model` in place with FSDP2: each module of every `blocks` list its own unit, then the root.
 
     fully_shard groups a module's parameters into one all-gather and must be applied bottom-up (the FSDP2
@@ -113,6 +113,7 @@ def shard(model: torch.nn.Module) -> torch.nn.Module:
     embedding's group). Works for any family whose layers are in a ModuleList named
     `blocks` (gpt, the open decoders; a wrapper's `base.blocks`; an encoder-decoder's two lists).
     Returns the model (the same object, its class now also an FSDPModule)."""
+    from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
     lists = [m for name, m in model.named_modules() if name.rsplit(".", 1)[-1] == "blocks"
@@ -120,10 +121,13 @@ def shard(model: torch.nn.Module) -> torch.nn.Module:
     if not lists:
         raise ValueError(f"train.parallel=fsdp shards each layer of a model's `blocks` list, and "
                          f"{type(model).__name__} has none; use train.parallel=ddp")
+    # the training device's mesh: fully_shard's default is a CUDA mesh wherever CUDA exists, which would move
+    # the weights of a CPU (gloo) run onto the GPU
+    mesh = init_device_mesh(device.type, (torch.distributed.get_world_size(),))
     for blocks in lists:
         for block in blocks:
-            fully_shard(block)
-    fully_shard(model)
+            fully_shard(block, mesh=mesh)
+    fully_shard(model, mesh=mesh)
     return model
 
 

@@ -148,7 +148,7 @@ class Trainer:
             # rank 0 times a step alone to choose the dtype, and a sharded model cannot run on one rank: choose
             # now, on the whole model (a resumed run still takes its checkpoint's choice; see bf16)
             self._dtype_choice = self._choose_dtype()
-            parallel.shard(self.model)  # in place: the parameters become shards, so before the optimizer
+            parallel.shard(self.model, self.device)  # in place: the parameters become shards, so before the optimizer
         self.optimizer = build_optimizer(self.model, config)
         self.schedule = Schedule.from_config(config)
         self.step, self.position, self.metrics = 0, 0, []
