@@ -22,12 +22,14 @@ import torch
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """train.device -> a torch.device; "auto" is this process's GPU where there is one, else the CPU."""
+    """train.device -> a torch.device; "auto" is this process's GPU where there is one, else the CPU.
+    "cuda" is this process's GPU too (torchrun's LOCAL_RANK): a device without an index would put every
+    process on GPU 0, and torch.cuda.set_device refuses it."""
     if name == "auto":
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"train.device={name} but no CUDA device is available; use train.device=cpu or auto")
-    return torch.device(name)
+    return torch.device(f"cuda:{local_rank}") if name == "cuda" else torch.device(name)
 
 
 class Dist:
