@@ -36,23 +36,32 @@ def max_weight_difference(a: Path, b: Path) -> float:
     return max((wa[k] - wb[k]).abs().max().item() for k in wa)
 
 
-def test_two_sharded_processes_match_one_with_the_same_global_batch(tmp_path):
+# the open decoders: grouped-query attention (4 query heads, 2 key/value heads), RoPE, SwiGLU, an untied head
+LLAMA = ["--set", "model.family=llama", "--set", "model.preset=llama-tiny", "--set", "model.n_heads=4"]
+
+
+@pytest.mark.parametrize("family", ["gpt", "llama"])
+def test_two_sharded_processes_match_one_with_the_same_global_batch(tmp_path, family):
     plain, one, two = tmp_path / "plain", tmp_path / "one", tmp_path / "two"
-    subprocess.run([sys.executable, "-m", "lmforge", "train", str(TINY), "--out", str(plain), *SETS,
+    sets = SETS + (LLAMA if family == "llama" else [])
+    subprocess.run([sys.executable, "-m", "lmforge", "train", str(TINY), "--out", str(plain), *sets,
                     "--set", "train.batch_size=8"], check=True, env=ENV, capture_output=True)
-    # one process, sharded over a group of one (no torchrun): the same code path as on a machine with one GPU
-    out = subprocess.run([sys.executable, "-m", "lmforge", "train", str(TINY), "--out", str(one), *SETS,
-                          "--set", "train.batch_size=8", "--set", "train.parallel=fsdp"],
-                         env=ENV, capture_output=True, text=True, timeout=240)
-    assert out.returncode == 0, out.stderr[-3000:]
-    out = subprocess.run([*TORCHRUN, "-m", "lmforge", "train", str(TINY), "--out", str(two), *SETS,
+    runs = [two]
+    if family == "gpt":  # one process, sharded over a group of one (no torchrun): the code path of a one-GPU machine
+        out = subprocess.run([sys.executable, "-m", "lmforge", "train", str(TINY), "--out", str(one), *sets,
+                              "--set", "train.batch_size=8", "--set", "train.parallel=fsdp"],
+                             env=ENV, capture_output=True, text=True, timeout=240)
+        assert out.returncode == 0, out.stderr[-3000:]
+        runs.append(one)
+    out = subprocess.run([*TORCHRUN, "-m", "lmforge", "train", str(TINY), "--out", str(two), *sets,
                           "--set", "train.batch_size=4", "--set", "train.parallel=fsdp"],
                          env=ENV, capture_output=True, text=True, timeout=240)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "global batch 8 x 32 tokens over 2 processes, model sharded (fsdp)" in out.stdout
+    assert json.loads((two / "config.json").read_text())["family"] == family
     a = curve(plain)
     assert a[-1][1] < a[0][1]  # a curve that goes down, not a constant
-    for run in (one, two):
+    for run in runs:
         b = curve(run)
         assert [r[0] for r in b] == [r[0] for r in a] == list(range(1, 21))
         for (step, la, va), (_, lb, vb) in zip(a, b):
