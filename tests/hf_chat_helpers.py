@@ -90,3 +90,40 @@ def hf_tokenizer(template, specials: list[str], named: dict, vocab_size: int = 4
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tk.train_from_iterator(kjv().splitlines(), trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tk, chat_template=template, **named)
+
+
+def hf_gpt2_chat_dir(path, template: str = LLAMA3):
+    """A Hugging Face GPT-2 directory (GPT2LMHeadModel.save_pretrained + a tokenizer with a Llama 3 chat
+    template) whose greedy answer to any chat prompt is "Hi" and then <|eom_id|>: an end of turn that only
+    generation_config.json names (eos_token_id [<|eot_id|>, <|eom_id|>], as Llama 3.1 lists its ends).
+
+    The weights are set by hand so the answer is known: every block adds nothing (its output projections
+    are zero), positions are zero, so the last hidden state is LayerNorm(embedding of the current token);
+    the (untied) head maps "\\n" -> "H" -> "i" -> <|eom_id|> by giving row `next` the direction of
+    LayerNorm(embedding of `current`), a logit of 10 * sqrt(d_model) against about +-10 for the others.
+    Returns (path, the transformers tokenizer)."""
+    import torch
+    import transformers
+    hf = hf_tokenizer(template, LLAMA3_SPECIALS, dict(bos_token="<|begin_of_text|>", eos_token="<|eot_id|>"))
+    hf.save_pretrained(path)
+    ids = hf.convert_tokens_to_ids
+    last = hf.apply_chat_template([{"role": "user", "content": "x"}], add_generation_prompt=True,
+                                  return_dict=False)[-1]  # the generation prompt's last token ("\n" here)
+    chain = [(last, ids("H")), (ids("H"), ids("i")), (ids("i"), ids("<|eom_id|>"))]
+    config = transformers.GPT2Config(vocab_size=len(hf), n_positions=128, n_embd=64, n_layer=2, n_head=4,
+                                     tie_word_embeddings=False, bos_token_id=ids("<|begin_of_text|>"),
+                                     eos_token_id=ids("<|eot_id|>"))
+    torch.manual_seed(0)
+    model = transformers.GPT2LMHeadModel(config).eval()
+    with torch.no_grad():
+        for block in model.transformer.h:
+            for proj in (block.attn.c_proj, block.mlp.c_proj):
+                proj.weight.zero_(); proj.bias.zero_()
+        model.transformer.wpe.weight.zero_()
+        model.lm_head.weight.zero_()
+        for cur, nxt in chain:
+            h = torch.nn.functional.layer_norm(model.transformer.wte.weight[cur], (64,))
+            model.lm_head.weight[nxt] = 10 * h / h.norm()
+    model.generation_config.eos_token_id = [ids("<|eot_id|>"), ids("<|eom_id|>")]
+    model.save_pretrained(path)
+    return path, hf

@@ -167,7 +167,9 @@ def test_build_prompt_with_a_directory_template_drops_whole_exchanges(saved):
     msgs.append({"role": "user", "content": "Last?"})
     full = chat.build_prompt(tok, msgs, 10_000, template)
     assert full.ids == hf.apply_chat_template(msgs, add_generation_prompt=True, return_dict=False)
-    assert full.dropped == 0 and full.stop_ids == [tok.special_tokens["<|im_end|>"]] and full.stop_text == []
+    # the end of turn (eos_token), then the tokenizer's end-of-text token (as a plain LM stops at)
+    assert full.stop_ids == [tok.special_tokens["<|im_end|>"], tok.special_tokens["<|endoftext|>"]]
+    assert full.dropped == 0 and full.stop_text == []
     short = chat.build_prompt(tok, msgs, len(full.ids) - 1, template)
     kept = [msgs[0], *msgs[3:]]  # the first exchange (question and answer) is dropped, never half of it
     assert short.dropped == 2 and short.ids == hf.apply_chat_template(kept, add_generation_prompt=True,

@@ -23,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..tokenizers import eos_ids
+
 if TYPE_CHECKING:
     from .hf_chat import ChatTemplate
 
@@ -128,8 +130,9 @@ def build_prompt(tok, messages: list[dict], max_tokens: int, template: ChatTempl
         turns, dropped = turns[1:], dropped + 1
         while len(turns) > 1 and turns[0]["role"] != "user":
             turns, dropped = turns[1:], dropped + 1
-    if template is not None:
-        return ChatPrompt(ids, template.stop_ids(tok), [], dropped)
+    if template is not None:  # its end of turn, and any end-of-text token the tokenizer has (as for a plain LM)
+        stops = template.stop_ids(tok)
+        return ChatPrompt(ids, stops + [i for i in eos_ids(tok) if i not in stops], [], dropped)
     if has_markers(tok):
         return ChatPrompt(ids, [tok.special_tokens[END]], [], dropped)
     return ChatPrompt(ids, [], [PLAIN_STOP], dropped)
