@@ -23,9 +23,11 @@ LLAMA3 = """{{- bos_token }}
 {{- "<|eot_id|>" }}
 {%- for message in messages %}
     {%- if message['role'] not in ['user', 'assistant'] %}
-        {{- raise_exception("Only user and assistant roles are supported after the system message, got " + message['role']) }}
+        {{- raise_exception("Only user and assistant roles are supported after the system message, got "
+                            + message['role']) }}
     {%- endif %}
-    {{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + message['content'] | trim + '<|eot_id|>' }}
+    {{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'
+        + message['content'] | trim + '<|eot_id|>' }}
 {%- endfor %}
 {%- if add_generation_prompt %}
     {{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}
@@ -48,10 +50,11 @@ You are a helpful assistant.<|im_end|>
 """
 
 # GLM-4: [gMASK]<sop>, a role marker and a newline per message; generation ends at <|user|> (the next turn)
-GLM4 = """[gMASK]<sop>{% for item in messages %}{% if item['role'] == 'system' %}<|system|>
-{{ item['content'] }}{% elif item['role'] == 'user' %}<|user|>
-{{ item['content'] }}{% elif item['role'] == 'assistant' %}<|assistant|>
-{{ item['content'] }}{% else %}{{ raise_exception('unknown role ' + item['role']) }}{% endif %}{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"""
+GLM4 = ("[gMASK]<sop>{% for item in messages %}{% if item['role'] == 'system' %}<|system|>\n"
+        "{{ item['content'] }}{% elif item['role'] == 'user' %}<|user|>\n"
+        "{{ item['content'] }}{% elif item['role'] == 'assistant' %}<|assistant|>\n"
+        "{{ item['content'] }}{% else %}{{ raise_exception('unknown role ' + item['role']) }}{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>{% endif %}")
 
 LLAMA3_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
                    "<|eot_id|>", "<|eom_id|>"]

@@ -60,7 +60,8 @@ def test_template_in_tokenizer_config_string_or_named_list(saved, tmp_path):
                                                                            add_generation_prompt=True)
     transformers = pytest.importorskip("transformers")
     named = tmp_path / "named"
-    hf_tokenizer({"default": GLM4, "tool_use": QWEN2}, *LAYOUTS["glm4"][1:]).save_pretrained(named, save_jinja_files=False)
+    hf = hf_tokenizer({"default": GLM4, "tool_use": QWEN2}, *LAYOUTS["glm4"][1:])
+    hf.save_pretrained(named, save_jinja_files=False)
     config = json.loads((named / "tokenizer_config.json").read_text())
     assert isinstance(config["chat_template"], list)  # [{"name": "default", ...}, {"name": "tool_use", ...}]
     ref = transformers.AutoTokenizer.from_pretrained(named)
@@ -94,7 +95,8 @@ def test_extras_transformers_provides(transformers, tmp_path):
     ours = load_chat_template(tmp_path).render(msgs)
     assert ours == transformers.AutoTokenizer.from_pretrained(tmp_path).apply_chat_template(
         msgs, tokenize=False, add_generation_prompt=True)
-    assert '"<b>é & \'x\'</b>"' in ours and "\\u00e9" in ours and ours.endswith("</b>\"1<s></s>False")  # trim_blocks ate the newline
+    assert '"<b>é & \'x\'</b>"' in ours and "\\u00e9" in ours
+    assert ours.endswith('</b>"1<s></s>False')  # trim_blocks ate the newline after {% endgeneration %}
 
 
 def test_errors_name_the_problem(saved, tmp_path):
@@ -139,7 +141,8 @@ def test_typed_special_tokens_stay_text(saved):
     # the same text as rendered (less the marker character typed in: dropped so no marker can be forged)
     assert tok.decode(ids) == template.render([{"role": "user", "content": "Say <|eot_id|> now "}])
     plain = template.encode(tok, [{"role": "user", "content": "Say now"}])
-    assert ids.count(tok.special_tokens["<|start_header_id|>"]) == plain.count(tok.special_tokens["<|start_header_id|>"])
+    header = tok.special_tokens["<|start_header_id|>"]
+    assert ids.count(header) == plain.count(header)
 
 
 def test_stop_ids_from_tokenizer_and_generation_config(saved, tmp_path):
@@ -183,3 +186,15 @@ def test_build_prompt_with_a_directory_template_drops_whole_exchanges(saved):
 def test_lmforge_template_is_kept_for_lmforge_runs():
     assert ChatTemplate(LLAMA3).render([{"role": "user", "content": "x"}]).count("<|eot_id|>") == 2
     assert chat.render([{"role": "user", "content": "Hi"}]) == "<|user|>Hi<|end|>\n<|assistant|>"
+
+
+def test_reasoning_is_given_under_both_names(transformers):
+    """A message's reasoning ("reasoning_content", "thinking" or "reasoning") reaches a template under both
+    names templates read, as transformers passes it."""
+    source = "{% for m in messages %}{{ m.thinking }}|{{ m.reasoning_content }}|{{ m.content }};{% endfor %}"
+    hf = hf_tokenizer(source, ["<s>"], {})
+    msgs = [{"role": "assistant", "content": "Noah.", "reasoning": "Genesis 6"},
+            {"role": "assistant", "content": "Yes.", "thinking": "Genesis 7"}]
+    ours = ChatTemplate(source).render(msgs)
+    assert ours == hf.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    assert ours == "Genesis 6|Genesis 6|Noah.;Genesis 7|Genesis 7|Yes.;"

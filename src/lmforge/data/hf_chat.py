@@ -22,7 +22,8 @@ utils/chat_template_utils.py and tokenization_utils_base.py, transformers 5):
     cls_token, mask_token, and any other "*_token" string), each a string (an AddedToken dict gives
     its "content");
   - keys whose value is None are dropped from each message first (an OpenAI client sends
-    "content": null next to tool calls; templates test `'content' in message`).
+    "content": null next to tool calls; templates test `'content' in message`), and a message's
+    reasoning is given under both names templates read (reasoning_content, thinking).
 
 Generation stops at the end of turn: the eos_token of tokenizer_config.json and the ids of
 generation_config.json's eos_token_id (one id or a list, as Llama 3 and Qwen2 list several).
@@ -33,7 +34,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 TEMPLATE_FILE = "chat_template.jinja"  # transformers >= 4.43 writes the template here (5: always)
@@ -229,14 +230,9 @@ def _mark(value, special_re: re.Pattern):
     return value
 
 
-_ENV = None
-
-
+@lru_cache(maxsize=1)
 def _environment():
     """The Jinja environment transformers renders chat templates in (module docstring), built once."""
-    global _ENV
-    if _ENV is not None:
-        return _ENV
     import jinja2
     import jinja2.ext
     from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -294,5 +290,4 @@ def _environment():
     env.filters["tojson"] = tojson
     env.globals.update(raise_exception=raise_exception, strftime_now=lambda fmt: datetime.now().strftime(fmt),
                        namespace=Namespace, dict=Dict())
-    _ENV = env
     return env
