@@ -24,7 +24,8 @@ from lmforge.io import atomic_write, atomic_write_json, read_json
 class Family:
     """One registry entry. `decoding`: how lmforge.generate drives the model (both through the protocol of
     lmforge.models.protocol): "decoder" continues a prompt; "encoder-decoder" reads a source and writes a
-    target; "encoder" does not generate (BERT: it reads text into vectors; lmforge.embed, fill-mask). `recipe`: the training recipe a run config gets when it names none (lmforge.train.recipes)."""
+    target; "encoder" does not generate (BERT: it reads text into vectors; lmforge.embed, fill-mask).
+    `recipe`: the training recipe a run config gets when it names none (lmforge.train.recipes)."""
 
     name: str
     config: str  # class name in lmforge.models.<name>.config
