@@ -159,3 +159,16 @@ def test_bad_configs_and_checkpoints_give_clear_errors(transformers, tmp_path):
     model = build_model("llama", LlamaConfig.preset("llama-tiny", qkv_bias=True))
     with pytest.raises(ValueError, match="cannot be written as LlamaForCausalLM"):
         save_hf(model, tmp_path / "x")
+
+
+def test_convert_cli_both_ways_keeps_tokenizer_files(transformers, tmp_path):
+    from lmforge.cli import main
+    hf, path = make_hf(transformers, tmp_path, "qwen2")
+    (path / "tokenizer_config.json").write_text('{"eos_token": "<|im_end|>"}')
+    assert main(["convert", str(path), str(tmp_path / "ours"), "--to", "lmforge"]) == 0
+    assert main(["convert", str(tmp_path / "ours"), str(tmp_path / "back"), "--to", "hf"]) == 0
+    assert (tmp_path / "back" / "tokenizer_config.json").read_text() == '{"eos_token": "<|im_end|>"}'
+    back = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "back").eval()
+    ids = torch.randint(0, V, (1, 16))
+    with torch.no_grad():
+        assert torch.equal(back(ids).logits, hf(ids).logits)
