@@ -137,6 +137,19 @@ def check(cond: bool, owner: str, msg: str) -> None:
         raise ValueError(f"{owner}: {msg}")
 
 
+def check_labels(head: str, labels: tuple[str, ...], owner: str) -> None:
+    """The class names of an encoder's fine-tuning head: a classify or tag head has two or more distinct names
+    (one output per name, in order); every other head has none (a qa head's two outputs are start and end)."""
+    if head in ("classify", "tag"):
+        check(len(labels) >= 2, owner, f"head={head!r} needs labels: the names of its classes in index order, "
+                                       f"at least 2 (got {len(labels)})")
+        check(all(isinstance(x, str) and x for x in labels), owner, "labels must be non-empty strings")
+        check(len(set(labels)) == len(labels), owner,
+              f"labels must be distinct; repeated: {sorted({x for x in labels if labels.count(x) > 1})}")
+    else:
+        check(not labels, owner, f"labels name the classes of a classify or tag head; head={head!r} takes none")
+
+
 Activation = typing.Literal["relu", "gelu", "gelu_tanh", "swiglu", "geglu"]
 
 

@@ -185,8 +185,8 @@ def test_input_longer_than_max_positions_names_the_limit(tiny):
 @pytest.mark.parametrize("config,match", [
     ({"model_type": "roberta", "architectures": ["RobertaModel"]},
      "model_type 'roberta' \\(RobertaModel\\) is not supported. Supported: gpt2.*bert"),
-    ({"model_type": "bert", "architectures": ["BertForQuestionAnswering"], "vocab_size": 10},
-     "architecture 'BertForQuestionAnswering' is not supported. Supported: BertModel, BertForMaskedLM"),
+    ({"model_type": "bert", "architectures": ["BertForMultipleChoice"], "vocab_size": 10},
+     "architecture 'BertForMultipleChoice' is not supported. Supported: BertModel, BertForMaskedLM"),
     ({"model_type": "bert", "is_decoder": True, "vocab_size": 10}, "is_decoder=true"),
     ({"model_type": "bert", "position_embedding_type": "relative_key", "vocab_size": 10}, "relative_key"),
 ])

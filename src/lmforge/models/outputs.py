@@ -10,12 +10,13 @@ from torch import Tensor
 class ModelOutput:
     """What every model's forward returns.
 
-    logits (B, T, vocab), None for an encoder without a token head (BERT as a text encoder); loss: mean
-    cross-entropy over targets != -100 (when targets are given); attentions: per layer, (B, nh, T, S)
-    self-attention probabilities (when asked for); cross_attentions: per decoder layer, encoder-decoder
-    families only; hidden_states: final hidden states (B, T, d_model); pooled: one vector per sequence
-    (B, d_model), BERT's pooler; sequence_logits: one row of logits per sequence (B, n), BERT's
-    next-sentence head.
+    logits: per-token scores, (B, T, vocab) from a language-model head, (B, T, n_labels) from an encoder's
+    tagging head, (B, T, 2) from a span (QA) head (start, end); None for an encoder without a token head
+    (BERT as a text encoder); loss: mean cross-entropy over targets != -100 (when targets are given);
+    attentions: per layer, (B, nh, T, S) self-attention probabilities (when asked for); cross_attentions:
+    per decoder layer, encoder-decoder families only; hidden_states: final hidden states (B, T, d_model);
+    pooled: one vector per sequence (B, d_model), BERT's pooler; sequence_logits: one row of logits per
+    sequence (B, n), BERT's next-sentence head or an encoder's classification head.
     """
 
     logits: Tensor | None = None

@@ -4,14 +4,24 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar, Literal
 
-from lmforge.config import Activation, Config, check
+from lmforge.config import Activation, Config, check, check_labels
 
 
 @dataclasses.dataclass
 class BERTConfig(Config):
     """BERT (Devlin et al. 2019): token + learned position + segment embeddings with a LayerNorm, post-norm
-    blocks (Add & Norm), GELU feed-forward, a pooler (tanh dense on [CLS]) and, optionally, the pretraining
-    heads: `head="mlm"` the masked-LM head, `head="pretraining"` the masked-LM and next-sentence heads."""
+    blocks (Add & Norm), GELU feed-forward, a pooler (tanh dense on [CLS]) and, optionally, one head:
+    the pretraining heads (`head="mlm"` the masked-LM head, `head="pretraining"` the masked-LM and
+    next-sentence heads) or a fine-tuning head (sec. 4, fig. 4): `head="classify"` one label per text from
+    the pooled [CLS], `"tag"` one label per token, `"qa"` the start and end of an answer span. `labels`
+    names the classes of classify/tag, in index order, so a saved model says what its outputs mean.
+
+    Why heads are config fields and not a wrapper (lmforge.models.WRAPPERS): a head is part of what
+    Hugging Face calls the architecture (BertForSequenceClassification is one config.json and one
+    tensor file), so as a field it loads, saves and converts both ways through the family's hf.py like
+    the masked-LM head, with no second record; each family wires its own (DistilBERT's sequence head
+    has a pre-classifier and a ReLU where BERT's reads the pooler), which a family-blind wrapper could
+    not do without knowing the family. A wrapper is for what wraps any family (adapters, value heads)."""
 
     vocab_size: int = 30522  # BERT's uncased WordPiece vocabulary
     max_len: int = 512  # learned positions (HF max_position_embeddings)
@@ -24,7 +34,9 @@ class BERTConfig(Config):
     norm_eps: float = 1e-12  # google-research/bert modeling.py layer_norm: epsilon 1e-12
     activation: Activation = "gelu"  # the exact (erf) GELU of the reference code
     pooler: bool = True  # tanh(dense(h_[CLS])): the sentence vector the NSP head reads (sec. 3.1)
-    head: Literal["none", "mlm", "pretraining"] = "none"  # none: the encoder alone (HF BertModel)
+    head: Literal["none", "mlm", "pretraining", "classify", "tag", "qa"] = "none"  # none: the encoder (HF BertModel)
+    labels: tuple[str, ...] = ()  # classify/tag: the class names, index order (HF id2label)
+    head_dropout: float | None = None  # dropout before a fine-tuning head; None: `dropout` (HF classifier_dropout)
 
     family: ClassVar[str] = "bert"
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
@@ -49,5 +61,13 @@ class BERTConfig(Config):
               f"activation must be gelu, gelu_tanh or relu for BERT, got {self.activation!r}")
         check(self.head != "pretraining" or self.pooler, n,
               "head='pretraining' needs pooler=true: the next-sentence head reads the pooled [CLS] vector")
+        check(self.head != "classify" or self.pooler, n,
+              "head='classify' needs pooler=true: BERT classifies from the pooled [CLS] vector (sec. 4.1)")
+        check(self.head not in ("tag", "qa") or not self.pooler, n,
+              f"head={self.head!r} reads every token's vector, not the pooler: set pooler=false (Hugging Face's "
+              f"{'BertForTokenClassification' if self.head == 'tag' else 'BertForQuestionAnswering'} has none)")
+        check_labels(self.head, self.labels, n)
+        check(self.head_dropout is None or 0.0 <= self.head_dropout < 1.0, n,
+              f"head_dropout must be in [0, 1) or null (= dropout), got {self.head_dropout}")
         if self.d_ff == 0:
             self.d_ff = 4 * self.d_model

@@ -1,22 +1,26 @@
-"""BERT in Hugging Face transformers (BertModel, BertForMaskedLM, BertForPreTraining) <-> the bert family.
+"""BERT in Hugging Face transformers (BertModel, BertForMaskedLM, BertForPreTraining, and the fine-tuned
+BertForSequenceClassification, BertForTokenClassification, BertForQuestionAnswering) <-> the bert family.
 
 HF keeps q, k and v as three linears (`attention.self.query/key/value`); ours is one fused `qkv`, so
 they are concatenated on the way in and split on the way out (bit-identical round trip). BertModel's
-tensors have no prefix; the BertFor* classes put the encoder under "bert." and the heads under "cls.".
-The masked-LM decoder is tied to the word embeddings (`cls.predictions.decoder.weight` is not read; its
+tensors have no prefix; the BertFor* classes put the encoder under "bert." and the pretraining heads under
+"cls.", a classifier under "classifier.", a span head under "qa_outputs.". A classifier's class names are
+config.json's id2label (num_labels). The masked-LM decoder is tied to the word embeddings (`cls.predictions.decoder.weight` is not read; its
 bias is `cls.predictions.bias`). HF names appear only in the families' hf.py files.
 """
 from __future__ import annotations
 
 import torch
 
+from lmforge.convert.labels import labels_from_hf, labels_to_hf
 from lmforge.models.bert.config import BERTConfig
 
 MODEL_TYPES = ("bert",)  # config.json "model_type" values this adapter reads
 
 # architectures -> (pooler, head); a config.json without architectures is a BertModel
 ARCHITECTURES = {"BertModel": (True, "none"), "BertForMaskedLM": (False, "mlm"),
-                 "BertForPreTraining": (True, "pretraining")}
+                 "BertForPreTraining": (True, "pretraining"), "BertForSequenceClassification": (True, "classify"),
+                 "BertForTokenClassification": (False, "tag"), "BertForQuestionAnswering": (False, "qa")}
 _ACT = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu"}
 
 
@@ -40,17 +44,31 @@ def config_from_hf(hf: dict) -> BERTConfig:
     if act not in _ACT:
         raise ValueError(f"BERT checkpoint activation {act!r} is not supported. Supported: {', '.join(_ACT)}")
     pooler, head = ARCHITECTURES[arch]
+    if head == "classify" and hf.get("problem_type") not in (None, "single_label_classification"):
+        raise ValueError(f"BERT checkpoint has problem_type={hf['problem_type']!r}; lmforge's classify head is "
+                         "single-label classification (softmax over the labels)")
+    if head == "qa" and len(labels_from_hf(hf)) != 2:
+        raise ValueError(f"BertForQuestionAnswering checkpoint has {len(labels_from_hf(hf))} outputs per token; "
+                         "a span head has 2 (start, end)")
     return BERTConfig(vocab_size=hf["vocab_size"], max_len=hf.get("max_position_embeddings", 512),
                       d_model=hf["hidden_size"], n_heads=hf["num_attention_heads"],
                       n_layers=hf["num_hidden_layers"], d_ff=hf.get("intermediate_size", 4 * hf["hidden_size"]),
                       n_segments=hf.get("type_vocab_size", 2), dropout=hf.get("hidden_dropout_prob", 0.1),
-                      norm_eps=hf.get("layer_norm_eps", 1e-12), activation=_ACT[act], pooler=pooler, head=head)
+                      norm_eps=hf.get("layer_norm_eps", 1e-12), activation=_ACT[act], pooler=pooler, head=head,
+                      labels=labels_from_hf(hf) if head in ("classify", "tag") else (),
+                      head_dropout=hf.get("classifier_dropout"))
 
 
 def config_to_hf(c: BERTConfig) -> dict:
-    arch = {"none": "BertModel", "mlm": "BertForMaskedLM", "pretraining": "BertForPreTraining"}[c.head]
+    arch = {head: name for name, (_, head) in ARCHITECTURES.items()}[c.head]
     act = {"gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh", "relu": "relu"}[c.activation]
-    return {"architectures": [arch], "model_type": "bert", "vocab_size": c.vocab_size,
+    if c.head in ("classify", "tag"):
+        head = {**labels_to_hf(c.labels), "classifier_dropout": c.head_dropout}
+        if c.head == "classify":
+            head["problem_type"] = "single_label_classification"
+    else:  # BertForQuestionAnswering splits num_labels = 2 outputs into start and end
+        head = {"num_labels": 2} if c.head == "qa" else {}
+    return {**head, "architectures": [arch], "model_type": "bert", "vocab_size": c.vocab_size,
             "max_position_embeddings": c.max_len, "hidden_size": c.d_model, "num_attention_heads": c.n_heads,
             "num_hidden_layers": c.n_layers, "intermediate_size": c.d_ff, "type_vocab_size": c.n_segments,
             "hidden_act": act, "hidden_dropout_prob": c.dropout, "attention_probs_dropout_prob": c.dropout,
@@ -72,11 +90,13 @@ def _key_pairs(c: BERTConfig, prefix: str):
                   (h + "output.LayerNorm", b + "norm3")]
     if c.pooler:
         pairs.append((prefix + "pooler.dense", "pool"))
-    if c.head != "none":
+    if c.head in ("mlm", "pretraining"):
         pairs += [("cls.predictions.transform.dense", "mlm.dense"), ("cls.predictions.transform.LayerNorm", "mlm.norm")]
         yield "cls.predictions.bias", "mlm.bias"
     if c.head == "pretraining":
         pairs.append(("cls.seq_relationship", "nsp"))
+    if c.head in ("classify", "tag", "qa"):
+        pairs.append(("qa_outputs" if c.head == "qa" else "classifier", "classifier"))
     for hf_name, ours in pairs:
         yield hf_name + ".weight", ours + ".weight"
         yield hf_name + ".bias", ours + ".bias"

@@ -4,17 +4,19 @@ Devlin et al. 2019, "BERT: Pre-training of Deep Bidirectional Transformers for L
 token + segment + learned position embeddings, summed and layer-normalised (sec. 3, fig. 2); post-norm
 blocks, the 2017 paper's Add & Norm; GELU feed-forward; a pooler, tanh(W h_[CLS] + b), whose output the
 next-sentence head reads (sec. 3.1, "Task #2"); the masked-LM head predicts the token at every position
-from the tied token embedding (sec. 3.1, "Task #1").
+from the tied token embedding (sec. 3.1, "Task #1"). Fine-tuning heads (sec. 4, fig. 4): one linear layer
+over the pooled [CLS] (a label per text), over every token (a label per token) or, for extractive QA, a start
+and an end score per token (sec. 4.2: "a start vector S and an end vector E").
 """
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lmforge.models.bert.config import BERTConfig
 from lmforge.models.outputs import ModelOutput
 from lmforge.nn import Block, Embeddings, FeedForward, LayerNorm, MLMHead, MultiHeadAttention, init_weights
+from lmforge.nn.heads import classification_loss, span_loss
 from lmforge.nn.masks import check_mask, padding_mask
 
 
@@ -29,20 +31,28 @@ class BERT(nn.Module):
                   lambda: LayerNorm(c.d_model, c.norm_eps), norm_first=False, dropout=c.dropout)
             for _ in range(c.n_layers))
         self.pool = nn.Linear(c.d_model, c.d_model) if c.pooler else None
-        self.mlm = MLMHead(self.emb.tok, c.activation, c.norm_eps) if c.head != "none" else None
+        self.mlm = MLMHead(self.emb.tok, c.activation, c.norm_eps) if c.head in ("mlm", "pretraining") else None
         self.nsp = nn.Linear(c.d_model, 2) if c.head == "pretraining" else None  # IsNext / NotNext
+        # a fine-tuning head: classify/tag one output per label, qa two per token (start, end)
+        n_out = {"classify": len(c.labels), "tag": len(c.labels), "qa": 2}.get(c.head)
+        self.head_drop = nn.Dropout(c.dropout if c.head_dropout is None else c.head_dropout)
+        self.classifier = nn.Linear(c.d_model, n_out) if n_out else None
         # N(0, 0.02) everywhere, no residual scaling (google-research/bert: initializer_range 0.02,
         # a truncated normal there)
         init_weights(self, std=0.02)
 
     def forward(self, ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None, *,
                 targets: Tensor | None = None, need_weights: bool = False) -> ModelOutput:
-        """ids (B, T) -> ModelOutput(hidden_states (B, T, d_model), pooled (B, d_model), logits (B, T, vocab)
-        with a masked-LM head, sequence_logits (B, 2) with the next-sentence head).
+        """ids (B, T) -> ModelOutput(hidden_states (B, T, d_model), pooled (B, d_model), and by head:
+        mlm logits (B, T, vocab); pretraining also sequence_logits (B, 2) (next sentence); classify
+        sequence_logits (B, n_labels); tag logits (B, T, n_labels); qa logits (B, T, 2), [..., 0] the start and
+        [..., 1] the end score of each token).
 
         attention_mask (B, T): 1 for real tokens, 0 for padding (no token attends to padding);
         token_type_ids (B, T): segment of each token, 0 for sentence A, 1 for B (default all 0);
-        targets (B, T): the masked-LM labels, -100 where no prediction is scored.
+        targets, -100 where nothing is scored: mlm (B, T) token ids; classify (B,) labels; tag (B, T) labels;
+        qa (B, 2) the start and end token of each answer. The loss is the mean cross-entropy (for qa, the mean
+        of the start and end losses, as sec. 4.2's "sum of the log-likelihoods", halved like Hugging Face's).
         """
         x = self.emb(ids, token_type_ids)  # (B, T, d_model); checks the length and the segments
         mask = padding_mask(check_mask(attention_mask, ids)) if attention_mask is not None else None  # (B, 1, 1, T)
@@ -52,13 +62,22 @@ class BERT(nn.Module):
             if need_weights:
                 attentions.append(probs)
         pooled = torch.tanh(self.pool(x[:, 0])) if self.pool is not None else None  # (B, d_model), from [CLS]
+        head = self.config.head
         logits = self.mlm(x) if self.mlm is not None else None
+        sequence_logits = self.nsp(pooled) if self.nsp is not None else None
+        if head == "classify":
+            sequence_logits = self.classifier(self.head_drop(pooled))  # (B, n_labels)
+        elif head == "tag":
+            logits = self.classifier(self.head_drop(x))  # (B, T, n_labels)
+        elif head == "qa":
+            logits = self.classifier(x)  # (B, T, 2); Hugging Face's BertForQuestionAnswering has no dropout here
         loss = None
         if targets is not None:
-            if logits is None:
-                raise ValueError("targets (masked-LM labels) need a model with head='mlm' or 'pretraining'; "
-                                 "this BERT has no masked-LM head")
-            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
+            scored = sequence_logits if head == "classify" else logits
+            if scored is None:
+                raise ValueError("targets need a head to score them; this BERT has head='none'. Load or build it with "
+                                 "head='mlm', 'pretraining', 'classify', 'tag' or 'qa'")
+            loss = span_loss(scored, targets) if head == "qa" else classification_loss(scored, targets)
         return ModelOutput(logits=logits, loss=loss, attentions=attentions, hidden_states=x, pooled=pooled,
-                           sequence_logits=self.nsp(pooled) if self.nsp is not None else None)
+                           sequence_logits=sequence_logits)
 

@@ -1,18 +1,26 @@
-"""DistilBERT in Hugging Face transformers (DistilBertModel, DistilBertForMaskedLM) <-> the distilbert family.
+"""DistilBERT in Hugging Face transformers (DistilBertModel, DistilBertForMaskedLM, and the fine-tuned
+DistilBertForSequenceClassification, DistilBertForTokenClassification, DistilBertForQuestionAnswering)
+<-> the distilbert family.
 
 HF's q_lin, k_lin, v_lin are concatenated into our fused `qkv` (and split on the way out). The
 DistilBertFor* classes put the encoder under "distilbert."; the masked-LM projector is tied to the word
-embeddings (`vocab_projector.weight` is not read; its bias is). A checkpoint made with
+embeddings (`vocab_projector.weight` is not read; its bias is). A sequence classifier is `pre_classifier` +
+`classifier`, a token classifier `classifier`, a span head `qa_outputs`; class names are id2label. A checkpoint made with
 sinusoidal_pos_embds=true stores its sinusoidal table as the position weights, so it loads the same way.
 """
 from __future__ import annotations
 
 import torch
 
+from lmforge.convert.labels import labels_from_hf, labels_to_hf
 from lmforge.models.distilbert.config import DistilBERTConfig
 
 MODEL_TYPES = ("distilbert",)
-ARCHITECTURES = {"DistilBertModel": "none", "DistilBertForMaskedLM": "mlm"}
+ARCHITECTURES = {"DistilBertModel": "none", "DistilBertForMaskedLM": "mlm",
+                 "DistilBertForSequenceClassification": "classify", "DistilBertForTokenClassification": "tag",
+                 "DistilBertForQuestionAnswering": "qa"}
+# the config.json field holding each head's dropout (tag uses `dropout`, like the encoder)
+_HEAD_DROPOUT = {"classify": "seq_classif_dropout", "qa": "qa_dropout"}
 _ACT = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu"}
 
 
@@ -27,10 +35,19 @@ def config_from_hf(hf: dict) -> DistilBERTConfig:
     act = hf.get("activation", "gelu")
     if act not in _ACT:
         raise ValueError(f"DistilBERT checkpoint activation {act!r} is not supported. Supported: {', '.join(_ACT)}")
+    head = ARCHITECTURES[arch]
+    if head == "classify" and hf.get("problem_type") not in (None, "single_label_classification"):
+        raise ValueError(f"DistilBERT checkpoint has problem_type={hf['problem_type']!r}; lmforge's classify head "
+                         "is single-label classification (softmax over the labels)")
+    if head == "qa" and len(labels_from_hf(hf)) != 2:
+        raise ValueError(f"DistilBertForQuestionAnswering checkpoint has {len(labels_from_hf(hf))} outputs per "
+                         "token; a span head has 2 (start, end)")
     return DistilBERTConfig(vocab_size=hf["vocab_size"], max_len=hf.get("max_position_embeddings", 512),
                             d_model=hf["dim"], n_heads=hf["n_heads"], n_layers=hf["n_layers"],
                             d_ff=hf.get("hidden_dim", 4 * hf["dim"]), dropout=hf.get("dropout", 0.1),
-                            activation=_ACT[act], head=ARCHITECTURES[arch])
+                            activation=_ACT[act], head=head,
+                            labels=labels_from_hf(hf) if head in ("classify", "tag") else (),
+                            head_dropout=hf.get(_HEAD_DROPOUT[head]) if head in _HEAD_DROPOUT else None)
 
 
 def config_to_hf(c: DistilBERTConfig) -> dict:
@@ -39,7 +56,12 @@ def config_to_hf(c: DistilBERTConfig) -> dict:
                          f"norm_eps={c.norm_eps} and cannot be converted")
     arch = {v: k for k, v in ARCHITECTURES.items()}[c.head]
     act = {"gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh", "relu": "relu"}[c.activation]
-    return {"architectures": [arch], "model_type": "distilbert", "vocab_size": c.vocab_size,
+    head = labels_to_hf(c.labels) if c.head in ("classify", "tag") else {"num_labels": 2} if c.head == "qa" else {}
+    if c.head == "classify":
+        head["problem_type"] = "single_label_classification"
+    if c.head in _HEAD_DROPOUT and c.head_dropout is not None:
+        head[_HEAD_DROPOUT[c.head]] = c.head_dropout
+    return {**head, "architectures": [arch], "model_type": "distilbert", "vocab_size": c.vocab_size,
             "max_position_embeddings": c.max_len, "dim": c.d_model, "n_heads": c.n_heads, "n_layers": c.n_layers,
             "hidden_dim": c.d_ff, "activation": act, "dropout": c.dropout, "attention_dropout": c.dropout,
             "sinusoidal_pos_embds": False, "pad_token_id": 0, "initializer_range": 0.02, "tie_word_embeddings": True}
@@ -59,6 +81,10 @@ def _key_pairs(c: DistilBERTConfig, prefix: str):
     if c.head == "mlm":
         pairs += [("vocab_transform", "mlm.dense"), ("vocab_layer_norm", "mlm.norm")]
         yield "vocab_projector.bias", "mlm.bias"
+    if c.head == "classify":
+        pairs.append(("pre_classifier", "pre_classifier"))
+    if c.head in ("classify", "tag", "qa"):
+        pairs.append(("qa_outputs" if c.head == "qa" else "classifier", "classifier"))
     for hf_name, ours in pairs:
         yield hf_name + ".weight", ours + ".weight"
         yield hf_name + ".bias", ours + ".bias"
