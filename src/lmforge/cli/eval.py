@@ -1,4 +1,5 @@
 """`lmforge eval bleu RUN --data FILE.tsv [--beam 4]` -- BLEU, chrF and placeholder accuracy with sacrebleu.
+`lmforge eval wordnet RUN [--split test]` -- a fine-tuned encoder's scores on its WordNet task.
 
 --data takes any TSV in the bundled format (header domain, en, de|zh) or a bundled pair name
 (en-de, en-zh), which means its fixed test split (lmforge.data.translation.TEST_DOMAINS).
@@ -6,6 +7,7 @@
 Examples:
     lmforge eval bleu runs/en-de --data en-de
     lmforge eval bleu runs/en-zh --data my-messages.tsv --beam 1 --limit 200
+    lmforge eval wordnet runs/wn-qa --split test --show 5
 """
 from __future__ import annotations
 
@@ -21,9 +23,21 @@ def add_arguments(parser) -> None:
     p.add_argument("--alpha", type=float, default=0.6, help="length penalty alpha (default 0.6, Wu et al. 2016)")
     p.add_argument("--limit", type=int, default=0, help="score only the first N pairs (0 = all)")
     p.add_argument("--by-length", action="store_true", help="also print BLEU by source-length bucket")
+    w = sub.add_parser("wordnet", help="score a fine-tuned encoder on its WordNet task: supersense accuracy, "
+                                       "BIO entity F1, QA exact match and F1")
+    w.add_argument("run", help="a finetune run, or a model directory with a classify/tag/qa head")
+    w.add_argument("--task", choices=["wordnet-supersense", "wordnet-tags", "wordnet-qa"],
+                   help="default: the run's data.task, else the one the model's head fits")
+    w.add_argument("--split", default="test", choices=["train", "val", "test"])
+    w.add_argument("--limit", type=int, default=0, help="score N examples spread evenly over the split (0 = all)")
+    w.add_argument("--max-len", type=int, default=0, help="tokens per input (default: the run's data.max_len, else 128)")
+    w.add_argument("--batch-size", type=int, default=64)
+    w.add_argument("--show", type=int, default=0, help="also print the first N examples with gold and prediction")
 
 
 def run(args) -> int:
+    if args.metric == "wordnet":
+        return run_wordnet(args)
     from lmforge.data.translation import BUNDLED, read_tsv, split_by_domain
     from lmforge.eval.translation import evaluate_pairs, load_translator
 
@@ -46,4 +60,53 @@ def run(args) -> int:
     if args.by_length:
         for b in r["by_length"]:
             print(f"  source {b['bucket']:>6} words: {b['n']:5d} pairs, BLEU {b['bleu']:.2f}")
+    return 0
+
+
+def run_wordnet(args) -> int:
+    import json
+    from pathlib import Path
+
+    import lmforge
+    from lmforge.data.finetune import TASKS, load_examples
+    from lmforge.eval.finetune import evaluate
+    from lmforge.tokenizers import load_tokenizer
+
+    if args.limit < 0 or args.batch_size <= 0:
+        raise ValueError("--limit must be >= 0 and --batch-size positive")
+    run_dir = Path(args.run)
+    model = lmforge.load(run_dir)
+    cfg = model.config
+    saved = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
+    task = args.task or saved.get("data", {}).get("task")
+    if task is None:  # a converted or copied model directory: the task whose head and labels it carries
+        fits = [t.name for t in TASKS.values() if t.head == getattr(cfg, "head", None) and t.labels == tuple(cfg.labels)]
+        if not fits:
+            raise ValueError(f"{run_dir} has head={getattr(cfg, 'head', None)!r} with labels that fit no WordNet task; "
+                             f"pass --task")
+        task = fits[0]
+    max_len = args.max_len or saved.get("data", {}).get("max_len", 128)
+    examples = load_examples(TASKS[task], args.split)
+    r = evaluate(model, load_tokenizer(run_dir), task, args.split, max_len=max_len, limit=args.limit,
+                 batch_size=args.batch_size, examples=examples)
+    spread = f" (every {len(examples) / r['n']:.2f}-th)" if r["n"] < len(examples) else ""
+    print(f"{task}, {args.split} split: {r['n']:,} of {len(examples):,} examples{spread}; {cfg.family} "
+          f"head={cfg.head}" + (f", {len(cfg.labels)} labels: {', '.join(cfg.labels[:6])}{', ...' if len(cfg.labels) > 6 else ''}"
+                               if cfg.labels else "") + f"; {r['truncated']} answers cut by max_len {max_len}")
+    if "accuracy" in r:
+        print(f"accuracy      {100 * r['accuracy']:.2f}")
+    if "entity_f1" in r:
+        print(f"entity F1     {100 * r['entity_f1']:.2f}   (precision {100 * r['precision']:.2f}, recall "
+              f"{100 * r['recall']:.2f}; BIO chunks as seqeval / conlleval)")
+    if "exact_match" in r:
+        print(f"exact match   {100 * r['exact_match']:.2f}\nF1            {100 * r['f1']:.2f}   (SQuAD v1.1 token F1)")
+    if args.show:
+        picked = [examples[i * len(examples) // r["n"]] for i in range(r["n"])] if spread else examples
+        for ex, pred in list(zip(picked, r["predictions"]))[:args.show]:
+            if "label" in ex:
+                print(f"  {ex['text'][:70]!r}: gold {TASKS[task].labels[ex['label']]}, predicted {pred}")
+            elif "tags" in ex:
+                print(f"  {ex['context'][:70]!r}: gold {' '.join(ex['tags'])}, predicted {' '.join(pred)}")
+            else:
+                print(f"  Q {ex['question'][:50]!r} C {ex['context'][:60]!r}: gold {ex['answer']!r}, predicted {pred!r}")
     return 0

@@ -69,7 +69,10 @@ def run(args) -> int:
     print(f"{info['dir']}")
     if "parameters" in info:
         print(f"  parameters  {info['parameters']:,} ({info['parameters'] / 1e6:.2f}M)")
+    labels = cfg.pop("labels", None)  # a classifier's class names: one line of their own
     print(f"  model       {family}: " + ", ".join(f"{k}={v}" for k, v in cfg.items()))
+    if labels:
+        print(f"  labels      {len(labels)}: {', '.join(labels)}")
     if "run" in info:
         r = info["run"]
         print("  data        " + ", ".join(f"{k}={v}" for k, v in r.get("data", {}).items()))

@@ -58,18 +58,22 @@ def read_hf_weights(directory: Path) -> dict:
     raise FileNotFoundError(f"{directory} has none of model.safetensors, model.safetensors.index.json, pytorch_model.bin")
 
 
-def load_hf(directory: str | Path):
-    """Load a Hugging Face checkpoint directory (config.json + weights) as an lmforge model."""
-    from lmforge.models import build_model, load_state, read_config
-    directory = Path(directory)
-    hf = read_config(directory)
+def config_from_hf(hf: dict, directory: str | Path = "the directory"):
+    """The lmforge Config (of the right family) that a Hugging Face config.json describes."""
     model_type, adapters = hf.get("model_type"), _adapters()
     if model_type not in adapters:
         arch = ", ".join(hf.get("architectures") or []) or "no architectures listed"
         raise ValueError(f"{directory}: Hugging Face model_type {model_type!r} ({arch}) is not supported. "
                          f"Supported: {', '.join(adapters)}")
-    family, adapter = adapters[model_type]
-    config = adapter.config_from_hf(hf)
+    return adapters[model_type][1].config_from_hf(hf)
+
+
+def load_hf(directory: str | Path):
+    """Load a Hugging Face checkpoint directory (config.json + weights) as an lmforge model."""
+    from lmforge.models import build_model, load_state, read_config
+    directory = Path(directory)
+    config = config_from_hf(read_config(directory), directory)
+    family, adapter = type(config).family, lookup(type(config).family).hf_adapter()
     model = build_model(family, config)
     load_state(model, adapter.state_from_hf(read_hf_weights(directory), config), str(directory))
     return model
