@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.parametrize("name, expected", [
     ("kjv-char", "lm"), ("tiny", "lm"), ("nanogpt-cpu", "lm"), ("translate-en-de", "translation"),
-    ("translate-en-zh", "translation"), ("translate-en-de-lstm", "translation"), ("translate-en-zh-lstm", "translation")])
+    ("translate-en-zh", "translation"), ("translate-en-de-lstm", "translation"), ("translate-en-zh-lstm", "translation"),
+    ("finetune-wordnet", "finetune")])
 def test_bundled_configs_pick_their_recipe(name, expected):
     cfg = load_run_config(ROOT / "configs" / f"{name}.yaml")
     assert cfg.NAME == expected
@@ -25,7 +26,7 @@ def test_bundled_configs_pick_their_recipe(name, expected):
 
 
 def test_reading_run_configs_imports_no_torch():
-    paths = [str(ROOT / "configs" / n) for n in ("kjv-char.yaml", "translate-en-de.yaml")]
+    paths = [str(ROOT / "configs" / n) for n in ("kjv-char.yaml", "translate-en-de.yaml", "finetune-wordnet.yaml")]
     code = (f"import sys; from lmforge.train.recipes import load_run_config as l; [l(p) for p in {paths!r}]; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
 
 from lmforge.data import wordnet
 from lmforge.tokenizers.base import Tokenizer, Truncation
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,8 @@ def pad_id(tokenizer: Tokenizer) -> int:
 def collate(features: list[Feature], pad: int) -> tuple[torch.Tensor, ...]:
     """Features -> (ids, attention_mask, token_type_ids, targets), padded on the right to the longest row.
     targets: (B,) class indices, (B, T) token labels (-100 on padding) or (B, 2) answer spans."""
+    import torch  # here, not at the top: the finetune recipe's config reads this module (TASKS) without torch
+
     T = max(len(f.ids) for f in features)
     B = len(features)
     ids = torch.full((B, T), pad, dtype=torch.long)
