@@ -83,6 +83,12 @@ def test_eval_command_and_info_print_the_scores_and_labels(encoders, tmp_path, c
     # the labels do not fit another task's head: said, not a crash
     assert main(["eval", "wordnet", str(run), "--task", "wordnet-supersense"]) == 2
     assert "needs a model with head='classify'; this bert model has head='tag'" in capsys.readouterr().err
+    # a model fine-tuned for tags, fine-tuned again for supersense: the old head (3 labels) is replaced, not reused
+    lines = []
+    finetune(config(run, "wordnet-supersense", steps=2, eval_examples=10), tmp_path / "again", log=lines.append)
+    new = [line for line in lines if "new (random) tensors:" in line]
+    assert new and "pool.weight" in new[0] and "classifier.weight" in new[0], lines
+    assert lmforge.load(tmp_path / "again").config.labels[0] == "adj.all"
 
 
 def test_bad_input_is_refused_with_what_to_do(encoders, tmp_path):

@@ -184,7 +184,9 @@ class Budget:
 
 def init_model(cfg: Run, model_cfg: Config, log) -> torch.nn.Module:
     """The model to fine-tune: model.from's tensors copied into a model with the task's head (the rest, the
-    head, drawn from train.seed), or, without model.from, a seeded random model."""
+    head, drawn from train.seed), or, without model.from, a seeded random model. A directory already fine-tuned
+    with the same head and labels keeps its head (training continues); one with another head or other labels
+    gets a new one."""
     import torch
 
     from lmforge import load
@@ -194,7 +196,12 @@ def init_model(cfg: Run, model_cfg: Config, log) -> torch.nn.Module:
     model = build_model(type(model_cfg).family, model_cfg)
     if "from" not in cfg.model:
         return model
-    source = load(cfg.model["from"], base_only=True).state_dict()
+    loaded = load(cfg.model["from"], base_only=True)
+    source = loaded.state_dict()
+    same_head = (getattr(loaded.config, "head", None), tuple(getattr(loaded.config, "labels", ()))) == \
+        (model_cfg.head, tuple(model_cfg.labels))
+    if not same_head:  # a model fine-tuned for another task (or other labels): its head is not reused
+        source = {k: v for k, v in source.items() if not k.startswith(("classifier.", "pre_classifier."))}
     own = model.state_dict()
     resized = [f"{k} {tuple(v.shape)} -> {tuple(own[k].shape)}" for k, v in source.items()
                if k in own and v.shape != own[k].shape]
