@@ -72,3 +72,15 @@ def test_sentence_pairs_are_cut_longest_first_to_fit():
     assert a == [5] * (13 - len(b))
     with pytest.raises(ValueError, match="at least two documents"):
         sentence_pairs([[[5], [6]]], cls_id=CLS, sep_id=SEP, max_len=16, rng=random.Random(0))
+
+
+def test_bundled_corpora_as_documents_of_sentences():
+    from lmforge.data.corpora import documents
+    kjv = documents("kjv", "val")
+    assert len(kjv) == 4 + 12 + 16  # chapters of Ruth, Ecclesiastes, Mark
+    assert kjv[0][0].startswith("Now it came to pass in the days when the judges ruled")  # Ruth 1:1, number dropped
+    zh = documents("zh-prose", "val")
+    assert all(s and "\n" not in s for d in zh for s in d)
+    assert sum(len(d) > 1 for d in zh) > 100  # enough documents with adjacent sentences for IsNext pairs
+    with pytest.raises(ValueError, match="no document structure"):
+        documents("gettext-en-de", "val")
