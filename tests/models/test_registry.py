@@ -22,7 +22,7 @@ def test_every_family_builds_saves_and_loads_through_the_registry(name, tmp_path
     save_model(model, tmp_path)
     again = load_model(tmp_path)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
-    assert entry.decoding in ("decoder", "encoder-decoder")
+    assert entry.decoding in ("decoder", "encoder-decoder", "encoder")
 
 
 def test_family_configs_import_without_torch():
@@ -36,7 +36,7 @@ def test_unknown_family_and_missing_hf_counterpart_say_what_exists(tmp_path):
     with pytest.raises(ValueError, match="unknown model family 'gpt5'. Known families: gpt, transformer, lstm, llama"):
         lookup("gpt5")
     from lmforge.convert.hf import save_hf
-    with pytest.raises(ValueError, match="'lstm' family has no Hugging Face counterpart.*exists for: gpt, llama"):
+    with pytest.raises(ValueError, match="'lstm' family has no Hugging Face counterpart.*exists for: gpt, llama, bert, distilbert"):
         save_hf(build_model("lstm", "lstm-tiny"), tmp_path / "hf")
     assert not (tmp_path / "hf").exists()
-    assert [n for n, f in FAMILIES.items() if f.hf_adapter() is not None] == ["gpt", "llama"]
+    assert [n for n, f in FAMILIES.items() if f.hf_adapter() is not None] == ["gpt", "llama", "bert", "distilbert"]

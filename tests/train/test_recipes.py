@@ -52,8 +52,8 @@ def test_bad_recipes_are_refused_with_the_choices():
     with pytest.raises(ValueError, match="recipe 'translation' trains encoder-decoder models; family 'gpt' is "
                                          "decoder. Use one of: transformer, lstm"):
         run_config({"recipe": "translation", "model": {"family": "gpt"}})
-    with pytest.raises(ValueError, match="unknown model family 'bert'. Known families: gpt, transformer, lstm"):
-        run_config({"model": {"family": "bert"}})
+    with pytest.raises(ValueError, match="unknown model family 'bart'. Known families: gpt, transformer, lstm"):
+        run_config({"model": {"family": "bart"}})
     with pytest.raises(ValueError, match="unknown key 'minutes' in recipe"):
         load_run_config(ROOT / "configs" / "tiny.yaml", ["recipe.minutes=3"])
     assert set(RECIPES) >= {"lm", "translation"}

@@ -54,11 +54,16 @@ def load_run(path: str):
     import lmforge
     from lmforge.eval.translation import translator_path
     from lmforge.kernels import huge_page_weights
+    from lmforge.models import FAMILIES
     from lmforge.tokenizers import load_tokenizer
     if not Path(path).exists():
         raise FileNotFoundError(f"{path} does not exist; pass a run directory (e.g. runs/kjv-char) or a HF GPT-2 directory")
     tok = load_tokenizer(path)
     model = lmforge.load(translator_path(path)).eval()
+    family = FAMILIES.get(getattr(model.config, "family", None))
+    if family is not None and family.decoding == "encoder":
+        raise ValueError(f"{path} holds a {model.config.family} model, an encoder: it does not generate text. "
+                         f"Try `lmforge embed {path} TEXT` or `lmforge fill-mask {path} TEXT`")
     if tok.vocab_size > model.config.vocab_size:
         raise ValueError(f"{path}: tokenizer.json has {tok.vocab_size} ids but the model only {model.config.vocab_size}")
     huge_page_weights(model)  # the CLI owns this model; each decoding step streams every weight

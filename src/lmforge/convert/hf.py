@@ -65,7 +65,8 @@ def load_hf(directory: str | Path):
     hf = read_config(directory)
     model_type, adapters = hf.get("model_type"), _adapters()
     if model_type not in adapters:
-        raise ValueError(f"{directory}: Hugging Face model_type {model_type!r} is not supported. "
+        arch = ", ".join(hf.get("architectures") or []) or "no architectures listed"
+        raise ValueError(f"{directory}: Hugging Face model_type {model_type!r} ({arch}) is not supported. "
                          f"Supported: {', '.join(adapters)}")
     family, adapter = adapters[model_type]
     config = adapter.config_from_hf(hf)

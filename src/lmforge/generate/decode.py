@@ -29,6 +29,7 @@ from torch import Tensor
 from lmforge.generate.sampling import SamplingParams
 from lmforge.generate.steps import Step, choose
 from lmforge.kernels import PackedWeights, accelerate, huge_page_weights
+from lmforge.models import FAMILIES
 
 
 class Sequence:
@@ -128,6 +129,11 @@ class Engine:
                  capacity: int | None = None, huge_pages: bool = False):
         if alternatives < 0:
             raise ValueError(f"alternatives must be >= 0, got {alternatives}")
+        family = FAMILIES.get(getattr(getattr(model, "config", None), "family", None))
+        if family is not None and family.decoding == "encoder":
+            raise ValueError(f"{type(model).__name__} ({family.name} family) is an encoder: it reads text into vectors "
+                             "and does not generate. Use lmforge.embed (sentence vectors) or `lmforge fill-mask` "
+                             "(its masked-LM head) instead")
         if not (hasattr(model, "prefill") and hasattr(model, "decode_step")):
             raise ValueError(f"{type(model).__name__} does not implement the decoding protocol "
                              "(prefill / decode_step, lmforge.models.protocol)")

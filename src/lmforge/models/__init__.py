@@ -24,12 +24,13 @@ from lmforge.io import atomic_write, atomic_write_json, read_json
 class Family:
     """One registry entry. `decoding`: how lmforge.generate drives the model (both through the protocol of
     lmforge.models.protocol): "decoder" continues a prompt; "encoder-decoder" reads a source and writes a
-    target. `recipe`: the training recipe a run config gets when it names none (lmforge.train.recipes)."""
+    target; "encoder" does not generate (BERT: it reads text into vectors; lmforge.embed, fill-mask).
+    `recipe`: the training recipe a run config gets when it names none (lmforge.train.recipes)."""
 
     name: str
     config: str  # class name in lmforge.models.<name>.config
     model: str  # class name in lmforge.models.<name>.model
-    decoding: Literal["decoder", "encoder-decoder"]
+    decoding: Literal["decoder", "encoder-decoder", "encoder"]
     recipe: str
     hf: bool = False  # lmforge.models.<name>.hf exists: lmforge.load / lmforge convert read and write HF directories
 
@@ -52,6 +53,8 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("transformer", "TransformerConfig", "Transformer", "encoder-decoder", recipe="translation"),  # Vaswani et al. 2017
     Family("lstm", "LSTMConfig", "LSTM", "encoder-decoder", recipe="translation"),  # the RNN baseline (Luong et al. 2015)
     Family("llama", "LlamaConfig", "Llama", "decoder", recipe="lm", hf=True),  # Touvron et al. 2023; Qwen2, GLM-4
+    Family("bert", "BERTConfig", "BERT", "encoder", recipe="mlm", hf=True),  # Devlin et al. 2019
+    Family("distilbert", "DistilBERTConfig", "DistilBERT", "encoder", recipe="distill", hf=True),  # Sanh et al. 2019
 )}
 
 

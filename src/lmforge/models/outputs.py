@@ -10,16 +10,21 @@ from torch import Tensor
 class ModelOutput:
     """What every model's forward returns.
 
-    logits (B, T, vocab); loss: mean cross-entropy over targets != -100 (when targets are given);
-    attentions: per layer, (B, nh, T, S) self-attention probabilities (when asked for);
-    cross_attentions: per decoder layer, encoder-decoder families only; hidden_states: final hidden states.
+    logits (B, T, vocab), None for an encoder without a token head (BERT as a text encoder); loss: mean
+    cross-entropy over targets != -100 (when targets are given); attentions: per layer, (B, nh, T, S)
+    self-attention probabilities (when asked for); cross_attentions: per decoder layer, encoder-decoder
+    families only; hidden_states: final hidden states (B, T, d_model); pooled: one vector per sequence
+    (B, d_model), BERT's pooler; sequence_logits: one row of logits per sequence (B, n), BERT's
+    next-sentence head.
     """
 
-    logits: Tensor
+    logits: Tensor | None = None
     loss: Tensor | None = None
     attentions: list[Tensor] | None = None
     cross_attentions: list[Tensor] | None = None
     hidden_states: Tensor | None = None
+    pooled: Tensor | None = None
+    sequence_logits: Tensor | None = None
 
 
 @dataclass

@@ -9,6 +9,7 @@ init_weights(model, std, n_layers) sets every tensor:
 - nn.Embedding weight:         normal(0, std)
 - LayerNorm / RMSNorm weight:  ones; LayerNorm bias: zeros
 - RelativePositionBias:        normal(0, std) through its embedding
+- MLMHead output bias:         zeros (google-research/bert run_pretraining.py: "output_bias", zeros)
 Anything else with parameters raises, so a new module cannot be forgotten silently.
 
 scheme="xavier" (the 2017 encoder-decoder Transformer; its paper names no init, this is what its
@@ -24,6 +25,7 @@ import math
 
 from torch import nn
 
+from lmforge.nn.heads import MLMHead
 from lmforge.nn.norms import LayerNorm, RMSNorm
 
 
@@ -48,6 +50,8 @@ def init_weights(model: nn.Module, std: float = 0.02, n_layers: int | None = Non
             nn.init.ones_(m.weight)
             if getattr(m, "bias", None) is not None:
                 nn.init.zeros_(m.bias)
+        elif isinstance(m, MLMHead):
+            nn.init.zeros_(m.bias)  # its dense, LayerNorm and tied decoder are children, set by their own rules
         elif isinstance(m, (nn.LSTM, nn.GRU)):
             continue  # the RNN baseline keeps torch's default uniform(-1/sqrt(h), 1/sqrt(h))
         elif any(True for _ in m.parameters(recurse=False)):

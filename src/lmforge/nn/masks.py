@@ -34,6 +34,14 @@ def padding_mask(keep: Tensor) -> Tensor:
     return keep.bool()[:, None, None, :]
 
 
+def check_mask(attention_mask: Tensor, ids: Tensor) -> Tensor:
+    """An encoder's attention_mask must have one value per token: (B, T) like ids. Returns it."""
+    if tuple(attention_mask.shape) != tuple(ids.shape):
+        raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)} but ids have shape "
+                         f"{tuple(ids.shape)}; give one value per token (1 = real token, 0 = padding)")
+    return attention_mask
+
+
 def combine(*masks: Tensor | None) -> Tensor | None:
     """AND of the given masks (None = no constraint)."""
     out = None

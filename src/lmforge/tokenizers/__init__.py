@@ -15,7 +15,7 @@ reads/writes Hugging Face tokenizer.json files.
     >>> tok.decode(tok.encode("begin the")) == "begin the"
     True
 """
-from .base import Encoding, Template, Tokenizer
+from .base import Encoding, Padding, Template, Tokenizer, Truncation
 from .bpe import GPT_SPECIAL_TOKENS, BPETokenizer, ByteLevelBPETokenizer
 from .char import CharTokenizer
 from .io import from_hf_json, load_tokenizer, save_tokenizer, to_hf_json
@@ -24,7 +24,7 @@ from .special import END_OF_TEXT_TOKENS, eos_ids
 from .unigram import T5_SPECIAL_TOKENS, UnigramTokenizer, t5_sentinels
 from .wordpiece import BERT_SPECIAL_TOKENS, WordPieceTokenizer
 
-__all__ = ["Tokenizer", "Encoding", "Template", "CharTokenizer", "BPETokenizer", "ByteLevelBPETokenizer",
+__all__ = ["Tokenizer", "Encoding", "Template", "Truncation", "Padding", "CharTokenizer", "BPETokenizer", "ByteLevelBPETokenizer",
            "WordPieceTokenizer", "UnigramTokenizer", "learn_merges",
            "load_tokenizer", "save_tokenizer", "to_hf_json", "from_hf_json",
            "BERT_SPECIAL_TOKENS", "GPT_SPECIAL_TOKENS", "T5_SPECIAL_TOKENS", "t5_sentinels",

@@ -32,14 +32,112 @@ import regex
 
 @dataclass
 class Encoding:
-    """The full result of encoding: ids and, aligned with them, tokens, offsets, type ids."""
+    """The full result of encoding: ids and, aligned with them, tokens, offsets, type ids and the
+    attention mask (1 = a real token, 0 = padding added by the `padding` section)."""
     ids: list[int]
     tokens: list[str]
     offsets: list[tuple[int, int]]
     type_ids: list[int] = field(default_factory=list)
+    attention_mask: list[int] = field(default_factory=list)
+
+    def __post_init__(self):
+        if not self.attention_mask:
+            self.attention_mask = [1] * len(self.ids)
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def _cut(self, keep: int, left: bool) -> "Encoding":
+        """The first `keep` items (left=True: the last `keep`)."""
+        part = slice(len(self.ids) - keep, None) if left else slice(0, keep)
+        return Encoding(self.ids[part], self.tokens[part], self.offsets[part], self.type_ids[part],
+                        self.attention_mask[part])
+
+
+@dataclass
+class Truncation:
+    """tokenizer.json's `truncation` section, applied as Hugging Face `tokenizers` applies it (its
+    utils/truncation.rs, checked against tokenizers in tests/tokenizers/test_truncation_padding.py).
+
+    max_length counts the special tokens the template adds, so the texts get max_length minus those.
+    LongestFirst, for a pair: the shorter text keeps min(its length, budget // 2) tokens, the longer the
+    rest (on a tie the second counts as the longer). OnlyFirst / OnlySecond cut only that text.
+    direction "Right" drops tokens at the end, "Left" at the start. The overflowing windows that
+    `stride` shapes are not produced: lmforge keeps the first window only.
+
+    Example: max_length 10 with [CLS] A [SEP] B [SEP] (3 special tokens), A of 8 tokens, B of 4 ->
+    budget 7, B keeps min(4, 7 // 2) = 3, A keeps 4.
+    """
+    max_length: int
+    strategy: str = "LongestFirst"  # LongestFirst, OnlyFirst, OnlySecond
+    direction: str = "Right"  # Right, Left
+    stride: int = 0
+
+    def __post_init__(self):
+        if self.strategy not in ("LongestFirst", "OnlyFirst", "OnlySecond"):
+            raise ValueError(f"truncation strategy {self.strategy!r} is not one of LongestFirst, OnlyFirst, OnlySecond")
+        if self.direction not in ("Right", "Left"):
+            raise ValueError(f"truncation direction {self.direction!r} is not Right or Left")
+        if self.max_length < 0:
+            raise ValueError(f"truncation max_length must be >= 0, got {self.max_length}")
+
+    def apply(self, a: Encoding, b: Encoding | None, n_special: int) -> tuple[Encoding, Encoding | None]:
+        budget = max(0, self.max_length - n_special)
+        la, lb = len(a), len(b) if b is not None else 0
+        if la + lb <= budget:
+            return a, b
+        left = self.direction == "Left"
+        if b is None or self.strategy != "LongestFirst":
+            if self.strategy == "OnlySecond" and b is None:
+                raise ValueError("truncation strategy OnlySecond needs a pair of texts; a single text was given")
+            first = b is None or self.strategy == "OnlyFirst"
+            cut, other = (la, lb) if first else (lb, la)
+            if budget - other < 0:
+                raise ValueError(f"cannot truncate to max_length {self.max_length}: the "
+                                 f"{'first' if first else 'second'} text would need fewer than 0 tokens "
+                                 f"(the other has {other}); use strategy LongestFirst or a larger max_length")
+            return (a._cut(budget - other, left), b) if first else (a, b._cut(budget - other, left))
+        short = min(min(la, lb), budget // 2)
+        if la > lb:
+            return a._cut(budget - short, left), b._cut(short, left)
+        return a._cut(short, left), b._cut(budget - short, left)
+
+
+@dataclass
+class Padding:
+    """tokenizer.json's `padding` section, as Hugging Face `tokenizers` applies it: `length` None pads a batch
+    to its longest row (BatchLongest; a single text is its own batch), an int pads every row to that length
+    (Fixed; longer rows are left as they are); then up to a multiple of pad_to_multiple_of. Padding has
+    attention mask 0, type id pad_type_id and offsets (0, 0); direction "Left" puts it in front."""
+    length: int | None = None
+    direction: str = "Right"
+    pad_to_multiple_of: int | None = None
+    pad_id: int = 0
+    pad_type_id: int = 0
+    pad_token: str = "[PAD]"
+
+    def __post_init__(self):
+        if self.direction not in ("Right", "Left"):
+            raise ValueError(f"padding direction {self.direction!r} is not Right or Left")
+
+    def apply(self, encodings: list[Encoding]) -> list[Encoding]:
+        """Pad every encoding in place (and return them)."""
+        if not encodings:
+            return encodings
+        n = self.length if self.length is not None else max(len(e) for e in encodings)
+        if self.pad_to_multiple_of and n % self.pad_to_multiple_of:
+            n += self.pad_to_multiple_of - n % self.pad_to_multiple_of
+        for e in encodings:
+            k = n - len(e)
+            if k <= 0:
+                continue
+            if self.direction == "Right":
+                e.ids += [self.pad_id] * k; e.tokens += [self.pad_token] * k; e.offsets += [(0, 0)] * k
+                e.type_ids += [self.pad_type_id] * k; e.attention_mask += [0] * k
+            else:
+                e.ids[:0] = [self.pad_id] * k; e.tokens[:0] = [self.pad_token] * k; e.offsets[:0] = [(0, 0)] * k
+                e.type_ids[:0] = [self.pad_type_id] * k; e.attention_mask[:0] = [0] * k
+        return encodings
 
 
 @dataclass
@@ -92,6 +190,9 @@ class Tokenizer:
         for t in special_tokens:
             self.add_special_token(t)
         self.template = template
+        # tokenizer.json's `truncation` and `padding` sections (io.py reads and writes them); None: off
+        self.truncation: Truncation | None = None
+        self.padding: Padding | None = None
 
     # -- vocabulary -------------------------------------------------------------------------
     @property
@@ -172,12 +273,17 @@ class Tokenizer:
         """
         a = self._encode_one(text, split_special)
         b = self._encode_one(pair, split_special) if pair is not None else None
-        if not add_special_tokens or self.template is None:
+        templated = add_special_tokens and self.template is not None
+        if self.truncation is not None:  # before the template, with room left for its special tokens
+            n_special = sum(i not in ("$A", "$B") for i, _ in (self.template.single if b is None else
+                                                                 self.template.pair)) if templated else 0
+            a, b = self.truncation.apply(a, b, n_special)
+        if not templated:
             if b is None:
-                return a
-            return Encoding(a.ids + b.ids, a.tokens + b.tokens, a.offsets + b.offsets,
-                            [0] * len(a.ids) + [1] * len(b.ids))
-        out = Encoding([], [], [], [])
+                return self._pad([a])[0]
+            return self._pad([Encoding(a.ids + b.ids, a.tokens + b.tokens, a.offsets + b.offsets,
+                                       [0] * len(a.ids) + [1] * len(b.ids))])[0]
+        out = Encoding([], [], [], [], [])
         for item, type_id in (self.template.single if b is None else self.template.pair):
             part = a if item == "$A" else b if item == "$B" else None
             if part is None:
@@ -186,12 +292,17 @@ class Tokenizer:
             else:
                 out.ids += part.ids; out.tokens += part.tokens; out.offsets += part.offsets
                 out.type_ids += [type_id] * len(part.ids)
-        return out
+        out.attention_mask = [1] * len(out.ids)
+        return self._pad([out])[0]
+
+    def _pad(self, encodings: list[Encoding]) -> list[Encoding]:
+        return self.padding.apply(encodings) if self.padding is not None else encodings
 
     def encode(self, text: str, pair: str | None = None, *, add_special_tokens: bool = True,
                split_special: bool = False) -> list[int]:
         """Text -> ids. See `encode_full` for the options and for offsets."""
-        if pair is None and (self.template is None or not add_special_tokens) and not split_special:
+        if (pair is None and (self.template is None or not add_special_tokens) and not split_special
+                and self.truncation is None and self.padding is None):
             if not isinstance(text, str):
                 raise ValueError(f"encode() takes a str, got {type(text).__name__}; decode bytes first, "
                                  "e.g. data.decode('utf-8')")
@@ -200,7 +311,17 @@ class Tokenizer:
                                 split_special=split_special).ids
 
     def encode_batch(self, texts: Iterable[str], **kwargs) -> list[list[int]]:
-        return [self.encode(t, **kwargs) for t in texts]
+        """Ids of each text; with a `padding` section, padded as a batch (see encode_batch_full)."""
+        if self.padding is None:
+            return [self.encode(t, **kwargs) for t in texts]
+        return [e.ids for e in self.encode_batch_full(texts, **kwargs)]
+
+    def encode_batch_full(self, texts: Iterable[str | tuple[str, str]], **kwargs) -> list[Encoding]:
+        """Encode each text (or (text, pair) tuple) with `encode_full`, then pad the batch as the `padding`
+        section says (BatchLongest: to the longest row), as Hugging Face's encode_batch does."""
+        out = [self.encode_full(*t, **kwargs) if isinstance(t, tuple) else self.encode_full(t, **kwargs)
+               for t in texts]
+        return self._pad(out)
 
     def offsets(self, text: str, **kwargs) -> list[tuple[int, int]]:
         """Character span of each token: `text[start:end]` is what the token covers."""

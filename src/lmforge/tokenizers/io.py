@@ -27,7 +27,7 @@ import json
 from pathlib import Path
 
 from ..io import atomic_write_text
-from .base import Template, Tokenizer
+from .base import Padding, Template, Tokenizer, Truncation
 from .bpe import BPETokenizer
 from .char import CHAR_SPLIT_REGEX, CharTokenizer
 from .unigram import UnigramTokenizer
@@ -67,7 +67,8 @@ def to_hf_json(tok: Tokenizer) -> dict:
     added = [{"id": i, "content": t, "single_word": False, "lstrip": False, "rstrip": False,
               "normalized": False, "special": True}
              for t, i in sorted(tok.special_tokens.items(), key=lambda kv: kv[1])]
-    return {"version": "1.0", "truncation": None, "padding": None, "added_tokens": added,
+    return {"version": "1.0", "truncation": _truncation_to_hf(tok.truncation), "padding": _padding_to_hf(tok.padding),
+            "added_tokens": added,
             "normalizer": parts["normalizer"], "pre_tokenizer": parts["pre_tokenizer"],
             "post_processor": parts.get("post_processor") or _template_to_hf(tok),
             "decoder": parts["decoder"], "model": tok._hf_model()}
@@ -100,6 +101,8 @@ def from_hf_json(data: dict, source: str = "tokenizer.json") -> Tokenizer:
             tok.vocab[a["content"]] = a["id"]; tok.inv_vocab[a["id"]] = a["content"]
         tok.add_special_token(a["content"])
     tok.template = _template_from_hf(data.get("post_processor"))
+    tok.truncation = _truncation_from_hf(data.get("truncation"), source)
+    tok.padding = _padding_from_hf(data.get("padding"), source)
     # a template inserts its tokens by id, so HF does not require them among the added tokens
     for item, _ in tok.template.single + tok.template.pair if tok.template else ():
         if item not in ("$A", "$B") and item not in tok.special_tokens:
@@ -159,3 +162,44 @@ def _template_from_hf(pp: dict | None) -> Template | None:
         return None
     raise ValueError(f"post_processor of type {kind!r} is not supported; supported: TemplateProcessing, "
                      "BertProcessing, RobertaProcessing, ByteLevel, Sequence")
+
+
+def _truncation_from_hf(t: dict | None, source: str) -> Truncation | None:
+    """{"max_length": 128, "strategy": "LongestFirst", "stride": 0, "direction": "Right"} (direction: tokenizers
+    0.13+; older files have none and truncate on the right)."""
+    if t is None:
+        return None
+    try:
+        return Truncation(int(t["max_length"]), t.get("strategy", "LongestFirst"), t.get("direction", "Right"),
+                          int(t.get("stride", 0)))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{source}: the truncation section {t!r} cannot be read ({e})") from None
+
+
+def _truncation_to_hf(t: Truncation | None) -> dict | None:
+    return None if t is None else {"direction": t.direction, "max_length": t.max_length, "strategy": t.strategy,
+                                   "stride": t.stride}
+
+
+def _padding_from_hf(p: dict | None, source: str) -> Padding | None:
+    """{"strategy": "BatchLongest" | {"Fixed": 128}, "direction": "Right", "pad_to_multiple_of": null,
+    "pad_id": 0, "pad_type_id": 0, "pad_token": "[PAD]"}."""
+    if p is None:
+        return None
+    strategy = p.get("strategy", "BatchLongest")
+    if not (strategy == "BatchLongest" or isinstance(strategy, dict) and isinstance(strategy.get("Fixed"), int)):
+        raise ValueError(f"{source}: padding strategy {strategy!r} is not BatchLongest or {{'Fixed': N}}")
+    try:
+        return Padding(None if strategy == "BatchLongest" else strategy["Fixed"], p.get("direction", "Right"),
+                       p.get("pad_to_multiple_of"), int(p.get("pad_id", 0)), int(p.get("pad_type_id", 0)),
+                       p.get("pad_token", "[PAD]"))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{source}: the padding section {p!r} cannot be read ({e})") from None
+
+
+def _padding_to_hf(p: Padding | None) -> dict | None:
+    if p is None:
+        return None
+    return {"strategy": "BatchLongest" if p.length is None else {"Fixed": p.length}, "direction": p.direction,
+            "pad_to_multiple_of": p.pad_to_multiple_of, "pad_id": p.pad_id, "pad_type_id": p.pad_type_id,
+            "pad_token": p.pad_token}
