@@ -213,7 +213,7 @@ class Tokenizer:
         offsets: list[tuple[int, int]] = []
         for chunk, start, added in self._split_special(text, split_special):
             if added is not None:
-                ids.append(added); tokens.append(self.inv_vocab[added])
+                ids.append(added); tokens.append(chunk)  # with lstrip / rstrip, HF's token keeps the spaces
                 offsets.append((start, start + len(chunk)))
                 continue
             i, t, o = self._tokenize_at(chunk, start)

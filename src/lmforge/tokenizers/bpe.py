@@ -137,8 +137,8 @@ class BPETokenizer(Tokenizer):
         return cls(vocab, merges, specials, pattern)
 
     # -- encoding ---------------------------------------------------------------------------
-    def _symbols(self, word: str) -> tuple[list[int], list[int]]:
-        """The word's starting symbols and, for each, the index of the character it comes from.
+    def _symbols(self, word: str) -> tuple[list[int], list[list[int]]]:
+        """The word's starting symbols and, for each, [first, last] index of the characters it covers.
 
         Byte-level: one per UTF-8 byte. Character-level (HF bpe/model.rs merge_word): one per
         character; a character outside the vocabulary becomes its bytes <0xE4><0xBD><0xA0> with
@@ -147,31 +147,29 @@ class BPETokenizer(Tokenizer):
         follow it go first; without an unknown token an unknown character is dropped.)"""
         if self.byte_level:
             bi = self._byte_ids
-            data = word.encode("utf-8")
-            if len(data) == len(word):
-                return [bi[b] for b in data], list(range(len(word)))
-            return [bi[b] for b in data], [j for j, ch in enumerate(word) for _ in ch.encode("utf-8")]
+            return [bi[b] for b in word.encode("utf-8")], [[j, j] for j, ch in enumerate(word) for _ in ch.encode("utf-8")]
         vocab, unk = self.vocab, self._unk_id
         ids, where = [], []
-        pending = None  # character index where an unknown run started
+        pending = None  # [first, last] character of an unknown run not yet written
         for j, ch in enumerate(word):
             i = vocab.get(ch)
             if i is not None:
                 if pending is not None:
                     ids.append(unk); where.append(pending); pending = None
-                ids.append(i); where.append(j)
+                ids.append(i); where.append([j, j])
                 continue
             if self.byte_fallback:
                 bids = [vocab.get(f"<0x{b:02X}>") for b in ch.encode("utf-8")]
                 if None not in bids:
-                    ids += bids; where += [j] * len(bids)
+                    ids += bids; where += [[j, j] for _ in bids]
                     continue
             if unk is not None:
-                if pending is not None and not self.fuse_unk:
+                if pending is not None and self.fuse_unk:
+                    pending[1] = j
+                    continue
+                if pending is not None:
                     ids.append(unk); where.append(pending)
-                    pending = j
-                elif pending is None:
-                    pending = j
+                pending = [j, j]
         if pending is not None:
             ids.append(unk); where.append(pending)
         return ids, where
@@ -241,8 +239,7 @@ class BPETokenizer(Tokenizer):
         whole = self._whole(word)
         if whole is not None:
             return [whole], [[0, len(word) - 1]]
-        ids, where = self._symbols(word)
-        spans = [[j, j] for j in where]
+        ids, spans = self._symbols(word)
         return self._merge(ids, spans), spans
 
     def _words(self, text: str, first: bool) -> list[str]:

@@ -119,15 +119,17 @@ class Unicode(Normalizer):
     def normalize(self, text, align=None):
         if align is None or unicodedata.is_normalized(self.form, text):
             return unicodedata.normalize(self.form, text), align
-        # per cluster (a starter and the marks after it), so each output character knows its source;
-        # where clusters interact (Hangul jamo) the whole text shares one span: ids stay exact
+        # per cluster (a starter and the marks after it); as in HF, the k-th output character of a
+        # cluster takes the span of its k-th input character, or of the last one when the cluster
+        # grows ("e" + U+0301 -> "é" keeps the span of "e"). Where clusters interact (Hangul jamo) the
+        # whole text shares one span: ids stay exact
         out, out_align, i = [], [], 0
         while i < len(text):
             j = i + 1
             while j < len(text) and unicodedata.combining(text[j]):
                 j += 1
             n = unicodedata.normalize(self.form, text[i:j])
-            out.append(n); out_align += [(align[i][0], align[j - 1][1])] * len(n)
+            out.append(n); out_align += [align[i + min(k, j - i - 1)] for k in range(len(n))]
             i = j
         joined, whole = "".join(out), unicodedata.normalize(self.form, text)
         if joined != whole:
@@ -170,7 +172,7 @@ class Prepend(Normalizer):
 
 class Replace(Normalizer):
     """Replace every match of a string or regex by `content` (Llama 2: " " -> "▁"). The characters put
-    in share the span of what they replace."""
+    in take the span of the last character they replace (as HF aligns them)."""
 
     def __init__(self, pattern: str, content: str, is_regex: bool = False):
         self.pattern, self.content, self.is_regex = pattern, content, is_regex
@@ -187,7 +189,7 @@ class Replace(Normalizer):
             if s == e:
                 continue
             out.append(text[pos:s]); out_align += align[pos:s]
-            out.append(self.content); out_align += [(align[s][0], align[e - 1][1])] * len(self.content)
+            out.append(self.content); out_align += [align[e - 1]] * len(self.content)
             pos = e
         out.append(text[pos:]); out_align += align[pos:]
         return "".join(out), out_align
@@ -427,7 +429,7 @@ class Metaspace(PreTokenizer):
     def _split_one(self, piece):
         text, align, first = piece
         text = text.replace(" ", self.replacement)
-        if (self.prepend_scheme == "always" or (self.prepend_scheme == "first" and first)) \
+        if text and (self.prepend_scheme == "always" or (self.prepend_scheme == "first" and first)) \
                 and not text.startswith(self.replacement):
             text, align = self.replacement + text, None if align is None else [align[0]] + align
         piece = (text, align, first)
