@@ -11,8 +11,11 @@ lmforge's load_tokenizer and compared on corpus lines and on edge cases:
 The HF comparisons skip without `tokenizers`; the textbook cases and the errors run anyway.
 """
 import json
+import os
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from tok_corpora import sample
 
 from lmforge.tokenizers import AddedToken, BPETokenizer, from_hf_json, load_tokenizer, save_tokenizer
@@ -222,6 +225,32 @@ def test_special_tokens_in_user_text_stay_text_unless_asked():
     assert ours.added_tokens == {"<tool_call>": ours.token_to_id("<tool_call>")}
     ours.add_token(AddedToken("<think>"))  # plain: matched without split_special, kept by decode
     assert ours.encode("x<think>y")[1] == ours.token_to_id("<think>")
+
+
+@pytest.fixture(scope="module")
+def three_forms():
+    """(HF tokenizer, ours) for the Llama 3, Qwen2 and Llama 2 forms, built once for the fuzz test."""
+    hf = pytest.importorskip("tokenizers")
+    files = [byte_level_file(LLAMA3_PATTERN, ignore_merges=True), byte_level_file(QWEN2_PATTERN, nfc=True, bos=()),
+             sentencepiece_file("llama2")]
+    return [(hf.Tokenizer.from_str(json.dumps(d)), from_hf_json(d)) for d in files]
+
+
+# any code point but surrogates, and pieces the regexes and added tokens treat apart
+TEXT = st.one_of(st.text(st.characters(blacklist_categories=("Cs",)), max_size=40),
+                 st.lists(st.sampled_from(["🙂", "汉字", "e\u0301", "\u0000", "\t", "\n", "\r\n", " ", "   ", "'s", "'LL",
+                                           "123", "4567", "٣", "²", "Ⅻ", "▁", "<s>", "<|im_start|>", "<tool_call>",
+                                           "<0x41>", "\u3000", "\u00a0", "ǅ", "İ", "ﬁ"]), max_size=12).map("".join))
+
+
+@settings(max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", 150)), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(TEXT)
+def test_any_text_matches_hf(three_forms, text):
+    for ref, ours in three_forms:
+        e = ref.encode(text)
+        assert ours.encode(text, split_special=True) == e.ids
+        assert ours.decode(e.ids) == ref.decode(e.ids, skip_special_tokens=False)
 
 
 # -- the other parts ---------------------------------------------------------------------------------
