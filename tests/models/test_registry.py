@@ -33,10 +33,10 @@ def test_family_configs_import_without_torch():
 
 
 def test_unknown_family_and_missing_hf_counterpart_say_what_exists(tmp_path):
-    with pytest.raises(ValueError, match="unknown model family 'gpt5'. Known families: gpt, transformer, lstm"):
+    with pytest.raises(ValueError, match="unknown model family 'gpt5'. Known families: gpt, transformer, lstm, llama"):
         lookup("gpt5")
     from lmforge.convert.hf import save_hf
-    with pytest.raises(ValueError, match="'lstm' family has no Hugging Face counterpart.*exists for: gpt"):
+    with pytest.raises(ValueError, match="'lstm' family has no Hugging Face counterpart.*exists for: gpt, llama"):
         save_hf(build_model("lstm", "lstm-tiny"), tmp_path / "hf")
     assert not (tmp_path / "hf").exists()
-    assert [n for n, f in FAMILIES.items() if f.hf_adapter() is not None] == ["gpt"]
+    assert [n for n, f in FAMILIES.items() if f.hf_adapter() is not None] == ["gpt", "llama"]

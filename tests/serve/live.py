@@ -21,12 +21,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def make_run(path, max_len=128, **shape):
-    """A run directory: random GPT + character tokenizer trained on a slice of the bundled KJV."""
+def make_run(path, max_len=128, family="gpt", **shape):
+    """A run directory: a random model of `family` + character tokenizer trained on a slice of the bundled KJV."""
     with lzma.open(Path(lmforge.__file__).parent / "data" / "corpora" / "kjv.txt.xz", "rt", encoding="utf-8") as f:
         tok = CharTokenizer.train(f.read(20000))  # no end-of-text token: texts run to max_tokens or a stop
     torch.manual_seed(0)
-    save_model(build_model("gpt", dict(vocab_size=tok.vocab_size, max_len=max_len, **shape)), path)
+    save_model(build_model(family, dict(vocab_size=tok.vocab_size, max_len=max_len, **shape)), path)
     save_tokenizer(tok, path)
     return path
 

@@ -239,3 +239,30 @@ def test_serve_flags_out_of_range_are_one_clear_line(served_run, capsys):
     for flag in ("--threads", "--max-concurrent"):
         assert main(["serve", str(served_run), flag, "0"]) == 2
         assert f"{flag} must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_the_llama_family_is_served_unchanged(tmp_path):
+    """The same server, Step records and distribution endpoint for a Llama-style model (GQA, RoPE): greedy text
+    over HTTP (streamed and not, with logprobs) equals lmforge.generate in this process."""
+    import lmforge
+    from live import make_run, start_server
+
+    from lmforge.generate import generate
+    run = make_run(tmp_path, family="llama", d_model=64, n_heads=4, n_kv_heads=2, n_layers=2, d_ff=160)
+    from lmforge.tokenizers import load_tokenizer
+    model, tok = lmforge.load(run).eval(), load_tokenizer(run)
+    want = "".join(tok.decode([s.token]) for s in generate(model, tok.encode("And God"), max_new_tokens=15,
+                                                              temperature=0))
+    proc, url = start_server(run, "--name", "llama", "--threads", "1")
+    try:
+        body = {"model": "llama", "prompt": "And God", "max_tokens": 15, "temperature": 0, "logprobs": 2}
+        r = httpx.post(url + "/v1/completions", json=body, timeout=60).json()["choices"][0]
+        assert r["text"] == want and len(r["logprobs"]["top_logprobs"]) == 15
+        with httpx.stream("POST", url + "/v1/completions", json={**body, "stream": True}, timeout=60) as s:
+            chunks = [json.loads(line[6:]) for line in s.iter_lines() if line.startswith("data: {")]
+        assert "".join(c["choices"][0]["text"] for c in chunks) == want
+        d = httpx.post(url + "/api/distribution", json={"ids": tok.encode("And God"), "n": 3}).json()
+        assert len(d["alternatives"]) == 3 and tok.decode([d["alternatives"][0]["token"]]) == want[0]
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -1,5 +1,9 @@
 """lmforge chat RUN [--system TEXT]: a terminal chat with streaming answers.
 
+A directory with its own chat template (a Hugging Face chat model: chat_template.jinja or
+tokenizer_config.json's "chat_template") is talked to in that template, and answers stop at its end
+of turn (lmforge.data.hf_chat); an lmforge run uses lmforge's template (lmforge.data.chat).
+
 Commands: /regen (answer the last message again with a new seed and say where it diverged),
 /reset (forget the conversation, keep the system prompt), /probs on|off (show p and the runner-up
 after every token), /quit. Ctrl-C stops the answer being written and keeps the session.
@@ -12,20 +16,22 @@ from lmforge.cli.generate import add_sampling_arguments, load_run, token_text
 
 
 def add_arguments(p) -> None:
-    p.add_argument("run", help="an lmforge run/model directory or a Hugging Face GPT-2 directory (with tokenizer.json)")
+    p.add_argument("run", help="an lmforge run/model directory or a Hugging Face directory (with tokenizer.json; "
+                               "its chat_template is used when it has one)")
     p.add_argument("--system", default="", help="system prompt: who the assistant is")
     add_sampling_arguments(p, temperature=0.8, max_new_tokens=200)
     p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default 0.95; 1 = off)")
 
 
-def answer(model, tok, messages, args, seed, show_probs, out=sys.stdout):
-    """Stream one assistant answer; returns (text, tokens). Ctrl-C ends it early."""
+def answer(model, tok, messages, args, seed, show_probs, out=sys.stdout, template=None):
+    """Stream one assistant answer; returns (text, tokens). Ctrl-C ends it early.
+    template: the directory's chat template (None: lmforge's)."""
     from lmforge.data.chat import build_prompt
     from lmforge.generate import generate
     from lmforge.tokenizers.stream import TextStream
 
     room = model.config.max_len - min(args.max_new_tokens, model.config.max_len // 2)
-    prompt = build_prompt(tok, messages, room)
+    prompt = build_prompt(tok, messages, room, template)
     if prompt.dropped:
         print(f"[context full: the oldest {prompt.dropped} message(s) are left out of what the model sees]", file=out)
     stream = TextStream(tok.decode, prompt.stop_text)
@@ -57,9 +63,9 @@ def answer(model, tok, messages, args, seed, show_probs, out=sys.stdout):
 class Session:
     """The conversation and the terminal's settings."""
 
-    def __init__(self, model, tok, args):
+    def __init__(self, model, tok, args, template=None):
         import random
-        self.model, self.tok, self.args = model, tok, args
+        self.model, self.tok, self.args, self.template = model, tok, args, template
         self.system = [{"role": "system", "content": args.system}] if args.system else []
         self.messages = list(self.system)
         self.show_probs, self.last_tokens = False, None
@@ -67,7 +73,8 @@ class Session:
 
     def reply(self) -> list[int]:
         self.seed += 1  # a new seed per answer: /regen gives a different one
-        text, tokens = answer(self.model, self.tok, self.messages, self.args, self.seed, self.show_probs)
+        text, tokens = answer(self.model, self.tok, self.messages, self.args, self.seed, self.show_probs,
+                              template=self.template)
         self.messages.append({"role": "assistant", "content": text})
         return tokens
 
@@ -105,8 +112,9 @@ class Session:
 
 
 def run(args) -> int:
+    from lmforge.data.hf_chat import load_chat_template
     model, tok = load_run(args.run)
-    session = Session(model, tok, args)
+    session = Session(model, tok, args, load_chat_template(args.run))
     print("lmforge chat: /regen /reset /probs on|off /quit; Ctrl-C stops an answer")
     while True:
         try:

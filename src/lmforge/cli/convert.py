@@ -21,8 +21,10 @@ def run(args) -> int:
         raise ValueError("SRC and DST are the same directory; choose a new DST so the source is never overwritten")
     model = lmforge.load(src)
     (save_hf if args.to == "hf" else save_model)(model, dst)
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt"):
-        if (src / name).exists():  # the tokenizer travels with the weights
+    # the tokenizer, its chat template and the generation defaults (end-of-turn ids) travel with the weights
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "tokenizer.model",
+                 "special_tokens_map.json", "chat_template.jinja", "generation_config.json"):
+        if (src / name).exists():
             shutil.copy2(src / name, dst / name)
     n = sum(p.numel() for p in model.parameters())
     print(f"wrote {args.to} checkpoint to {dst} ({n:,} parameters)")

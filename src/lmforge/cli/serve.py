@@ -4,10 +4,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from lmforge.cli.generate import load_run
+from lmforge.data.hf_chat import load_chat_template
 
 
 def add_arguments(p) -> None:
-    p.add_argument("run", help="an lmforge run/model directory or a Hugging Face GPT-2 directory (with tokenizer.json)")
+    p.add_argument("run", help="an lmforge run/model directory or a Hugging Face directory (with tokenizer.json; "
+                               "/v1/chat/completions uses its chat_template when it has one)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--name", default=None, help="model id clients pass as `model` (default: the directory name)")
@@ -40,9 +42,10 @@ def run(args) -> int:
         from lmforge.kernels import set_packing
         set_packing(False)
     model, tok = load_run(args.run)
+    template = load_chat_template(args.run)  # a syntax error in it stops here, before the server starts
     name = args.name or Path(args.run).resolve().name
     app = create_app(model, tok, name, Limits(max_tokens=args.max_tokens, max_body=args.max_body,
-                                              max_concurrent=args.max_concurrent))
+                                              max_concurrent=args.max_concurrent), template)
     print(f"serving {name!r} on http://{args.host}:{args.port}  (explorer: /, API: /v1)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

@@ -26,11 +26,26 @@ def _adapters() -> dict[str, tuple[str, object]]:
 
 
 def read_hf_weights(directory: Path) -> dict:
-    """model.safetensors, else pytorch_model.bin loaded with weights_only=True (a pickle cannot run code)."""
+    """model.safetensors, or the shards model.safetensors.index.json lists (large checkpoints are split into
+    model-00001-of-0000N.safetensors ...), else pytorch_model.bin loaded with weights_only=True (a pickle
+    cannot run code)."""
+    from lmforge.io import read_json
     from lmforge.models import read_safetensors
     st, pt = directory / "model.safetensors", directory / "pytorch_model.bin"
+    index = directory / "model.safetensors.index.json"
     if st.exists():
         return read_safetensors(st)
+    if index.exists():
+        weight_map = read_json(index, "; the shard index is corrupt").get("weight_map")
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise ValueError(f"{index} has no 'weight_map': not a safetensors shard index")
+        state = {}
+        for shard in sorted(set(weight_map.values())):
+            state.update(read_safetensors(directory / shard))
+        missing = [k for k in weight_map if k not in state]
+        if missing:
+            raise ValueError(f"{index} lists tensors no shard holds: {missing[:5]}")
+        return state
     if pt.exists():
         import pickle
         try:
@@ -40,7 +55,7 @@ def read_hf_weights(directory: Path) -> dict:
                              f"execute code. Convert it to safetensors with a trusted tool first. ({str(e)[:200]})") from None
         except (RuntimeError, EOFError) as e:
             raise ValueError(f"{pt} is corrupt or not a PyTorch checkpoint ({e})") from None
-    raise FileNotFoundError(f"{directory} has neither model.safetensors nor pytorch_model.bin")
+    raise FileNotFoundError(f"{directory} has none of model.safetensors, model.safetensors.index.json, pytorch_model.bin")
 
 
 def load_hf(directory: str | Path):

@@ -13,10 +13,20 @@ Each message is `<|role|>` + content + `<|end|>` + "\\n"; generation stops at `<
 A tokenizer without these special tokens (any plain LM, before SFT) gets the same layout in
 plain text, "System: ...", "User: ...", "Assistant: ...", one message per paragraph, and
 generation stops at the next "\\nUser:".
+
+A model directory that brings its own template (a Hugging Face chat model: chat_template.jinja or
+tokenizer_config.json's "chat_template") is rendered with that instead, as transformers renders it
+(lmforge.data.hf_chat); pass it to `build_prompt` as `template`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..tokenizers import eos_ids
+
+if TYPE_CHECKING:
+    from .hf_chat import ChatTemplate
 
 ROLES = ("system", "user", "assistant")
 # The template's special tokens: one marker per role, then the end of turn. Give them to a tokenizer
@@ -93,21 +103,36 @@ def encode(tok, messages: list[dict], *, add_generation_prompt: bool = True) -> 
     return ids, mask
 
 
-def build_prompt(tok, messages: list[dict], max_tokens: int) -> ChatPrompt:
+def build_prompt(tok, messages: list[dict], max_tokens: int, template: ChatTemplate | None = None) -> ChatPrompt:
     """Encode for generation, dropping the oldest turns (never the system message, never the last
-    user message) until the prompt fits in `max_tokens`. ValueError if even that does not fit."""
-    _check(messages)
+    message) until the prompt fits in `max_tokens`. ValueError if even that does not fit.
+
+    template: the model directory's own chat template (lmforge.data.hf_chat.load_chat_template);
+    None for lmforge's (above). After a drop the kept turns start at a user message, so a template
+    that checks the roles alternate (user, assistant, user, ...) still accepts them."""
+    if template is None:
+        _check(messages)
+        encode_ = lambda msgs: encode(tok, msgs)[0]  # noqa: E731
+    else:
+        from .hf_chat import checked
+        messages = checked(messages)
+        encode_ = lambda msgs: template.encode(tok, msgs)  # noqa: E731
     system = [m for m in messages[:1] if m["role"] == "system"]
     turns = messages[len(system):]
     dropped = 0
     while True:
-        ids, _ = encode(tok, system + turns)
+        ids = encode_(system + turns)
         if len(ids) <= max_tokens:
             break
         if len(turns) <= 1:
             raise ValueError(f"the last message alone is {len(ids)} tokens with the template; the model's "
                              f"context leaves {max_tokens} for the prompt: shorten it")
         turns, dropped = turns[1:], dropped + 1
+        while len(turns) > 1 and turns[0]["role"] != "user":
+            turns, dropped = turns[1:], dropped + 1
+    if template is not None:  # its end of turn, and any end-of-text token the tokenizer has (as for a plain LM)
+        stops = template.stop_ids(tok)
+        return ChatPrompt(ids, stops + [i for i in eos_ids(tok) if i not in stops], [], dropped)
     if has_markers(tok):
         return ChatPrompt(ids, [tok.special_tokens[END]], [], dropped)
     return ChatPrompt(ids, [], [PLAIN_STOP], dropped)

@@ -51,6 +51,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("gpt", "GPTConfig", "GPT", "decoder", recipe="lm", hf=True),  # Radford et al. 2018, 2019
     Family("transformer", "TransformerConfig", "Transformer", "encoder-decoder", recipe="translation"),  # Vaswani et al. 2017
     Family("lstm", "LSTMConfig", "LSTM", "encoder-decoder", recipe="translation"),  # the RNN baseline (Luong et al. 2015)
+    Family("llama", "LlamaConfig", "Llama", "decoder", recipe="lm", hf=True),  # Touvron et al. 2023; Qwen2, GLM-4
 )}
 
 

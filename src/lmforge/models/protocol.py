@@ -24,6 +24,8 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 from torch import Tensor
 
 from lmforge.models.outputs import DecodeOutput
+from lmforge.nn.cache import Context
+from lmforge.nn.masks import pad_rows
 
 
 class DecodingState(Protocol):
@@ -54,3 +56,27 @@ class DecodingModel(Protocol):
     def decode_step(self, state: DecodingState, ids: Tensor, *, need_weights: bool = False) -> DecodeOutput:
         """Feed ids (B, T), the tokens chosen for each row, -> the logits of the token after them.
         For an encoder-decoder, `cross_attention` is over the source tokens."""
+
+
+class DecoderOnlyDecoding:
+    """The protocol for a decoder-only family whose forward takes (ids, cache=, positions=, attention_mask=,
+    need_weights=, keep_logits=) and has `new_cache(batch, capacity)` and `tok_emb` (GPT, Llama): the prompt
+    is the context; shorter prompts are left-padded and masked, each row's positions start at its first token."""
+
+    decoder_start = None  # decoder-only: the prompt is the context the decoder continues
+
+    def prefill(self, prompts, *, capacity: int | None = None, use_cache: bool = True,
+                need_weights: bool = False):
+        ids, keep = pad_rows(prompts, left=True, device=self.tok_emb.weight.device)
+        state = Context(len(prompts), self.new_cache(len(prompts), capacity) if use_cache else None,
+                        ids=not use_cache, device=ids.device)
+        return state, self._read(state, ids, keep, need_weights)
+
+    def decode_step(self, state, ids: Tensor, *, need_weights: bool = False) -> DecodeOutput:
+        return self._read(state, ids, None, need_weights)
+
+    def _read(self, state, ids: Tensor, keep: Tensor | None, need_weights: bool) -> DecodeOutput:
+        ids, positions, mask = state.feed(ids, keep)
+        out = self(ids, cache=state.cache, positions=positions, attention_mask=mask, need_weights=need_weights,
+                   keep_logits=1)
+        return DecodeOutput.of(out.logits[:, -1], out.attentions, state.keep)

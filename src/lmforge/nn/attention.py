@@ -76,46 +76,88 @@ class MultiHeadAttention(nn.Module):
 
     Self-attention uses one fused q/k/v projection (`qkv`, one matmul instead of three);
     cross-attention (`cross=True`) projects queries from x and keys/values from the encoder output.
+
+    Grouped-query attention (Ainslie et al. 2023; Llama 2 70B, Llama 3, Qwen2, GLM-4): `n_kv_heads` < n_heads
+    key/value heads, each shared by n_heads / n_kv_heads query heads (query head h reads key/value head
+    h // group). The KV cache then holds n_kv_heads heads: group times fewer bytes per token.
+    `head_dim` may differ from d_model / n_heads (GLM-4); `qkv_bias` apart from `bias` (Qwen2, GLM-4: biases
+    on q/k/v only).
     """
 
     def __init__(self, d_model: int, n_heads: int, *, bias: bool = True, dropout: float = 0.0,
-                 cross: bool = False, scale: float | None = None):
+                 cross: bool = False, scale: float | None = None, n_kv_heads: int | None = None,
+                 head_dim: int | None = None, qkv_bias: bool | None = None):
         super().__init__()
-        assert d_model % n_heads == 0
-        self.n_heads, self.head_dim, self.cross, self.scale = n_heads, d_model // n_heads, cross, scale
+        n_kv_heads = n_kv_heads or n_heads
+        if head_dim is None and d_model % n_heads:
+            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads}), or pass head_dim")
+        if n_heads % n_kv_heads:
+            raise ValueError(f"n_heads ({n_heads}) must be a multiple of n_kv_heads ({n_kv_heads}): each "
+                             "key/value head serves the same number of query heads")
+        self.n_heads, self.n_kv_heads, self.cross, self.scale = n_heads, n_kv_heads, cross, scale
+        self.head_dim = head_dim or d_model // n_heads
         self.dropout = dropout
+        inner, kv = n_heads * self.head_dim, n_kv_heads * self.head_dim
+        self.split = (inner, kv, kv)
+        in_bias = bias if qkv_bias is None else qkv_bias
         if cross:
-            self.q = nn.Linear(d_model, d_model, bias=bias)
-            self.kv = nn.Linear(d_model, 2 * d_model, bias=bias)
+            self.q = nn.Linear(d_model, inner, bias=in_bias)
+            self.kv = nn.Linear(d_model, 2 * kv, bias=in_bias)
         else:
-            self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)
-        self.out = nn.Linear(d_model, d_model, bias=bias)
+            self.qkv = nn.Linear(d_model, inner + 2 * kv, bias=in_bias)
+        self.out = nn.Linear(inner, d_model, bias=bias)
         self.out.residual = True  # scaled init for projections into the residual stream (see nn.init)
 
-    def _heads(self, x: Tensor) -> Tensor:
+    def _heads(self, x: Tensor, n: int) -> Tensor:
         B, T, _ = x.shape
-        return x.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, nh, T, hs)
+        return x.view(B, T, n, self.head_dim).transpose(1, 2)  # (B, n, T, hs)
 
     def forward(self, x: Tensor, *, memory: Tensor | None = None, mask: Tensor | None = None,
                 bias: Tensor | None = None, is_causal: bool = False, cache: LayerCache | None = None,
-                rope: tuple[Tensor, Tensor] | None = None, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
-        """x (B, T, d_model); memory (B, S, d_model) for cross-attention. Returns (y (B, T, d_model), probs)."""
-        B, T, C = x.shape
+                rope: tuple | None = None, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+        """x (B, T, d_model); memory (B, S, d_model) for cross-attention; rope: (cos, sin[, interleaved]) from
+        lmforge.nn.positions.Rotary. Returns (y (B, T, d_model), probs)."""
+        B, T, _ = x.shape
+        inner, kv, _ = self.split
         if self.cross:
-            q = self._heads(self.q(x))
+            q = self._heads(self.q(x), self.n_heads)
             if cache is not None and cache.cross is not None:
                 k, v = cache.cross  # encoder keys/values are computed once per generation
             else:
-                k, v = (self._heads(t) for t in self.kv(memory).split(C, dim=2))
+                k, v = (self._heads(t, self.n_kv_heads) for t in self.kv(memory).split(kv, dim=2))
                 if cache is not None:
                     cache.cross = (k, v)
         else:
-            q, k, v = (self._heads(t) for t in self.qkv(x).split(C, dim=2))  # each (B, nh, T, hs)
+            q, k, v = self.qkv(x).split(self.split, dim=2)
+            q, k, v = self._heads(q, self.n_heads), self._heads(k, self.n_kv_heads), self._heads(v, self.n_kv_heads)
             if rope is not None:
                 q, k = apply_rope(q, *rope), apply_rope(k, *rope)
             if cache is not None:
-                k, v = cache.update(k, v)  # (B, nh, past + T, hs)
-        y, probs = attention(q, k, v, mask, bias, is_causal=is_causal, scale=self.scale,
-                             dropout_p=self.dropout if self.training else 0.0, need_weights=need_weights)
-        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, d_model)
+                k, v = cache.update(k, v)  # (B, n_kv, past + T, hs)
+        dropout_p = self.dropout if self.training else 0.0
+        if self.n_kv_heads == self.n_heads:
+            y, probs = attention(q, k, v, mask, bias, is_causal=is_causal, scale=self.scale,
+                                 dropout_p=dropout_p, need_weights=need_weights)
+        else:
+            y, probs = grouped_attention(q, k, v, mask, bias, is_causal=is_causal, scale=self.scale,
+                                         dropout_p=dropout_p, need_weights=need_weights)
+        y = y.transpose(1, 2).reshape(B, T, inner)  # (B, T, nh * hs)
         return self.out(y), probs
+
+
+def grouped_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, bias: Tensor | None = None,
+                      **kw) -> tuple[Tensor, Tensor | None]:
+    """attention() with fewer key/value heads than query heads: q (B, nh, T, hs), k and v (B, nkv, S, hs).
+
+    One new token (decoding): the group's queries become one head's T = group query rows, so every query
+    reads its key/value head where it lies in the cache -- no copy of the cache per step. Otherwise (prefill,
+    training) each key/value head is repeated for its group, as the equations say."""
+    B, nh, T, hs = q.shape
+    nkv = k.size(1)
+    group = nh // nkv
+    one_row_mask = mask is None or (mask.size(-2) == 1 and (mask.dim() < 4 or mask.size(1) == 1))
+    if T == 1 and bias is None and one_row_mask:
+        y, probs = attention(q.view(B, nkv, group, hs), k, v, mask, **{**kw, "is_causal": False})
+        return y.view(B, nh, 1, hs), (None if probs is None else probs.reshape(B, nh, 1, -1))
+    k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+    return attention(q, k, v, mask, bias, **kw)

@@ -92,7 +92,69 @@ def rope_cache(head_dim: int, positions: Tensor, base: float = 10000.0) -> tuple
     return angles.cos(), angles.sin()
 
 
-def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate x (B, nh, T, hs): x * cos + rotate_half(x) * sin, where rotate_half(a, b) = (-b, a)."""
-    a, b = x.chunk(2, dim=-1)
-    return (x * cos + torch.cat([-b, a], dim=-1) * sin).to(x.dtype)
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor, interleaved: bool = False) -> Tensor:
+    """Rotate x (B, nh, T, hs): x * cos + rotate(x) * sin.
+
+    Half split (default, GPT-NeoX / Llama / Qwen2 checkpoints): rotate(a, b) = (-b, a) for the two halves.
+    Interleaved (the paper's neighbour pairs; GLM-4): rotate(x0, x1, x2, x3, ...) = (-x1, x0, -x3, x2, ...).
+    Partial rotary: when cos covers fewer dimensions than hs (GLM-4 rotates half of each head), only the
+    first cos.size(-1) dimensions turn and the rest pass through unchanged.
+    """
+    rot = cos.size(-1)
+    if rot < x.size(-1):
+        return torch.cat([apply_rope(x[..., :rot], cos, sin, interleaved), x[..., rot:]], dim=-1)
+    if interleaved:
+        pairs = x.unflatten(-1, (-1, 2))  # (..., hs/2, 2)
+        turned = torch.stack([-pairs[..., 1], pairs[..., 0]], dim=-1).flatten(-2)
+    else:
+        a, b = x.chunk(2, dim=-1)
+        turned = torch.cat([-b, a], dim=-1)
+    return (x * cos + turned * sin).to(x.dtype)
+
+
+ROPE_SCALINGS = ("default", "linear", "llama3")
+
+
+def rope_frequencies(dim: int, base: float = 10000.0, scaling: dict | None = None) -> Tensor:
+    """theta_i = base^(-2i/dim), i < dim/2 (RoFormer eq. 34), float32 in the order HF computes it, then scaled:
+
+    linear: theta_i / factor -- position interpolation (Chen et al. 2023): positions squeezed by `factor`.
+    llama3: Llama 3.1's rule (Meta, 2024): wavelengths shorter than original_max / high_freq_factor keep their
+      frequency, longer than original_max / low_freq_factor are divided by `factor`, and in between the two
+      are blended linearly in original_max / wavelength.
+    """
+    inv = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
+    kind = (scaling or {}).get("rope_type", "default")
+    if kind not in ROPE_SCALINGS:
+        raise ValueError(f"unknown rope scaling {kind!r}; supported: {', '.join(ROPE_SCALINGS)}")
+    if kind == "linear":
+        return inv / scaling["factor"]
+    if kind == "llama3":
+        factor, low, high = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
+        old = scaling["original_max_position_embeddings"]
+        wavelen = 2 * math.pi / inv
+        scaled = torch.where(wavelen > old / low, inv / factor, inv)
+        smooth = (old / wavelen - low) / (high - low)
+        blended = (1 - smooth) * scaled / factor + smooth * scaled
+        between = (wavelen >= old / high) & (wavelen <= old / low)
+        return torch.where(between, blended, scaled)
+    return inv
+
+
+class Rotary(nn.Module):
+    """Rotary position embedding (Su et al. 2021) for positions (B, T): the (cos, sin, interleaved) that
+    MultiHeadAttention applies to queries and keys. `dim` = the rotated dimensions of each head (all of
+    them, or a fraction for partial rotary)."""
+
+    def __init__(self, dim: int, base: float = 10000.0, *, interleaved: bool = False, scaling: dict | None = None):
+        super().__init__()
+        self.interleaved = interleaved
+        self.register_buffer("inv_freq", rope_frequencies(dim, base, scaling), persistent=False)
+
+    def forward(self, positions: Tensor) -> tuple[Tensor, Tensor, bool]:
+        angles = positions.float()[..., None] * self.inv_freq  # (B, T, dim/2)
+        if self.interleaved:  # each frequency twice in a row: (t0, t0, t1, t1, ...)
+            angles = angles.repeat_interleave(2, dim=-1)
+        else:  # the halves (t0, t1, ..., t0, t1, ...)
+            angles = torch.cat([angles, angles], dim=-1)
+        return angles.cos()[:, None], angles.sin()[:, None], self.interleaved  # (B, 1, T, dim): broadcast over heads

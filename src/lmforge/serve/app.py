@@ -66,11 +66,12 @@ def _counted(receive, limits: Limits):
     return counted_receive
 
 
-def create_app(model, tok, name: str = "lmforge", limits: Limits | None = None) -> FastAPI:
-    """The server for one model and its tokenizer; `name` is the model id clients pass as `model`."""
+def create_app(model, tok, name: str = "lmforge", limits: Limits | None = None, template=None) -> FastAPI:
+    """The server for one model and its tokenizer; `name` is the model id clients pass as `model`;
+    `template` the directory's chat template (lmforge.data.hf_chat.load_chat_template; None: lmforge's)."""
     limits = limits or Limits()
     app = FastAPI(title="lmforge", docs_url=None, redoc_url=None)
-    app.state.server = Server(model, tok, name, limits)
+    app.state.server = Server(model, tok, name, limits, template)
     app.include_router(openai.router)
     app.include_router(explorer.router)
     app.add_middleware(_Guard, srv=app.state.server, limits=limits)

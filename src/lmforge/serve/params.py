@@ -81,8 +81,9 @@ def _is_int(v) -> bool:
 class Validator:
     """Turns request bodies into checked values for one served model."""
 
-    def __init__(self, tok, *, name: str, vocab_size: int, max_len: int, limits: Limits):
+    def __init__(self, tok, *, name: str, vocab_size: int, max_len: int, limits: Limits, template=None):
         self.tok, self.name, self.vocab_size, self.max_len, self.limits = tok, name, vocab_size, max_len, limits
+        self.template = template  # the model directory's chat template (lmforge.data.hf_chat); None: lmforge's
 
     def model(self, body: dict) -> None:
         """404 unless `model` is absent or names the served model."""
@@ -168,11 +169,12 @@ class Validator:
         return self.ids(prompt, "prompt") if isinstance(prompt, list) else self.text(prompt, "prompt")
 
     def chat(self, body: dict, opts: Options) -> ChatPrompt:
-        """/v1/chat/completions' messages, templated; the oldest turns are dropped to leave room for the
-        answer (at most half the context)."""
+        """/v1/chat/completions' messages, templated (the directory's chat template when it has one);
+        the oldest turns are dropped to leave room for the answer (at most half the context). 400 for
+        messages of the wrong shape and for messages the template refuses (its raise_exception)."""
         try:
             return build_prompt(self.tok, body.get("messages"),
-                                self.max_len - min(opts.max_tokens, self.max_len // 2))
+                                self.max_len - min(opts.max_tokens, self.max_len // 2), self.template)
         except ValueError as e:
             raise APIError(400, str(e), "messages") from None
 

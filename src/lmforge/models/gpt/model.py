@@ -11,15 +11,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lmforge.models.gpt.config import GPTConfig
-from lmforge.models.outputs import DecodeOutput, ModelOutput
+from lmforge.models.outputs import ModelOutput
+from lmforge.models.protocol import DecoderOnlyDecoding
 from lmforge.nn import (Block, FeedForward, KVCache, LayerNorm, LearnedPositions, LMHead, MultiHeadAttention,
                         init_weights)
-from lmforge.nn.cache import Context
-from lmforge.nn.masks import causal_padding_mask, pad_rows
+from lmforge.nn.masks import causal_padding_mask
 
 
-class GPT(nn.Module):
-    decoder_start = None  # decoder-only: the prompt is the context the decoder continues (models.protocol)
+class GPT(DecoderOnlyDecoding, nn.Module):  # prefill / decode_step: lmforge.models.protocol
 
     def __init__(self, config: GPTConfig):
         super().__init__()
@@ -81,21 +80,3 @@ class GPT(nn.Module):
         if targets is not None:
             loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
         return ModelOutput(logits=logits, loss=loss, attentions=attentions, hidden_states=x)
-
-    # ---------------------------------------------------------------- decoding protocol (models.protocol)
-    def prefill(self, prompts, *, capacity: int | None = None, use_cache: bool = True,
-                need_weights: bool = False) -> tuple[Context, DecodeOutput]:
-        """Prompts (id lists) -> (Context, next-token logits). Shorter prompts are left-padded and masked."""
-        ids, keep = pad_rows(prompts, left=True, device=self.tok_emb.weight.device)
-        state = Context(len(prompts), self.new_cache(len(prompts), capacity) if use_cache else None,
-                        ids=not use_cache, device=ids.device)
-        return state, self._read(state, ids, keep, need_weights)
-
-    def decode_step(self, state: Context, ids: Tensor, *, need_weights: bool = False) -> DecodeOutput:
-        return self._read(state, ids, None, need_weights)
-
-    def _read(self, state: Context, ids: Tensor, keep: Tensor | None, need_weights: bool) -> DecodeOutput:
-        ids, positions, mask = state.feed(ids, keep)
-        out = self(ids, cache=state.cache, positions=positions, attention_mask=mask, need_weights=need_weights,
-                   keep_logits=1)
-        return DecodeOutput.of(out.logits[:, -1], out.attentions, state.keep)

@@ -1,0 +1,1 @@
+"""The llama family: today's open decoders (Llama, Qwen2, GLM-4) by config. config.py (fields and presets, no torch), model.py (the wiring over lmforge.nn), hf.py (the LlamaForCausalLM / Qwen2ForCausalLM / GlmForCausalLM key maps)."""
