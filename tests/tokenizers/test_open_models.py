@@ -332,3 +332,27 @@ def test_small_file_loads_in_both():
     assert ours.decode(ours.encode("héllo 🙂")) == "héllo 🙂"
     hf = pytest.importorskip("tokenizers")
     assert hf.Tokenizer.from_str(json.dumps(data)).encode("héllo 🙂").ids == ours.encode("héllo 🙂")
+
+
+@pytest.mark.parametrize("kind", ["LlamaTokenizerFast", "Qwen2TokenizerFast"])
+def test_files_transformers_writes_for_llama_and_qwen2(kind, transformers, tmp_path):
+    """transformers builds these models' pipelines itself from a vocab and merges (Llama: Metaspace
+    first, unsplit, byte fallback; Qwen2: NFC + its regex); its saved directory loads here with equal
+    ids (bos included by the template) and equal decoded text."""
+    if kind == "LlamaTokenizerFast":
+        data, named = sentencepiece_file("llama2"), dict(bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                                         add_bos_token=True)
+    else:
+        data, named = byte_level_file(QWEN2_PATTERN, nfc=True, bos=()), dict(eos_token="<|im_end|>",
+                                                                             pad_token="<|endoftext|>")
+    ref = getattr(transformers, kind)(vocab=data["model"]["vocab"], merges=[tuple(m) for m in data["model"]["merges"]],
+                                      **named)
+    ref.save_pretrained(tmp_path)
+    ours = load_tokenizer(tmp_path)
+    for text in corpus()[::6] + EDGE:
+        ids = ref(text)["input_ids"]
+        assert ours.encode(text, split_special=True) == ids, text
+        assert ours.decode(ids) == ref.decode(ids) and ours.decode(ids, skip_special_tokens=True) == \
+            ref.decode(ids, skip_special_tokens=True), text
+    if kind == "LlamaTokenizerFast":
+        assert ours.encode("Hi")[0] == ours.token_to_id("<s>")
