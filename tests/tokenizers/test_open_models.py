@@ -28,10 +28,11 @@ QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| 
                  r"|\s*[\r\n]+|\s+(?!\S)|\s+")
 BYTE_TOKENS = [f"<0x{b:02X}>" for b in range(256)]
 
-EDGE = ["🙂👩‍👩‍👧 ok 🙂", "1234567 3.14159 ２０２４年 ⅫⅦ", "a   b\t\t c  ", "\n\n", "line\r\nnext\r\n\r\n", "  lead",
-        "trail  ", "\x00\x1b\x7f bell", "𠀀𠀁 rare 龘", "e\u0301 café ﬁne", "İstanbul ǅ ΣΑΣ", "I’m he'S it'LL we'VE",
-        "<|im_start|>user\nhi<|im_end|>\n", "a<tool_call>b <tool_call>", "<s>Hello</s> <s> x", " <|begin_of_text|> x",
-        "", " ", "▁ already ▁▁ here", "<0x41> literally", "tab\tand\u00a0nbsp\u3000ideographic", "零一二三四五"]
+EDGE = ["🙂👩‍👩‍👧 ok 🙂", "1234567 3.14159 ２０２４年 ⅫⅦ", "a   b\t\t c  ", "\n\n", "line\r\nnext\r\n\r\n",
+        "  lead", "trail  ", "\x00\x1b\x7f bell", "𠀀𠀁 rare 龘", "e\u0301 café ﬁne", "İstanbul ǅ ΣΑΣ",
+        "I’m he'S it'LL we'VE", "<|im_start|>user\nhi<|im_end|>\n", "a<tool_call>b <tool_call>",
+        "<s>Hello</s> <s> x", " <|begin_of_text|> x", "", " ", "▁ already ▁▁ here", "<0x41> literally",
+        "tab\tand\u00a0nbsp\u3000ideographic", "零一二三四五"]
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|begin_of_text|>", "[gMASK]", "<sop>"]
 
 

@@ -31,6 +31,7 @@ import regex
 
 _WORD_CHAR = regex.compile(r"\w")  # what single_word added tokens must not touch (HF: regex \w)
 
+
 @dataclass
 class Encoding:
     """The full result of encoding: ids and, aligned with them, tokens, offsets, type ids."""

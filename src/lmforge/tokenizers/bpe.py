@@ -46,6 +46,8 @@ import regex
 
 from .base import Tokenizer, read_texts
 from .merges import learn_merges
+# the byte table and GPT-2's pattern live with the ByteLevel step; they are re-exported here, where
+# GPT-2's BPE is explained
 from .pipeline import (BYTE_TO_CHAR, CHAR_TO_BYTE, GPT2_PATTERN, ByteLevel, ByteLevelDecoder, Decoder,  # noqa: F401
                        JoinWithSpaces, Normalizer, PreTokenizer, PreTokenizerSequence, Split, bytes_to_unicode,
                        decoder_from_hf, normalizer_from_hf, pre_tokenizer_from_hf, to_byte_level)
@@ -57,8 +59,9 @@ def _regex_of(pre: PreTokenizer) -> str | None:
     """The regex a byte-level pre-tokenizer splits with (GPT-2's, or a Split's before ByteLevel)."""
     if isinstance(pre, ByteLevel):
         return GPT2_PATTERN if pre.use_regex else None
-    if isinstance(pre, PreTokenizerSequence) and pre.parts and isinstance(pre.parts[0], Split) and pre.parts[0].is_regex:
-        return pre.parts[0].pattern
+    first = pre.parts[0] if isinstance(pre, PreTokenizerSequence) and pre.parts else None
+    if isinstance(first, Split) and first.is_regex:
+        return first.pattern
     return None
 
 
@@ -81,8 +84,11 @@ class BPETokenizer(Tokenizer):
                  fuse_unk: bool = False):
         super().__init__(vocab, special_tokens)
         if pre_tokenizer is None:  # GPT-2's form: ByteLevel with its regex, or a regex Split, then ByteLevel
-            pre_tokenizer = ByteLevel(add_prefix_space, use_regex=True, trim_offsets=False) if pattern == GPT2_PATTERN \
-                else PreTokenizerSequence([Split(pattern), ByteLevel(add_prefix_space, use_regex=False, trim_offsets=False)])
+            if pattern == GPT2_PATTERN:
+                pre_tokenizer = ByteLevel(add_prefix_space, use_regex=True, trim_offsets=False)
+            else:
+                pre_tokenizer = PreTokenizerSequence(
+                    [Split(pattern), ByteLevel(add_prefix_space, use_regex=False, trim_offsets=False)])
         self.normalizer, self.pre_tokenizer = normalizer, pre_tokenizer
         self.byte_level = pre_tokenizer.byte_level
         self.decoder = decoder or (ByteLevelDecoder() if self.byte_level else JoinWithSpaces())
@@ -147,7 +153,8 @@ class BPETokenizer(Tokenizer):
         follow it go first; without an unknown token an unknown character is dropped.)"""
         if self.byte_level:
             bi = self._byte_ids
-            return [bi[b] for b in word.encode("utf-8")], [[j, j] for j, ch in enumerate(word) for _ in ch.encode("utf-8")]
+            spans = [[j, j] for j, ch in enumerate(word) for _ in ch.encode("utf-8")]
+            return [bi[b] for b in word.encode("utf-8")], spans
         vocab, unk = self.vocab, self._unk_id
         ids, where = [], []
         pending = None  # [first, last] character of an unknown run not yet written

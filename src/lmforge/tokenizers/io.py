@@ -11,7 +11,8 @@ Each kind writes its own `model`, `normalizer`, `pre_tokenizer` and `decoder` (`
 `_hf_parts`) and reads them back (`_from_hf(data, specials)`; BPE builds its parts with pipeline.py,
 which covers the forms of Llama, Qwen2, GLM-4 and Mistral); this module handles the parts they
 share (added tokens, special or plain, with lstrip / rstrip / single_word; the post-processor
-template) and, when reading, picks the kind from the model type. It sits above the kinds and imports them; they never import it.
+template) and, when reading, picks the kind from the model type. It sits above the kinds and
+imports them; they never import it.
 A character tokenizer is stored as a WordLevel model behind a one-character Split, so the file
 loads in `tokenizers.Tokenizer.from_file` too.
 
