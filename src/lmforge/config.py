@@ -176,6 +176,9 @@ class TrainConfig(Config):
     dtype: typing.Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast only where it is faster
     device: str = "auto"  # auto: cuda if available, else cpu
     compile: bool = False  # torch.compile the model (slow to start; pays off on long runs)
+    # over torchrun's processes: ddp = a whole copy of the model in each; fsdp = each holds 1/N of every weight,
+    # gradient and optimizer state (FSDP2; lmforge.train.dist). Checkpoints are the same full files either way.
+    parallel: typing.Literal["ddp", "fsdp"] = "ddp"
     progress: bool = True  # tqdm progress bar on stderr
 
     def __post_init__(self):

@@ -35,11 +35,12 @@ def test_chat_uses_the_directorys_template_and_stops_at_its_end_of_turn(hf_chat)
                       json={"model": "hf", "messages": msgs, "max_tokens": 20, "temperature": 0, "stream": True}) as s:
         events = [line[6:] for line in s.iter_lines() if line.startswith("data: ")]
     assert events[-1] == "[DONE]" and '"finish_reason": "stop"' in events[-2]
-    # /v1/completions knows no chat: the same prompt text runs on past <|eom_id|> to max_tokens
+    # /v1/completions on the same prompt text ends there too: generation_config.json's eos_token_id is the
+    # model's end of generation for every route (as in transformers' generate)
     text = hf.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
     c = post(url, "/v1/completions", {"prompt": hf(text, add_special_tokens=False)["input_ids"],
                                       "max_tokens": 4}).json()["choices"][0]
-    assert c["text"].startswith("Hi<|eom_id|>") and c["finish_reason"] == "length"
+    assert c["text"] == "Hi" and c["finish_reason"] == "stop"
 
 
 @pytest.mark.parametrize("messages, says", [

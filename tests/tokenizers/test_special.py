@@ -25,3 +25,18 @@ def test_the_chat_templates_end_of_turn_stops_generation():
     tok = CharTokenizer.train("Hello.", special_tokens=chat.CHAT_SPECIAL_TOKENS)
     assert eos_ids(tok) == [tok.special_tokens[chat.END]]
     assert not set(chat.MARKERS.values()) & set(END_OF_TEXT_TOKENS)  # a role marker never ends a text
+
+
+def test_a_model_directorys_generation_config_adds_its_end_of_generation_ids(tmp_path):
+    import json
+
+    import pytest
+    tok = CharTokenizer.train("abc", special_tokens=["<|endoftext|>"])
+    assert eos_ids(tok, tmp_path) == [0]  # no generation_config.json
+    (tmp_path / "generation_config.json").write_text(json.dumps({"eos_token_id": [3, 0, 2]}))
+    assert eos_ids(tok, tmp_path) == [0, 3, 2]
+    (tmp_path / "generation_config.json").write_text(json.dumps({"eos_token_id": 2}))
+    assert eos_ids(tok, tmp_path) == [0, 2]
+    (tmp_path / "generation_config.json").write_text(json.dumps({"eos_token_id": "</s>"}))
+    with pytest.raises(ValueError, match="eos_token_id must be a token id or a list of them"):
+        eos_ids(tok, tmp_path)

@@ -97,7 +97,7 @@ def run(args) -> int:
                   "its end was cut", file=sys.stderr)
         eos = [model.config.eos_id]
     else:
-        ids, eos = encode_prompt(tok, args.prompt), eos_ids(tok)
+        ids, eos = encode_prompt(tok, args.prompt), eos_ids(tok, args.run)
     if args.seed is not None:
         torch.manual_seed(args.seed)
     steps = generate(model, ids, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,

@@ -36,7 +36,7 @@ def run(args) -> int:
     print(args.prompt, end="", flush=True)
     n, last = 0, None
     for last in generate(model, ids, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                         top_k=args.top_k, seed=args.seed, eos_token_id=eos_ids(tok), slide=args.slide):
+                         top_k=args.top_k, seed=args.seed, eos_token_id=eos_ids(tok, args.run), slide=args.slide):
         n += 1
         print(stream.push(last.token), end="", flush=True)
     print(stream.flush())

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from lmforge.cli.generate import load_run
 from lmforge.data.hf_chat import load_chat_template
+from lmforge.tokenizers import eos_ids
 
 
 def add_arguments(p) -> None:
@@ -45,7 +46,8 @@ def run(args) -> int:
     template = load_chat_template(args.run)  # a syntax error in it stops here, before the server starts
     name = args.name or Path(args.run).resolve().name
     app = create_app(model, tok, name, Limits(max_tokens=args.max_tokens, max_body=args.max_body,
-                                              max_concurrent=args.max_concurrent), template)
+                                              max_concurrent=args.max_concurrent), template,
+                     eos_ids(tok, args.run))  # a Hugging Face directory's generation_config.json adds its end of turn
     print(f"serving {name!r} on http://{args.host}:{args.port}  (explorer: /, API: /v1)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

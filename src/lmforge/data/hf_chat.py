@@ -37,9 +37,10 @@ from datetime import datetime
 from functools import cached_property, lru_cache
 from pathlib import Path
 
+from ..tokenizers.special import generation_eos_ids
+
 TEMPLATE_FILE = "chat_template.jinja"  # transformers >= 4.43 writes the template here (5: always)
 CONFIG_FILE = "tokenizer_config.json"
-GENERATION_FILE = "generation_config.json"
 # the named special tokens a tokenizer carries (transformers' SPECIAL_TOKENS_ATTRIBUTES)
 NAMED_TOKENS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 # A user's text is wrapped in these (Unicode private use, plane 15) around any special token it contains, so the
@@ -89,17 +90,6 @@ def _source(config: dict, directory: Path) -> tuple[str, str] | None:
     raise ValueError(f"{where} must be a string or a list of {{'name': ..., 'template': ...}}")
 
 
-def _stop_ids(directory: Path) -> tuple[int, ...]:
-    path = directory / GENERATION_FILE
-    if not path.is_file():
-        return ()
-    ids = _read_json(path).get("eos_token_id")
-    ids = [ids] if isinstance(ids, int) else ids or []
-    if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
-        raise ValueError(f"{path}: eos_token_id must be a token id or a list of them, got {ids!r}")
-    return tuple(ids)
-
-
 def load_chat_template(directory: str | Path) -> ChatTemplate | None:
     """The chat template of a model directory, or None when it has none (lmforge's own runs: they
     use lmforge.data.chat). ValueError for a template that does not parse, naming the file and line."""
@@ -114,7 +104,7 @@ def load_chat_template(directory: str | Path) -> ChatTemplate | None:
     extra = config.get("extra_special_tokens")  # transformers 5: model-specific named tokens, {"image_token": ...}
     if isinstance(extra, dict):
         tokens.update({k: _token_text(v) for k, v in extra.items() if _token_text(v) is not None})
-    template = ChatTemplate(source, tokens, _stop_ids(directory), where)
+    template = ChatTemplate(source, tokens, generation_eos_ids(directory), where)
     template.compiled  # a syntax error is the directory's, found now rather than at the first message
     return template
 

@@ -66,12 +66,14 @@ def _counted(receive, limits: Limits):
     return counted_receive
 
 
-def create_app(model, tok, name: str = "lmforge", limits: Limits | None = None, template=None) -> FastAPI:
+def create_app(model, tok, name: str = "lmforge", limits: Limits | None = None, template=None,
+               eos: list[int] | None = None) -> FastAPI:
     """The server for one model and its tokenizer; `name` is the model id clients pass as `model`;
-    `template` the directory's chat template (lmforge.data.hf_chat.load_chat_template; None: lmforge's)."""
+    `template` the directory's chat template (lmforge.data.hf_chat.load_chat_template; None: lmforge's);
+    `eos` the ids every generation ends at (default: the tokenizer's, lmforge.tokenizers.eos_ids)."""
     limits = limits or Limits()
     app = FastAPI(title="lmforge", docs_url=None, redoc_url=None)
-    app.state.server = Server(model, tok, name, limits, template)
+    app.state.server = Server(model, tok, name, limits, template, eos)
     app.include_router(openai.router)
     app.include_router(explorer.router)
     app.add_middleware(_Guard, srv=app.state.server, limits=limits)

@@ -111,13 +111,13 @@ class Rows:
 class Server:
     """The served model: name, tokenizer, request validation, the worker, and requests in flight."""
 
-    def __init__(self, model, tok, name: str, limits: Limits, template=None):
+    def __init__(self, model, tok, name: str, limits: Limits, template=None, eos: list[int] | None = None):
         self.tok, self.name, self.limits = tok, name, limits
         cfg = model.eval().config
         self.vocab_size, self.max_len = cfg.vocab_size, cfg.max_len
         self.validate = Validator(tok, name=name, vocab_size=cfg.vocab_size, max_len=cfg.max_len, limits=limits,
                                   template=template)
-        self.eos = eos_ids(tok)
+        self.eos = eos_ids(tok) if eos is None else list(eos)
         # each Step carries as many alternatives as any request may ask for (top_logprobs, explorer bars)
         self.worker = Worker(model, alternatives=max(limits.max_logprobs, limits.max_bars))
         self.in_flight = 0  # POST requests being answered; counted by the guard in app.py

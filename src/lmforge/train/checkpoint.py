@@ -32,7 +32,7 @@ import pickle
 import random
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -76,11 +76,13 @@ def _fsync_dir(path: Path) -> None:
 # ---------------------------------------------------------------------------------- save
 
 def save_checkpoint(run_dir: str | Path, model: torch.nn.Module, train_state: dict[str, Any], *,
-                    metrics: list[dict] | None = None, tokenizer=None, run_config: dict | None = None) -> None:
+                    metrics: list[dict] | None = None, tokenizer=None, run_config: dict | None = None,
+                    weights: dict[str, torch.Tensor] | None = None) -> None:
     """Write a complete checkpoint of `model` (unwrapped: no DDP / compile wrapper) and `train_state`.
 
     `train_state` must hold an int "step" and otherwise only tensors, numbers, strings, lists, dicts
-    (what torch.load(weights_only=True) accepts).
+    (what torch.load(weights_only=True) accepts). `weights`: the model's full state dict, when the model
+    itself holds only shards of it (FSDP: lmforge.train.dist.full_weights); default: the model's own tensors.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -92,7 +94,7 @@ def save_checkpoint(run_dir: str | Path, model: torch.nn.Module, train_state: di
         atomic_write_json(staging / "config.json", config_record(model))
         # safetensors' save_model stores a tied tensor once (e.g. the embedding shared with the LM head);
         # a wrapper's file holds every tensor, its base's under "base."
-        atomic_write(staging / WEIGHTS, lambda tmp: save_weights(model, tmp, step))
+        atomic_write(staging / WEIGHTS, lambda tmp: save_weights(model, tmp, step, weights))
         if tokenizer is not None:
             save_tokenizer(tokenizer, staging)
         if run_config is not None:
@@ -143,13 +145,24 @@ def config_record(model: torch.nn.Module) -> dict[str, Any]:
     return {"family": type(cfg).family, **cfg.to_dict()}
 
 
-def save_weights(model: torch.nn.Module, path: str, step: int) -> None:
-    """model.safetensors-style weights with the step in the metadata; a full disk raises OSError."""
-    from safetensors import SafetensorError
-    from safetensors.torch import save_model
+def save_weights(model: torch.nn.Module, path: str, step: int, weights: dict[str, torch.Tensor] | None = None) -> None:
+    """model.safetensors-style weights with the step in the metadata; a full disk raises OSError.
 
+    weights: the full tensors of a sharded model (see save_checkpoint). They are separate copies, so a
+    tensor the model registers under two names is found by the model's own parameter, and stored once
+    (under its first name), as save_model stores a shared tensor once."""
+    from safetensors import SafetensorError
+    from safetensors.torch import save_file, save_model
+
+    metadata = {"format": "pt", "step": str(step)}
     try:
-        save_model(model, path, metadata={"format": "pt", "step": str(step)})
+        if weights is None:
+            save_model(model, path, metadata=metadata)
+        else:
+            first: dict[int, str] = {}
+            for name, t in model.state_dict(keep_vars=True).items():
+                first.setdefault(id(t), name)
+            save_file({k: v.contiguous() for k, v in weights.items() if k in first.values()}, path, metadata=metadata)
     except SafetensorError as e:  # safetensors reports a full disk ("File too large", ENOSPC) as its own error
         raise OSError(f"writing {Path(path).name}: {e}") from e
 
@@ -180,11 +193,13 @@ def plot_losses(metrics: list[dict], path: str | Path) -> None:
 
 # ---------------------------------------------------------------------------------- load
 
-def load_weights(model: torch.nn.Module, path: str | Path) -> dict[str, str]:
+def load_weights(model: torch.nn.Module, path: str | Path,
+                 into: Callable[[dict[str, torch.Tensor]], None] | None = None) -> dict[str, str]:
     """Load model.safetensors into `model` in place; returns the file's metadata.
 
     Raises ValueError naming the file or tensor when the file is corrupt, a tensor is missing or
-    unexpected, or a shape differs from the model's.
+    unexpected, or a shape differs from the model's. `into(tensors)` puts the checked tensors in the model
+    (default model.load_state_dict; a sharded model: lmforge.train.dist.load_full_weights).
     """
     from safetensors import safe_open
 
@@ -197,7 +212,7 @@ def load_weights(model: torch.nn.Module, path: str | Path) -> dict[str, str]:
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:  # safetensors raises its own SafetensorError for a truncated or garbled file
         raise ValueError(f"{path} is not a readable safetensors file ({e}); the checkpoint is corrupt") from None
-    expected = model.state_dict()
+    expected = model.state_dict(keep_vars=True)  # the Parameters themselves: a tied one is the same object
     unexpected = sorted(set(tensors) - set(expected))
     if unexpected:
         raise ValueError(f"{path}: tensors {', '.join(unexpected)} are not in the model "
@@ -206,11 +221,14 @@ def load_weights(model: torch.nn.Module, path: str | Path) -> dict[str, str]:
         if t.shape != expected[name].shape:
             raise ValueError(f"{path}: tensor {name!r} has shape {tuple(t.shape)} in the file but "
                              f"{tuple(expected[name].shape)} in the model (does config.json match the weights?)")
-    stored = {expected[k].data_ptr() for k in tensors}
-    missing = [k for k, v in expected.items() if k not in tensors and v.data_ptr() not in stored]  # tied: stored once
+    stored = {id(expected[k]) for k in tensors}
+    missing = [k for k, v in expected.items() if k not in tensors and id(v) not in stored]  # tied: stored once
     if missing:
         raise ValueError(f"{path}: tensors {', '.join(missing)} are missing from the file")
-    model.load_state_dict(tensors, strict=False)
+    if into is None:
+        model.load_state_dict(tensors, strict=False)
+    else:
+        into(tensors)
     return metadata
 
 
@@ -236,14 +254,16 @@ def load_train_state(path: str | Path) -> dict[str, Any]:
     return state
 
 
-def load_checkpoint(run_dir: str | Path, model: torch.nn.Module) -> tuple[dict[str, Any], list[dict]]:
-    """Load weights into `model`; return (train_state, metrics). Checks that weights and state are one step."""
+def load_checkpoint(run_dir: str | Path, model: torch.nn.Module,
+                    into: Callable[[dict[str, torch.Tensor]], None] | None = None) -> tuple[dict[str, Any], list[dict]]:
+    """Load weights into `model` (with `into`, see load_weights); return (train_state, metrics). Checks that
+    weights and state are one step."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run directory {run_dir} does not exist")
     recover(run_dir)
     state = load_train_state(run_dir / STATE)
-    metadata = load_weights(model, run_dir / WEIGHTS)
+    metadata = load_weights(model, run_dir / WEIGHTS, into)
     if metadata.get("step") != str(state["step"]):
         raise ValueError(f"{run_dir}: {WEIGHTS} is from step {metadata.get('step')} but {STATE} is from step "
                          f"{state['step']}; the checkpoint is inconsistent (files copied from different runs?)")

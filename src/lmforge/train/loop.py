@@ -15,7 +15,7 @@ Post-training objectives read frozen companion models (a DPO reference, a reward
 `Trainer(policy, ..., companions={"ref": ref}, loss_fn=dpo)` calls `dpo(model, batch, companions)`;
 companions are never trained, saved or wrapped in DDP. A callback may end the run early with
 `trainer.request_stop(reason)`. Precision (lmforge.train.precision) and processes
-(lmforge.train.dist) are decided in their own modules; only rank 0 writes files.
+(lmforge.train.dist: DDP or FSDP, `train.parallel`) are decided in their own modules; only rank 0 writes files.
 """
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from lmforge.config import TrainConfig
 from lmforge.kernels import accelerate
 from lmforge.objectives import LossOutput
 from lmforge.train import checkpoint as ckpt
+from lmforge.train import dist as parallel
 from lmforge.train.dist import Dist, resolve_device
 from lmforge.train.optim import Schedule, build_optimizer
 from lmforge.train.precision import choose_dtype
@@ -99,9 +100,13 @@ def _round(x: float) -> float:
 
 
 class Trainer:
-    """Gradient accumulation, clipping, bf16 autocast, optional torch.compile, DDP, periodic eval,
+    """Gradient accumulation, clipping, bf16 autocast, optional torch.compile, DDP or FSDP, periodic eval,
     metrics.jsonl + loss.png, atomic checkpoints and bit-exact resume; loss metrics, stop requests and
     frozen companion models for post-training.
+
+    With train.parallel=fsdp the model is sharded in place (lmforge.train.dist.shard): after training,
+    `trainer.model` holds shards and its forward is a collective (every rank calls it); the checkpoint on
+    disk is the full model, which lmforge.load reads as any other.
 
     What it does to `model` (and the companions): moves it to the device; on CPU also
     lmforge.kernels.accelerate(model), so large fp32 products compute their forward with oneDNN (1.17-1.50x
@@ -122,14 +127,15 @@ class Trainer:
         one may end training with trainer.request_stop(reason).
         companions: name -> frozen model the loss reads (a reference or reward model). The Trainer moves
         each to the device, puts it in eval mode and turns off its gradients; it is never in the optimizer,
-        DDP or a checkpoint."""
+        DDP/FSDP or a checkpoint."""
         self.cfg, self.train_batches, self.val_batches = config, train_batches, val_batches
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.tokenizer, self.run_config = tokenizer, run_config
         self.log = log or (lambda msg: print(msg, flush=True))  # flushed: a watcher may act on each line
         self.dist = Dist()
         self.device = resolve_device(config.device, self.dist.local_rank)
-        self.dist.init(self.device)
+        self.sharded = config.parallel == "fsdp"
+        self.dist.init(self.device, group=self.sharded)
         self.model = model.to(self.device)  # the unwrapped module (no DDP, no compile): what is saved and returned
         self.companions = self._freeze(companions or {})
         if self.device.type == "cpu":  # the oneDNN forward for large training products (lmforge.kernels)
@@ -137,6 +143,12 @@ class Trainer:
                 accelerate(m)
         self.loss_fn, self.callbacks = loss_fn or next_token_loss, tuple(callbacks)
         self._bf16: bool | None = None  # decided on first use (see bf16); a resumed run takes its checkpoint's
+        self._dtype_choice: tuple[bool, str] | None = None
+        if self.sharded:
+            # rank 0 times a step alone to choose the dtype, and a sharded model cannot run on one rank: choose
+            # now, on the whole model (a resumed run still takes its checkpoint's choice; see bf16)
+            self._dtype_choice = self._choose_dtype()
+            parallel.shard(self.model, self.device)  # in place: the parameters become shards, so before the optimizer
         self.optimizer = build_optimizer(self.model, config)
         self.schedule = Schedule.from_config(config)
         self.step, self.position, self.metrics = 0, 0, []
@@ -147,7 +159,7 @@ class Trainer:
         net = self.model
         if config.compile:
             net = torch.compile(net)
-        if self.dist.enabled:
+        if self.dist.enabled and not self.sharded:
             from torch.nn.parallel import DistributedDataParallel
 
             net = DistributedDataParallel(net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
@@ -183,12 +195,15 @@ class Trainer:
         """Train under bf16 autocast? Decided once, when first needed: a resumed `auto` run takes the
         checkpoint's choice (no timing), any other run asks choose_dtype. A collective under DDP."""
         if self._bf16 is None:
-            # rank 0 decides (and times alone, while the others wait): every rank must run the same dtype
-            choice = choose_dtype(self.cfg.dtype, self.device, self.model, self._probe()) if self.dist.is_main else None
-            self._bf16, why = self.dist.broadcast(choice)
+            self._bf16, why = self._dtype_choice or self._choose_dtype()
             if self.dist.is_main:
                 self.log(f"dtype: {'bf16 autocast' if self._bf16 else 'fp32'} ({why})")
         return self._bf16
+
+    def _choose_dtype(self) -> tuple[bool, str]:
+        """(bf16?, why): rank 0 decides (and times alone, while the others wait): every rank must run the same dtype."""
+        choice = choose_dtype(self.cfg.dtype, self.device, self.model, self._probe()) if self.dist.is_main else None
+        return self.dist.broadcast(choice)
 
     def _probe(self) -> Callable[[], Any]:
         """Forward and backward on batch 0, in eval mode (no dropout, so no RNG is drawn); gradients dropped.
@@ -223,7 +238,9 @@ class Trainer:
         """Everything besides the weights that an uninterrupted run would carry to the next step."""
         return {
             "step": self.step,
-            "optimizer": self.optimizer.state_dict(),
+            # sharded: gathered on rank 0 in the unsharded format (a collective), so any run can resume it
+            "optimizer": (parallel.full_optimizer_state(self.model, self.optimizer) if self.sharded
+                          else self.optimizer.state_dict()),
             "scheduler": {"name": self.schedule.name, "step": self.step},  # the schedule is a function of step
             "data": {"position": self.position, "seed": self.cfg.seed},
             "rng": self.dist.gather(ckpt.capture_rng()),  # one per rank: each drew its own dropout masks
@@ -237,7 +254,10 @@ class Trainer:
         self.step, self.position = state["step"], state["data"]["position"]
         self.tokens, self._tokens_before = 0, state.get("tokens", 0)  # older states have none: count from 0
         self._elapsed = state.get("elapsed_s", 0.0)
-        self.optimizer.load_state_dict(state["optimizer"])
+        if self.sharded:
+            parallel.load_full_optimizer_state(self.model, self.optimizer, state["optimizer"])
+        else:
+            self.optimizer.load_state_dict(state["optimizer"])
         if self.cfg.dtype == "auto" and state.get("dtype") in ("bf16", "fp32"):
             self._bf16 = state["dtype"] == "bf16"
             if self.dist.is_main:
@@ -255,9 +275,10 @@ class Trainer:
     def save(self) -> None:
         """A checkpoint of the trained model only: companions are not in it (they are inputs to the run)."""
         state = self.state_dict()  # collective (gathers RNG states): every rank calls it
+        weights = parallel.full_weights(self.model) if self.sharded else None  # collective: all-gathers
         if self.dist.is_main and self.out_dir is not None:
             ckpt.save_checkpoint(self.out_dir, self.model, state, metrics=self.metrics,
-                                 tokenizer=self.tokenizer, run_config=self.run_config)
+                                 tokenizer=self.tokenizer, run_config=self.run_config, weights=weights)
         self.dist.barrier()
 
     def resume(self) -> None:
@@ -266,7 +287,8 @@ class Trainer:
         if self.dist.is_main:
             ckpt.recover(self.out_dir)
         self.dist.barrier()
-        state, metrics = ckpt.load_checkpoint(self.out_dir, self.model)
+        into = (lambda tensors: parallel.load_full_weights(self.model, tensors)) if self.sharded else None
+        state, metrics = ckpt.load_checkpoint(self.out_dir, self.model, into)
         self.load_state_dict(state)
         self.metrics = [m for m in metrics if m["step"] <= self.step]
         if self.dist.is_main:
@@ -308,8 +330,10 @@ class Trainer:
             self.position += 1
             self.tokens += batch_tokens(self.train_batches, batch)  # counted before the copy: no device sync
             batch = tuple(t.to(self.device, non_blocking=True) for t in batch)
-            # DDP: all-reduce gradients only on the last micro-batch (no_sync elsewhere)
-            sync = contextlib.nullcontext() if not self.dist.enabled or micro == cfg.grad_accum - 1 else self.net.no_sync()
+            # DDP: all-reduce gradients only on the last micro-batch (no_sync elsewhere). FSDP reduce-scatters
+            # after every micro-batch: skipping it would keep whole gradients, the memory FSDP exists to save
+            last = micro == cfg.grad_accum - 1
+            sync = contextlib.nullcontext() if not self.dist.enabled or self.sharded or last else self.net.no_sync()
             with sync:
                 with self._autocast():
                     out = self.compute_loss(self.net, batch)

@@ -71,7 +71,8 @@ def run(cfg: Run, out: Path, resume: bool = False) -> dict:
         print(f"model: {model.config.family}, {n_params / 1e6:.2f}M parameters; data: {cfg.data.corpus}, "
               f"{len(tokens['train']):,} train / {len(tokens['val']):,} val tokens, vocab {tokenizer.vocab_size}; "
               f"global batch {t.batch_size * t.grad_accum * dist.world_size} x {cfg.data.block_size} tokens"
-              + (f" over {dist.world_size} processes" if dist.enabled else ""), flush=True)
+              + (f" over {dist.world_size} processes" if dist.enabled else "")
+              + (", model sharded (fsdp)" if t.parallel == "fsdp" else ""), flush=True)
     trainer = Trainer(model, t, train_batches, val_batches, out_dir=out, tokenizer=tokenizer, run_config=cfg.to_dict())
     last = trainer.fit(resume=resume)
     if dist.is_main:

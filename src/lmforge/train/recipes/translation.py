@@ -172,6 +172,9 @@ def run(cfg: Run, out: str | Path, resume: bool = False, *, log=print) -> dict:
     from lmforge.train.loop import Trainer
     from lmforge.train.recipes import build_model
 
+    if cfg.train.parallel == "fsdp":  # Snapshots.save runs on rank 0 alone, and a sharded model is on every rank
+        raise ValueError("the translation recipe saves and averages weight snapshots from one process, which needs "
+                         "the whole model there; use train.parallel=ddp (fsdp: the lm recipe)")
     out = Path(out)
     main = Dist().is_main
     if not main:
