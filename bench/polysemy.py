@@ -13,7 +13,9 @@ BERT: the last hidden state of the word's token(s), mean over its word pieces
 in bench/word2vec.py); one vector per word, the same for every use. Per word, lmforge.wordvec.sense_separation:
 mean cosine between two uses of the same sense (within) and of different senses (across), and how often a
 use is nearer (mean cosine) to the other uses of its own sense than to another sense's (leave-one-out; a tie
-counts 1/number tied, so context-free vectors score 1/senses).
+counts 1/number tied, so context-free vectors score 1/senses). For scale, "other words": the mean cosine
+between this word's uses and the uses of the six other words. A second table checks that the separation is not just the source
+(KJV English vs modern WordNet English): cosines of pairs split by same / other sense and same / other source.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from common import cpu_model_and_flags
 from lmforge.data.corpora import kjv_books, load_text, splits
 from lmforge.data.wordnet import synsets
 from lmforge.embedding import contextual_word_vectors
-from lmforge.wordvec import sense_separation, tokenize, train_word2vec
+from lmforge.wordvec import cosine_matrix, sense_separation, tokenize, train_word2vec
 
 USES = {
     "bank": {
@@ -120,21 +122,43 @@ def main(argv=None) -> None:
     own = sum(src.startswith("own:") for senses in USES.values() for s in senses.values() for src in s)
     print(f"# {len(USES)} words, {uses} labelled uses ({own} written here, the rest from the bundled KJV and "
           f"WordNet); word2vec: KJV train split, {args.epochs} epochs, dim 100\n")
-    print("| word | senses (uses) | BERT: same sense | BERT: other sense | BERT: nearest own sense "
-          "| word2vec: nearest own sense | word2vec neighbours (KJV) |")
-    print("|---|---|---|---|---|---|---|")
+    rows, vectors, owner, control = [], [], [], {}
     for word, senses in USES.items():
-        texts, labels = [], []
-        for sense, sources in senses.items():
-            for src in sources:
+        texts, labels, sources = [], [], []
+        for sense, refs in senses.items():
+            for src in refs:
                 texts.append(resolve(src, verses, examples))
                 labels.append(sense)
-        bert = sense_separation(contextual_word_vectors(minilm, texts, word), labels)
+                sources.append(src.split()[0])
+        bert = contextual_word_vectors(minilm, texts, word)
+        vectors.append(bert)
+        owner += [word] * len(texts)
+        sims = cosine_matrix(bert)
+        for i in range(len(texts)):
+            for j in range(i + 1, len(texts)):
+                key = (labels[i] == labels[j], sources[i] == sources[j])
+                control.setdefault(word, {}).setdefault(key, []).append(sims[i, j].item())
         w2v = sense_separation(wv.vectors[wv.index[word]].expand(len(texts), -1), labels)  # one vector for all
+        rows.append((word, senses, sense_separation(bert, labels), w2v))
+    sims = cosine_matrix(torch.cat(vectors))                     # every use of every word
+    print("| word | senses (uses) | BERT: same sense | BERT: other sense | BERT: other words | BERT: nearest own "
+          "sense | word2vec: nearest own sense | word2vec: neighbours of its one vector (KJV) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for word, senses, bert, w2v in rows:
+        mine = torch.tensor([o == word for o in owner])
         names = ", ".join(f"{s} ({bert['n'][s]})" for s in senses)
         near = ", ".join(w for w, _ in wv.most_similar(word, 6))
-        print(f"| {word} | {names} | {bert['within']:.2f} | {bert['across']:.2f} | {100 * bert['nearest']:.0f}% "
-              f"| {100 * w2v['nearest']:.0f}% | {near} |")
+        print(f"| {word} | {names} | {bert['within']:.2f} | {bert['across']:.2f} | "
+              f"{sims[mine][:, ~mine].mean().item():.2f} | {100 * bert['nearest']:.0f}% | {100 * w2v['nearest']:.0f}% "
+              f"| {near} |")
+    print("\nBERT cosine by pair: is it the sense or the source (KJV / WordNet / own)?\n")
+    print("| word | same sense, same source | same sense, other source | other sense, same source "
+          "| other sense, other source |")
+    print("|---|---|---|---|---|")
+    for word, cells in control.items():
+        mean = [(f"{sum(v) / len(v):.2f}" if (v := cells.get(k)) else "-")
+                for k in ((True, True), (True, False), (False, True), (False, False))]
+        print(f"| {word} | {' | '.join(mean)} |")
 
 
 if __name__ == "__main__":
