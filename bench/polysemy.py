@@ -6,7 +6,7 @@ Each word below comes with uses of it labelled by sense: verses of the bundled K
 C:V"), example sentences of the bundled WordNet 3.0 ("wn SYNSET N": the synset's N-th example; WordNet says
 which sense it illustrates), and, only where neither has enough uses of a sense, a sentence written for this
 table ("own: ..."). Both sources are mixed within senses where the text allows, so that a sense is not
-simply "the old-fashioned sentences" (the KJV's "bank" is a river bank 12 times out of 13).
+simply "the old-fashioned sentences" (the KJV's "bank" is money once in 13 verses).
 
 BERT: the last hidden state of the word's token(s), mean over its word pieces
 (lmforge.embedding.contextual_word_vectors). word2vec: lmforge.wordvec trained on the KJV training split (as
