@@ -15,6 +15,10 @@ center word, the learning rate falls linearly from 0.025 to 0.025e-4, v starts u
     >>> wv = train_word2vec([["the", "cat", "sat"]] * 50, dim=8, min_count=1, epochs=1)
     >>> wv.vectors.shape
     torch.Size([3, 8])
+
+Around it, the story of docs/word-vectors.md: `one_hot` (what came before: identity, no similarity),
+`sense_separation` (does a word get different vectors in different senses? word2vec's one vector cannot;
+BERT's contextual vectors, lmforge.embedding.contextual_word_vectors, do) and `pca` (2-D pictures).
 """
 from __future__ import annotations
 
@@ -275,8 +279,8 @@ def pca(x: torch.Tensor, k: int = 2) -> tuple[torch.Tensor, torch.Tensor, torch.
 
     With X - mean = U S V^T, the directions of largest variance are the rows of V^T and the data projected
     on them is U S (Pearson 1901; any textbook, e.g. Bishop, PRML sec. 12.1). The sign of each component
-    is arbitrary; it is fixed so that its largest-magnitude entry is positive (scikit-learn's convention for
-    PCA since 1.5), so pictures do not flip between runs. Ratio: each component's share of the total variance.
+    is arbitrary; it is fixed so that its largest-magnitude entry is positive (as recent scikit-learn versions
+    fix it), so pictures do not flip between runs. Ratio: each component's share of the total variance.
 
     Example: points on the line y = 2x, [[0, 0], [1, 2], [2, 4]] -> one component [0.447, 0.894] holding all
     the variance (ratio 1.0), coordinates [-2.236, 0, 2.236].
