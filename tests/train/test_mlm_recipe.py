@@ -36,6 +36,10 @@ def test_loss_equals_transformers_bert_for_pretraining(transformers, tmp_path):
         want = hf(ids, attention_mask=attention, token_type_ids=types, labels=labels, next_sentence_label=nsp).loss
         got = bert_pretraining_loss(ours, (ids, attention, types, labels, nsp))
     assert got.loss.item() == pytest.approx(want.item(), abs=1e-5)
+    with torch.no_grad():  # the loss computes the head at the scored positions only: the same logits there
+        full = ours(ids, attention_mask=attention, token_type_ids=types).logits
+        some = ours(ids, attention_mask=attention, token_type_ids=types, predict=labels != -100).logits
+    torch.testing.assert_close(some, full[labels != -100], atol=1e-6, rtol=1e-6)
     assert set(got.metrics) == {"mlm_loss", "mlm_acc", "nsp_loss", "nsp_acc"}
 
 

@@ -14,10 +14,11 @@ def bert_pretraining_loss(model, batch) -> LossOutput:
     """batch = (ids, attention_mask, token_type_ids, mlm_labels, nsp_labels); nsp_labels (B,) may be empty
     (MLM only, no next-sentence head)."""
     ids, attention_mask, token_type_ids, labels, nsp_labels = batch
-    out = model(ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
     scored = labels != IGNORE
-    mlm = F.cross_entropy(out.logits[scored], labels[scored])
-    metrics = {"mlm_loss": mlm.detach(), "mlm_acc": (out.logits[scored].argmax(-1) == labels[scored]).float().mean()}
+    # logits at the scored positions only, (N, vocab): the same loss for a ~7x smaller output product
+    out = model(ids, attention_mask=attention_mask, token_type_ids=token_type_ids, predict=scored)
+    mlm = F.cross_entropy(out.logits, labels[scored])
+    metrics = {"mlm_loss": mlm.detach(), "mlm_acc": (out.logits.argmax(-1) == labels[scored]).float().mean()}
     if nsp_labels.numel() == 0:
         return LossOutput(mlm, metrics)
     nsp = F.cross_entropy(out.sequence_logits, nsp_labels)
