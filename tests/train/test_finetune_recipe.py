@@ -122,3 +122,21 @@ def test_a_random_config_with_a_tokenizer_directory(encoders, tmp_path):
     summary = finetune(cfg, tmp_path / "run", log=lambda m: None)
     assert summary["steps"] == 3 and summary["val"]["n"] == 20
     assert lmforge.load(tmp_path / "run").config.labels[-1] == "adj.ppl"
+
+
+def test_a_bert_pretrained_with_mlm_and_nsp_heads_is_fine_tuned_without_them(encoders, tmp_path):
+    """What the mlm recipe writes (head='pretraining'): the encoder and pooler are copied, the pretraining heads
+    are left behind, the classifier is new."""
+    from lmforge.tokenizers import load_tokenizer, save_tokenizer
+    base = lmforge.load(encoders / "bert")
+    torch.manual_seed(1)
+    pretrained = build_model("bert", base.config.replace(head="pretraining"))
+    save_model(pretrained, tmp_path / "mlm")
+    save_tokenizer(load_tokenizer(encoders / "bert"), tmp_path / "mlm")
+    lines = []
+    finetune(config(tmp_path / "mlm", "wordnet-supersense", steps=1, eval_examples=10), tmp_path / "run",
+             log=lines.append)
+    said = next(line for line in lines if "new (random) tensors" in line)
+    assert "new (random) tensors: classifier.weight, classifier.bias; not used: mlm." in said and "nsp.weight" in said
+    tuned = lmforge.load(tmp_path / "run")
+    assert tuned.config.head == "classify" and tuned.mlm is None and tuned.nsp is None

@@ -42,7 +42,8 @@ class BERT(nn.Module):
         init_weights(self, std=0.02)
 
     def forward(self, ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None, *,
-                targets: Tensor | None = None, need_weights: bool = False) -> ModelOutput:
+                targets: Tensor | None = None, predict: Tensor | None = None,
+                need_weights: bool = False) -> ModelOutput:
         """ids (B, T) -> ModelOutput(hidden_states (B, T, d_model), pooled (B, d_model), and by head:
         mlm logits (B, T, vocab); pretraining also sequence_logits (B, 2) (next sentence); classify
         sequence_logits (B, n_labels); tag logits (B, T, n_labels); qa logits (B, T, 2), [..., 0] the start and
@@ -53,6 +54,10 @@ class BERT(nn.Module):
         targets, -100 where nothing is scored: mlm (B, T) token ids; classify (B,) labels; tag (B, T) labels;
         qa (B, 2) the start and end token of each answer. The loss is the mean cross-entropy (for qa, the mean
         of the start and end losses, as sec. 4.2's "sum of the log-likelihoods", halved like Hugging Face's).
+        predict (B, T) bool, masked-LM heads only: compute the masked-LM logits at these positions only, logits
+        (N, vocab) in row-major order (pretraining scores ~15% of the positions; the head's vocabulary-wide
+        product is the largest in a small BERT, so Google's run_pretraining.py also gathers the masked
+        positions first).
         """
         x = self.emb(ids, token_type_ids)  # (B, T, d_model); checks the length and the segments
         mask = padding_mask(check_mask(attention_mask, ids)) if attention_mask is not None else None  # (B, 1, 1, T)
@@ -63,7 +68,11 @@ class BERT(nn.Module):
                 attentions.append(probs)
         pooled = torch.tanh(self.pool(x[:, 0])) if self.pool is not None else None  # (B, d_model), from [CLS]
         head = self.config.head
-        logits = self.mlm(x) if self.mlm is not None else None
+        if predict is not None and self.mlm is None:
+            raise ValueError(f"predict picks the positions a masked-LM head scores; this BERT has head={head!r}")
+        logits = None
+        if self.mlm is not None:
+            logits = self.mlm(x[predict]) if predict is not None else self.mlm(x)
         sequence_logits = self.nsp(pooled) if self.nsp is not None else None
         if head == "classify":
             sequence_logits = self.classifier(self.head_drop(pooled))  # (B, n_labels)
@@ -75,8 +84,10 @@ class BERT(nn.Module):
         if targets is not None:
             scored = sequence_logits if head == "classify" else logits
             if scored is None:
-                raise ValueError("targets need a head to score them; this BERT has head='none'. Load or build it with "
-                                 "head='mlm', 'pretraining', 'classify', 'tag' or 'qa'")
+                raise ValueError("targets need a head to score them; this BERT has head='none' (no masked-LM head). "
+                                 "Load or build it with head='mlm', 'pretraining', 'classify', 'tag' or 'qa'")
+            if predict is not None:
+                targets = targets[predict]  # (N,): the labels of the positions scored
             loss = span_loss(scored, targets) if head == "qa" else classification_loss(scored, targets)
         return ModelOutput(logits=logits, loss=loss, attentions=attentions, hidden_states=x, pooled=pooled,
                            sequence_logits=sequence_logits)
