@@ -13,6 +13,10 @@ def test_eos_ids_are_the_end_tokens_the_tokenizer_has():
     assert eos_ids(t5) == [1]
     both = CharTokenizer.train("abc", special_tokens=["<|end|>", "<pad>", "<|endoftext|>"])
     assert eos_ids(both) == [2, 0]  # in END_OF_TEXT_TOKENS' order
+    llama3 = CharTokenizer.train("abc", special_tokens=["<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>"])
+    assert eos_ids(llama3) == [2, 1]  # a chat turn ends at <|eot_id|>, a plain text at <|end_of_text|>
+    qwen2 = CharTokenizer.train("abc", special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
+    assert eos_ids(qwen2) == [0, 2]
 
 
 def test_the_chat_templates_end_of_turn_stops_generation():

@@ -29,6 +29,8 @@ from typing import Iterable, Sequence
 
 import regex
 
+_WORD_CHAR = regex.compile(r"\w")  # what single_word added tokens must not touch (HF: regex \w)
+
 
 @dataclass
 class Encoding:
@@ -140,6 +142,17 @@ class Padding:
         return encodings
 
 
+@dataclass(frozen=True)
+class AddedToken:
+    """How an added token is found in text (tokenizer.json "added_tokens", HF added_vocabulary.rs):
+    lstrip / rstrip take the whitespace on that side into the token; single_word matches it only
+    where no word character (letter, digit, "_") touches it. Tokens without options need none."""
+    content: str
+    lstrip: bool = False
+    rstrip: bool = False
+    single_word: bool = False
+
+
 @dataclass
 class Template:
     """Where special tokens go around one text (`single`) or a pair (`pair`).
@@ -187,6 +200,10 @@ class Tokenizer:
         if len(self.inv_vocab) != len(self.vocab):
             raise ValueError("the vocabulary maps two tokens to the same id; every token needs its own id")
         self.special_tokens: dict[str, int] = {}
+        # added tokens that are not special (Qwen2's <tool_call>): matched in every text, kept by decode
+        self.added_tokens: dict[str, int] = {}
+        self.added_options: dict[str, AddedToken] = {}  # only tokens with lstrip / rstrip / single_word
+        self._added_re: dict[bool, "regex.Pattern"] = {}
         for t in special_tokens:
             self.add_special_token(t)
         self.template = template
@@ -211,14 +228,30 @@ class Tokenizer:
 
         A token already in the vocabulary keeps its id; a new one gets the next free id.
         """
+        return self.add_token(token, special=True)
+
+    def add_token(self, token: str | AddedToken, special: bool = False) -> int:
+        """Register an added token: never split by the model and found in text before it (HF's added
+        vocabulary). A special one (control tokens: <|begin_of_text|>, <|im_start|>) is matched only
+        when asked (`split_special=True`) and dropped by `decode(skip_special_tokens=True)`; a plain one
+        is matched in every text and kept by decode, as HF does. Pass an AddedToken for lstrip /
+        rstrip / single_word. A token already in the vocabulary keeps its id; a new one gets the
+        next free id."""
+        options = token if isinstance(token, AddedToken) else AddedToken(token)
+        token = options.content
         if not token:
-            raise ValueError("a special token cannot be the empty string")
+            raise ValueError("an added token cannot be the empty string")
         if token not in self.vocab:
             new_id = self.vocab_size
             self.vocab[token] = new_id
             self.inv_vocab[new_id] = token
-        self.special_tokens[token] = self.vocab[token]
-        self._special_re = None
+        (self.special_tokens if special else self.added_tokens)[token] = self.vocab[token]
+        (self.added_tokens if special else self.special_tokens).pop(token, None)
+        if options != AddedToken(token):
+            self.added_options[token] = options
+        else:
+            self.added_options.pop(token, None)
+        self._added_re = {}
         return self.vocab[token]
 
     # -- encoding ---------------------------------------------------------------------------
@@ -229,21 +262,48 @@ class Tokenizer:
         """Ids only for text without special tokens; subclasses override with a faster path."""
         return self._tokenize(text)[0]
 
-    def _split_special(self, text: str, split_special: bool) -> list[tuple[str, int, bool]]:
-        """-> [(chunk, start, is_special)]. Longest special token wins where two overlap."""
-        if not split_special or not self.special_tokens:
-            return [(text, 0, False)]
-        if getattr(self, "_special_re", None) is None:
-            alts = sorted(self.special_tokens, key=len, reverse=True)
-            self._special_re = regex.compile("|".join(regex.escape(t) for t in alts))
+    # A kind whose pre-tokenizer treats the start of the input apart (Metaspace's prepend_scheme
+    # "first") overrides these two: `start` is where the chunk begins in the text being encoded.
+    def _tokenize_at(self, text: str, start: int):
+        return self._tokenize(text)
+
+    def _encode_ids_at(self, text: str, start: int) -> list[int]:
+        return self._encode_ids(text)
+
+    def _split_special(self, text: str, split_special: bool) -> list[tuple[str, int, int | None]]:
+        """-> [(chunk, start, id of the added token, or None for text between them)].
+
+        Plain added tokens are always matched, special ones only with `split_special`. At one
+        position the longest token wins, and matches do not overlap (HF: Aho-Corasick, leftmost
+        longest). A single_word token touching a word character is left as text; lstrip / rstrip
+        take the neighbouring whitespace into the token's chunk."""
+        names = {**self.added_tokens, **self.special_tokens} if split_special else self.added_tokens
+        if not names:
+            return [(text, 0, None)]
+        pat = self._added_re.get(split_special)
+        if pat is None:
+            alts = sorted(names, key=len, reverse=True)
+            pat = self._added_re[split_special] = regex.compile("|".join(regex.escape(t) for t in alts))
         out, pos = [], 0
-        for m in self._special_re.finditer(text):
-            if m.start() > pos:
-                out.append((text[pos:m.start()], pos, False))
-            out.append((m.group(), m.start(), True))
-            pos = m.end()
+        for m in pat.finditer(text):
+            s, e = m.span()
+            if s < pos:  # inside whitespace an rstrip token took
+                continue
+            opt = self.added_options.get(m.group())
+            if opt is not None:
+                if opt.single_word and ((s > 0 and _WORD_CHAR.match(text[s - 1]))
+                                        or (e < len(text) and _WORD_CHAR.match(text[e]))):
+                    continue
+                while opt.lstrip and s > pos and text[s - 1].isspace():
+                    s -= 1
+                while opt.rstrip and e < len(text) and text[e].isspace():
+                    e += 1
+            if s > pos:
+                out.append((text[pos:s], pos, None))
+            out.append((text[s:e], s, names[m.group()]))
+            pos = e
         if pos < len(text):
-            out.append((text[pos:], pos, False))
+            out.append((text[pos:], pos, None))
         return out
 
     def _encode_one(self, text: str, split_special: bool) -> Encoding:
@@ -253,12 +313,12 @@ class Tokenizer:
         ids: list[int] = []
         tokens: list[str] = []
         offsets: list[tuple[int, int]] = []
-        for chunk, start, special in self._split_special(text, split_special):
-            if special:
-                ids.append(self.special_tokens[chunk]); tokens.append(chunk)
+        for chunk, start, added in self._split_special(text, split_special):
+            if added is not None:
+                ids.append(added); tokens.append(chunk)  # with lstrip / rstrip, HF's token keeps the spaces
                 offsets.append((start, start + len(chunk)))
                 continue
-            i, t, o = self._tokenize(chunk)
+            i, t, o = self._tokenize_at(chunk, start)
             ids += i; tokens += t
             offsets += [(a + start, b + start) for a, b in o] if start else o
         return Encoding(ids, tokens, offsets, [0] * len(ids))
@@ -269,7 +329,8 @@ class Tokenizer:
 
         add_special_tokens: wrap with the template if the tokenizer has one ([CLS] A [SEP]).
         split_special: match special tokens written in the text ("<|endoftext|>") as single
-        tokens; off by default so user text cannot inject control tokens.
+        tokens; off by default so user text cannot inject control tokens. Plain (non-special)
+        added tokens are always matched.
         """
         a = self._encode_one(text, split_special)
         b = self._encode_one(pair, split_special) if pair is not None else None
@@ -301,12 +362,20 @@ class Tokenizer:
     def encode(self, text: str, pair: str | None = None, *, add_special_tokens: bool = True,
                split_special: bool = False) -> list[int]:
         """Text -> ids. See `encode_full` for the options and for offsets."""
-        if (pair is None and (self.template is None or not add_special_tokens) and not split_special
+        if (pair is None and (self.template is None or not add_special_tokens)
                 and self.truncation is None and self.padding is None):
             if not isinstance(text, str):
                 raise ValueError(f"encode() takes a str, got {type(text).__name__}; decode bytes first, "
                                  "e.g. data.decode('utf-8')")
-            return self._encode_ids(text)
+            if not split_special and not self.added_tokens:
+                return self._encode_ids(text)
+            ids: list[int] = []
+            for chunk, start, added in self._split_special(text, split_special):
+                if added is not None:
+                    ids.append(added)
+                else:
+                    ids += self._encode_ids_at(chunk, start)
+            return ids
         return self.encode_full(text, pair, add_special_tokens=add_special_tokens,
                                 split_special=split_special).ids
 

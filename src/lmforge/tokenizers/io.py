@@ -8,9 +8,11 @@ The file is one JSON object (tokenizers 0.13+ "version": "1.0"):
      "model": {"type": "BPE" | "WordPiece" | "Unigram" | "WordLevel", ...}}
 
 Each kind writes its own `model`, `normalizer`, `pre_tokenizer` and `decoder` (`_hf_model`,
-`_hf_parts`) and reads them back (`_from_hf(data, specials)`); this module handles the parts they
-share (added special tokens, the post-processor template) and, when reading, picks the kind from
-the model type. It sits above the kinds and imports them; they never import it.
+`_hf_parts`) and reads them back (`_from_hf(data, specials)`; BPE builds its parts with pipeline.py,
+which covers the forms of Llama, Qwen2, GLM-4 and Mistral); this module handles the parts they
+share (added tokens, special or plain, with lstrip / rstrip / single_word; the post-processor
+template) and, when reading, picks the kind from the model type. It sits above the kinds and
+imports them; they never import it.
 A character tokenizer is stored as a WordLevel model behind a one-character Split, so the file
 loads in `tokenizers.Tokenizer.from_file` too.
 
@@ -27,7 +29,7 @@ import json
 from pathlib import Path
 
 from ..io import atomic_write_text
-from .base import Padding, Template, Tokenizer, Truncation
+from .base import AddedToken, Padding, Template, Tokenizer, Truncation
 from .bpe import BPETokenizer
 from .char import CHAR_SPLIT_REGEX, CharTokenizer
 from .unigram import UnigramTokenizer
@@ -64,14 +66,18 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
 def to_hf_json(tok: Tokenizer) -> dict:
     """The tokenizer as a dict in the Hugging Face `tokenizers` tokenizer.json format."""
     parts = tok._hf_parts()
-    added = [{"id": i, "content": t, "single_word": False, "lstrip": False, "rstrip": False,
-              "normalized": False, "special": True}
-             for t, i in sorted(tok.special_tokens.items(), key=lambda kv: kv[1])]
+    added = []
+    for t, i in sorted({**tok.added_tokens, **tok.special_tokens}.items(), key=lambda kv: kv[1]):
+        o = tok.added_options.get(t, AddedToken(t))
+        added.append({"id": i, "content": t, "single_word": o.single_word, "lstrip": o.lstrip, "rstrip": o.rstrip,
+                      "normalized": False, "special": t in tok.special_tokens})
+    post, template = parts.get("post_processor"), _template_to_hf(tok)
+    if post and template:  # Llama 3: the byte-level offsets step, then <|begin_of_text|> $A
+        post = {"type": "Sequence", "processors": [post, template]}
     return {"version": "1.0", "truncation": _truncation_to_hf(tok.truncation), "padding": _padding_to_hf(tok.padding),
             "added_tokens": added,
             "normalizer": parts["normalizer"], "pre_tokenizer": parts["pre_tokenizer"],
-            "post_processor": parts.get("post_processor") or _template_to_hf(tok),
-            "decoder": parts["decoder"], "model": tok._hf_model()}
+            "post_processor": post or template, "decoder": parts["decoder"], "model": tok._hf_model()}
 
 
 def from_hf_json(data: dict, source: str = "tokenizer.json") -> Tokenizer:
@@ -99,7 +105,9 @@ def from_hf_json(data: dict, source: str = "tokenizer.json") -> Tokenizer:
                              f"vocabulary gives it {tok.vocab[a['content']]}")
         if a["content"] not in tok.vocab:
             tok.vocab[a["content"]] = a["id"]; tok.inv_vocab[a["id"]] = a["content"]
-        tok.add_special_token(a["content"])
+        # "special" absent: files from before tokenizers 0.10 listed only special tokens here
+        tok.add_token(AddedToken(a["content"], bool(a.get("lstrip")), bool(a.get("rstrip")),
+                                 bool(a.get("single_word"))), special=a.get("special", True))
     tok.template = _template_from_hf(data.get("post_processor"))
     tok.truncation = _truncation_from_hf(data.get("truncation"), source)
     tok.padding = _padding_from_hf(data.get("padding"), source)

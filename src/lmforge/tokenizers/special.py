@@ -16,9 +16,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-# GPT-2's end of document, T5's (SentencePiece's) end of sequence, the end of turn of lmforge's chat
-# template (lmforge.data.chat; a test checks that the template's end token is listed here)
-END_OF_TEXT_TOKENS = ("<|endoftext|>", "</s>", "<|end|>")
+# GPT-2's end of document (also Qwen2's and GLM-4's), T5's and Llama 2's (SentencePiece's) end of
+# sequence, the end of turn of lmforge's chat template (lmforge.data.chat; a test checks that the
+# template's end token is listed here), Llama 3's end of turn and of text, Qwen2's end of turn (ChatML):
+# a model directory's generation_config.json names them too, a run saved without one still stops
+END_OF_TEXT_TOKENS = ("<|endoftext|>", "</s>", "<|end|>", "<|eot_id|>", "<|end_of_text|>", "<|im_end|>")
 
 
 def eos_ids(tok, directory: str | Path | None = None) -> list[int]:
