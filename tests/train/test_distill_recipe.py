@@ -135,3 +135,73 @@ def test_labelled_batches_pad_and_depend_only_on_the_index():
     assert len(ordered) == 3 and ordered.rows(2) == [8, 9]  # evaluation: every example, in order
     with pytest.raises(ValueError, match="fewer than one batch"):
         LabelledBatches(examples, 11, 0)
+
+
+def _has_classify_head() -> bool:
+    import typing
+
+    from lmforge.models.bert.config import BERTConfig
+    return "classify" in typing.get_args(typing.get_type_hints(BERTConfig)["head"])
+
+
+# the teacher and student classify with the fine-tuning heads (head="classify"), which arrive with the finetune work
+needs_heads = pytest.mark.skipif(not _has_classify_head(), reason="needs the encoders' classify heads (finetune)")
+
+
+def tiny_teacher(tmp_path, minilm, head="classify"):
+    """A random 2-layer BERT classifier over MiniLM's WordPiece vocabulary, saved with MiniLM's tokenizer."""
+    from lmforge.data.wordnet import LEXNAMES
+    from lmforge.models import save_model
+    from lmforge.tokenizers import load_tokenizer, save_tokenizer
+
+    torch.manual_seed(0)
+    labels = list(LEXNAMES) if head == "classify" else []
+    teacher = build_model("bert", dict(vocab_size=30522, max_len=64, d_model=32, n_heads=2, n_layers=2, d_ff=64,
+                                       head=head, labels=labels, pooler=head == "classify"))
+    path = tmp_path / f"teacher-{head}"
+    save_model(teacher, path)
+    save_tokenizer(load_tokenizer(minilm), path)
+    return path
+
+
+@needs_heads
+def test_the_recipe_distils_from_a_frozen_teacher(tmp_path, minilm):
+    import json
+
+    import lmforge
+    from lmforge.train.recipes import train
+
+    teacher_dir = tiny_teacher(tmp_path, minilm)
+    before = {k: v.clone() for k, v in lmforge.load(teacher_dir).state_dict().items()}
+    cfg = run_config({"recipe": {"name": "distill", "teacher": str(teacher_dir)}, "model": {"family": "distilbert"},
+                      "data": {"train_examples": 48, "eval_examples": 24, "max_len": 32},
+                      "train": {"max_steps": 4, "batch_size": 8, "eval_interval": 4, "eval_steps": 2,
+                                "log_interval": 1, "lr": 1e-3, "warmup_steps": 0, "device": "cpu", "progress": False}})
+    assert train(cfg, tmp_path / "run") == 0
+    summary = json.loads((tmp_path / "run" / "distill.json").read_text())
+    assert summary["layers"] == [0] and summary["test_examples"] == 24
+    assert summary["layer_map"]["blocks.0.ffn.fc1.weight"] == "blocks.0.ffn.fc1.weight"
+    assert summary["layer_map"]["pre_classifier.weight"] == "pool.weight"
+    assert summary["layer_map"]["classifier.bias"] == "classifier.bias"
+    assert 0 <= summary["teacher_accuracy"] <= 1 and 0 <= summary["student_accuracy"] <= 1
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert {"distill_kl", "distill_task", "distill_cos", "accuracy"} <= set(rows[0])
+    assert rows[0]["loss"] == pytest.approx(5 * rows[0]["distill_kl"] + 2 * rows[0]["distill_task"]
+                                            + rows[0]["distill_cos"], rel=1e-4)
+    assert "val_accuracy" in rows[-1]
+    student = lmforge.load(tmp_path / "run")  # a DistilBERT classifier with the teacher's 45 labels
+    assert (student.config.family, student.config.n_layers, student.config.head) == ("distilbert", 1, "classify")
+    assert len(student.config.labels) == 45
+    after = lmforge.load(teacher_dir).state_dict()  # the teacher was read, never trained
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+@needs_heads
+def test_the_teacher_must_be_a_fine_tuned_classifier(tmp_path, minilm):
+    from lmforge.train.recipes.distill import run
+
+    for teacher, message in (("", "recipe.teacher is empty"), (str(tmp_path / "nowhere"), "is not a directory"),
+                             (str(tiny_teacher(tmp_path, minilm, head="none")), "needs an encoder .* with a "
+                                                                                 "classification head")):
+        with pytest.raises(ValueError, match=message):
+            run(run_config({"recipe": {"name": "distill", "teacher": teacher}}), tmp_path / "run")

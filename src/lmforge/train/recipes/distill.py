@@ -45,7 +45,7 @@ class DistillDataConfig(Config):
     task: typing.Literal["supersense"] = "supersense"
     max_len: int = 64  # tokens per text, [CLS] and [SEP] included (99.9% of WordNet glosses fit in 64 WordPieces)
     train_examples: int = 0  # the first N of the shuffled training split (0 = all): keeps a CPU run short
-    eval_examples: int = 0  # the first N of the test split for the final accuracies (0 = all)
+    eval_examples: int = 0  # a seeded subset of the val split (val loss) and the test split (final accuracies); 0 = all
 
     def __post_init__(self):
         n = "DistillDataConfig"
@@ -121,7 +121,10 @@ def init_from_teacher(student: "torch.nn.Module", teacher: "torch.nn.Module", la
     A BERT teacher's segment embedding has no place in a DistilBERT student (no segments, sec. 3): the
     teacher adds segment 0's vector to every token of a single text, so it is folded into the student's
     position table (pos + seg[0]), and the student's embeddings equal the teacher's on single texts.
-    Tensors the teacher lacks (a DistilBERT classifier's pre-classifier) keep their initialisation.
+    A DistilBERT classifier reads [CLS] through its own dense layer and a ReLU where BERT's reads the pooler
+    (a dense layer and a tanh): its pre_classifier starts as the teacher's pooler and its classifier as the
+    teacher's, a better start than random (ReLU and tanh agree near 0 and on the sign of positive inputs).
+    Tensors the teacher lacks keep their initialisation.
 
     Example, a 6-layer teacher and a 3-layer student with layers [0, 2, 4]:
     {"blocks.1.attn.qkv.weight": "blocks.2.attn.qkv.weight", "emb.pos.weight": "emb.pos.weight + emb.seg.weight[0]", ...}
@@ -143,6 +146,8 @@ def init_from_teacher(student: "torch.nn.Module", teacher: "torch.nn.Module", la
         if name.startswith("blocks."):
             _, j, rest = name.split(".", 2)
             source = f"blocks.{layers[int(j)]}.{rest}"
+        elif name.startswith("pre_classifier.") and name not in t_state:
+            source = name.replace("pre_classifier.", "pool.", 1)  # BERT's pooler: the dense layer on [CLS]
         else:
             source = name
         if source not in t_state:
@@ -350,7 +355,7 @@ def run(cfg: Run, out: Path, resume: bool = False, log=print) -> dict:
         raise ValueError(f"the teacher's labels ({len(teacher.config.labels)}: {list(teacher.config.labels)[:3]}...) "
                          f"are not the {d.task} task's {len(labels)} labels in the same order; fine-tune the "
                          f"teacher on {d.task}")
-    val_ex, _ = task_examples(tokenizer, "val", d.max_len)
+    val_ex, _ = task_examples(tokenizer, "val", d.max_len, d.eval_examples, t.seed)
     pad = pad_id(tokenizer)
     train_batches = LabelledBatches(train_ex, t.batch_size, pad, seed=t.seed)
     val_batches = LabelledBatches(val_ex, t.batch_size, pad, seed=t.seed + 1)
@@ -364,14 +369,17 @@ def run(cfg: Run, out: Path, resume: bool = False, log=print) -> dict:
     last = trainer.fit(resume=resume)
     summary = {"teacher": o.teacher, "layers": layers, "layer_map": layer_map, "last": last}
     if dist.is_main:
-        test_ex, _ = task_examples(tokenizer, "test", d.max_len, d.eval_examples)
+        test_ex, _ = task_examples(tokenizer, "test", d.max_len, d.eval_examples, t.seed)
         test = LabelledBatches(test_ex, 64, pad, shuffle=False)
         summary["test_examples"] = len(test_ex)
         summary["teacher_accuracy"] = accuracy(trainer.companions["teacher"], test)
         summary["student_accuracy"] = accuracy(trainer.model, test)
-        summary["kept"] = summary["student_accuracy"] / summary["teacher_accuracy"]
+        # the share of the teacher's accuracy kept (Sanh et al. 2019: 97% on GLUE); None if the teacher scores 0
+        summary["kept"] = (summary["student_accuracy"] / summary["teacher_accuracy"]
+                           if summary["teacher_accuracy"] else None)
         atomic_write_json(out / "distill.json", summary)
         log(f"done: step {trainer.step}; test accuracy ({len(test_ex):,} texts): teacher "
-            f"{summary['teacher_accuracy']:.4f}, student {summary['student_accuracy']:.4f} "
-            f"({summary['kept']:.1%} of the teacher's). Run directory: {out}")
+            f"{summary['teacher_accuracy']:.4f}, student {summary['student_accuracy']:.4f}"
+            + (f" ({summary['kept']:.1%} of the teacher's)" if summary["kept"] is not None else "")
+            + f". Run directory: {out}")
     return summary
