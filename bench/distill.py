@@ -2,7 +2,7 @@
 <= 0.6x its latency? (issue 13, deliverable 6; Sanh et al. 2019: 97% of BERT's GLUE score, 60% faster.)
 
     # 1. the teacher: all-MiniLM-L6-v2 fine-tuned on gloss -> supersense (45 classes)
-    python bench/distill.py finetune --out runs/supersense-minilm --examples 16000 --steps 500
+    python bench/distill.py finetune --out runs/supersense-minilm --examples 10240 --steps 320
     # 2. the student: 3 layers from the teacher's 0, 2, 4, distilled (the `distill` recipe)
     lmforge train configs/distill-supersense.yaml --out runs/distill-supersense
     # 3. test accuracy of both (from the run's distill.json) and latency on a batch of 32 glosses
@@ -50,7 +50,7 @@ def finetune(args) -> None:
     print(f"teacher: MiniLM ({len(copied)} tensors) + a {len(labels)}-way classifier; {len(train):,} training glosses")
     cfg = TrainConfig(max_steps=args.steps, batch_size=args.batch_size, lr=args.lr, min_lr=args.lr / 10,
                       warmup_steps=args.steps // 10, weight_decay=0.01, eval_interval=args.steps,
-                      eval_steps=20, save_interval=args.steps, log_interval=20, seed=args.seed, dtype="fp32",
+                      eval_steps=20, save_interval=min(args.steps, 100), log_interval=20, seed=args.seed, dtype="fp32",
                       progress=False)
     pad = pad_id(tok)
     trainer = Trainer(model, cfg, LabelledBatches(train, args.batch_size, pad, seed=args.seed),
@@ -117,8 +117,8 @@ def main() -> None:
     sub = p.add_subparsers(dest="command", required=True)
     f = sub.add_parser("finetune", help="fine-tune all-MiniLM-L6-v2 on supersenses (the teacher)")
     f.add_argument("--out", required=True)
-    f.add_argument("--examples", type=int, default=16000, help="training glosses (0 = all 94,268)")
-    f.add_argument("--steps", type=int, default=500)
+    f.add_argument("--examples", type=int, default=10240, help="training glosses (0 = all 94,268)")
+    f.add_argument("--steps", type=int, default=320)
     f.add_argument("--batch-size", type=int, default=32)
     f.add_argument("--lr", type=float, default=1e-4)
     f.add_argument("--max-len", type=int, default=64)

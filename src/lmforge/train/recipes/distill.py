@@ -343,7 +343,8 @@ def run(cfg: Run, out: Path, resume: bool = False, log=print) -> dict:
 
     dist, t, d, o = Dist(), cfg.train, cfg.data, cfg.recipe
     teacher, tokenizer = load_teacher(o.teacher)
-    layers = list(o.layers) or student_layers(teacher.config.n_layers, cfg.model.get("n_layers"))
+    n_student = cfg.model_config().n_layers if "n_layers" in cfg.model else None  # coerced (--set gives strings)
+    layers = list(o.layers) or student_layers(teacher.config.n_layers, n_student)
     scfg = student_config(cfg, teacher.config, layers)
     if d.max_len > teacher.config.max_len:
         raise ValueError(f"data.max_len ({d.max_len}) is longer than the teacher's max_len ({teacher.config.max_len})")
