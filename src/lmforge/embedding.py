@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -99,8 +100,80 @@ def embed(model_or_dir, texts: str | Sequence[str], *, tokenizer=None, pipeline:
     mean pooling without normalisation). Texts are cut where the pipeline says (or where the tokenizer's
     truncation does); a text longer than the model's max_len without either is an error.
     """
+    model, tokenizer, pipeline = _encoder(model_or_dir, tokenizer, pipeline, "embed")
+    out = []
+    for hidden, mask, _ in _hidden_states(model, tokenizer, pipeline, _texts(texts), batch_size):
+        vectors = pool(hidden, mask, pipeline.modes)
+        out.append(F.normalize(vectors, p=2, dim=1) if pipeline.normalize else vectors)
+    return torch.cat(out).float()
+
+
+# What a whole word must not touch: a letter or digit, except Chinese/Japanese characters (written without
+# spaces, so "银行" in "他去银行" is a whole word).
+_WORD_CHARS = r"[^\W_\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"
+
+
+def find_word(text: str, word: str) -> tuple[int, int]:
+    """The character span of the first whole-word, case-insensitive occurrence of `word` in `text`.
+
+    Example: find_word("Bankers sat on the Bank.", "bank") -> (19, 23)  ("Bankers" is another word);
+    find_word("他去银行", "银行") -> (2, 4)
+    """
+    if not word.strip():
+        raise ValueError("the word to find is empty")
+    m = re.search(rf"(?<!{_WORD_CHARS}){re.escape(word)}(?!{_WORD_CHARS})", text, flags=re.IGNORECASE)
+    if m is None:
+        raise ValueError(f"{word!r} does not occur as a whole word in {text!r}")
+    return m.span()
+
+
+def contextual_word_vectors(model_or_dir, texts: str | Sequence[str], word: str | Sequence[tuple[int, int]], *,
+                            tokenizer=None, pipeline: Pipeline | None = None, batch_size: int = 32) -> Tensor:
+    """The vector an encoder gives one word in each text -> (N, d): the last layer's hidden states of the
+    word's tokens, averaged over its word pieces ("embankment" -> "em", "##ban", "##km", "##ent" -> one mean).
+
+    word: a string (its first whole-word occurrence in each text, case-insensitive; see find_word) or one
+    (start, end) character span per text. Unlike a word2vec vector, the result depends on the rest of the
+    text: "bank" by a river and "bank" holding money get different vectors (Devlin et al. 2019 use such
+    token vectors as contextual features, sec. 5.3; averaging the pieces is one common choice).
+    Texts are tokenized as for `embed` (the same cut); a word whose tokens were cut off is an error.
+    """
+    texts = _texts(texts)
+    if isinstance(word, str):
+        spans = [find_word(t, word) for t in texts]
+    else:
+        spans = [tuple(s) for s in word]
+        if len(spans) != len(texts) or not all(len(s) == 2 and 0 <= s[0] < s[1] <= len(t)
+                                               for s, t in zip(spans, texts)):
+            raise ValueError(f"give one (start, end) span per text with 0 <= start < end <= len(text); got "
+                             f"{len(spans)} spans for {len(texts)} texts")
+    model, tokenizer, pipeline = _encoder(model_or_dir, tokenizer, pipeline, "contextual_word_vectors")
+    out, i = [], 0
+    for hidden, _, encodings in _hidden_states(model, tokenizer, pipeline, texts, batch_size):
+        for row, enc in enumerate(encodings):
+            start, end = spans[i]
+            # the word's pieces: tokens whose character offsets overlap the span (special tokens and padding
+            # have offsets (0, 0) and never do)
+            pieces = [j for j, (a, b) in enumerate(enc.offsets) if a < end and b > start]
+            if not pieces:
+                raise ValueError(f"the word at characters {start}-{end} of text {i} ({texts[i][start:end]!r}) has "
+                                 "no token left after the text was cut to the model's length; shorten the text")
+            out.append(hidden[row, pieces].mean(0))
+            i += 1
+    return torch.stack(out).float()
+
+
+def _texts(texts) -> list[str]:
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    if not texts or not all(isinstance(t, str) for t in texts):
+        raise ValueError("give a non-empty list of strings")
+    return texts
+
+
+def _encoder(model_or_dir, tokenizer, pipeline, caller: str):
+    """(model, tokenizer, pipeline) from a directory or a loaded encoder and its tokenizer."""
     from lmforge.loading import load
-    from lmforge.tokenizers import Padding, Truncation, load_tokenizer
+    from lmforge.tokenizers import load_tokenizer
 
     if isinstance(model_or_dir, (str, Path)):
         directory = Path(model_or_dir)
@@ -110,33 +183,35 @@ def embed(model_or_dir, texts: str | Sequence[str], *, tokenizer=None, pipeline:
     else:
         model = model_or_dir
         if tokenizer is None:
-            raise ValueError("embed(model, texts) needs tokenizer=...: the model alone cannot read text "
+            raise ValueError(f"{caller}(model, texts) needs tokenizer=...: the model alone cannot read text "
                              "(or pass the model's directory instead)")
         pipeline = pipeline or Pipeline()
     if getattr(model.config, "family", None) not in ("bert", "distilbert"):
-        raise ValueError(f"embed needs an encoder (bert, distilbert); got a {getattr(model.config, 'family', '?')} "
-                         "model")
-    texts = [texts] if isinstance(texts, str) else list(texts)
-    if not texts or not all(isinstance(t, str) for t in texts):
-        raise ValueError("embed takes a non-empty list of strings")
+        raise ValueError(f"{caller} needs an encoder (bert, distilbert); got a "
+                         f"{getattr(model.config, 'family', '?')} model")
+    return model, tokenizer, pipeline
+
+
+def _hidden_states(model, tokenizer, pipeline: Pipeline, texts: list[str], batch_size: int):
+    """Batches of (last hidden states (B, T, d), attention mask (B, T), the batch's Encodings), in eval mode
+    without gradients; the model's train/eval mode is given back afterwards."""
+    from lmforge.tokenizers import Padding, Truncation
+
     tok = _for_batches(tokenizer, pipeline, model.config.max_len, Padding, Truncation)
     segments = model.emb.seg is not None
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     try:
-        out = []
         with torch.inference_mode():
             for i in range(0, len(texts), batch_size):
                 enc = tok.encode_batch_full(texts[i:i + batch_size])
                 ids = torch.tensor([e.ids for e in enc], device=device)
                 mask = torch.tensor([e.attention_mask for e in enc], device=device)
                 types = torch.tensor([e.type_ids for e in enc], device=device) if segments else None
-                vectors = pool(model(ids, mask, types).hidden_states, mask, pipeline.modes)
-                out.append(F.normalize(vectors, p=2, dim=1) if pipeline.normalize else vectors)
+                yield model(ids, mask, types).hidden_states, mask, enc
     finally:
         model.train(was_training)
-    return torch.cat(out).float()
 
 
 def _for_batches(tokenizer, pipeline: Pipeline, max_len: int, Padding, Truncation):

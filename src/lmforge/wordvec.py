@@ -15,6 +15,10 @@ center word, the learning rate falls linearly from 0.025 to 0.025e-4, v starts u
     >>> wv = train_word2vec([["the", "cat", "sat"]] * 50, dim=8, min_count=1, epochs=1)
     >>> wv.vectors.shape
     torch.Size([3, 8])
+
+Around it, the story of docs/word-vectors.md: `one_hot` (what came before: identity, no similarity),
+`sense_separation` (does a word get different vectors in different senses? word2vec's one vector cannot;
+BERT's contextual vectors, lmforge.embedding.contextual_word_vectors, do) and `pca` (2-D pictures).
 """
 from __future__ import annotations
 
@@ -210,3 +214,87 @@ def synonym_hit_rate(wv: WordVectors, synonyms: dict[str, set[str]], k: int = 10
         for (_, syn), row in zip(chunk, top.tolist()):
             hits += bool(set(syn) & set(row))
     return {"rate": hits / len(asked), "hits": hits, "n": len(asked)}
+
+
+# ------------------------------------------------------------------ before word2vec, and after it
+
+def one_hot(words: list[str]) -> WordVectors:
+    """The oldest word vectors: word i is the i-th unit vector of length V (a 1 at its index, 0 elsewhere).
+
+    Every two distinct words are orthogonal, so the cosine similarity of any pair is 0: "king" is as far
+    from "queen" as from "sword", and nearest neighbours are an arbitrary tie. Nothing about meaning is in
+    the vector, only identity; word2vec's dense vectors are learnt so that similarity means something.
+
+    Example: one_hot(["king", "queen", "sword"]).vectors -> [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
+    """
+    if len(set(words)) != len(words) or not words:
+        raise ValueError("one_hot needs a non-empty list of distinct words")
+    return WordVectors(list(words), torch.eye(len(words)))
+
+
+def cosine_matrix(vectors: torch.Tensor) -> torch.Tensor:
+    """(N, d) -> (N, N) cosine similarities of every pair of rows."""
+    unit = F.normalize(vectors.float(), dim=1)
+    return unit @ unit.T
+
+
+def sense_separation(vectors: torch.Tensor, senses: list[str]) -> dict:
+    """How well the vectors of one word's uses separate its senses.
+
+    vectors: (N, d), one per use of the word; senses: the sense label of each use (at least two senses,
+    each with at least two uses). Returns
+      within:  mean cosine between two different uses of the same sense
+      across:  mean cosine between a use of one sense and a use of another
+      nearest: leave-one-out, how often a use is closer (mean cosine) to the other uses of its own sense
+               than to the uses of any other sense; a tie among t senses that include its own counts 1/t,
+               so vectors that ignore the context (word2vec, one vector per word) score 1/(number of senses)
+      n:       uses per sense
+    Example: senses ["river", "river", "money", "money"] with vectors [1, 0], [1, 0.1], [0, 1], [0.1, 1] ->
+    within 0.995, across 0.10, nearest 1.0; the same with all four vectors equal -> within 1, across 1, nearest 0.5.
+    """
+    labels = sorted(set(senses))
+    if vectors.dim() != 2 or vectors.shape[0] != len(senses):
+        raise ValueError(f"give one vector per use: vectors {tuple(vectors.shape)} for {len(senses)} sense labels")
+    n = {s: senses.count(s) for s in labels}
+    if len(labels) < 2 or min(n.values()) < 2:
+        raise ValueError(f"need at least two senses with at least two uses each; got {n}")
+    sims = cosine_matrix(vectors)                                      # (N, N)
+    label = torch.tensor([labels.index(s) for s in senses])            # (N,)
+    same = label[:, None] == label[None, :]                            # (N, N)
+    other = ~torch.eye(len(senses), dtype=torch.bool)                  # a use is not compared with itself
+    within = sims[same & other].mean().item()
+    across = sims[~same].mean().item()
+    credit = 0.0
+    for i in range(len(senses)):
+        # mean cosine of use i to the other uses of each sense
+        means = torch.stack([sims[i][(label == s) & other[i]].mean() for s in range(len(labels))])
+        best = (means >= means.max() - 1e-6).nonzero().flatten().tolist()   # ties within float rounding
+        credit += (label[i].item() in best) / len(best)
+    return {"within": within, "across": across, "nearest": credit / len(senses), "n": n}
+
+
+def pca(x: torch.Tensor, k: int = 2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Principal component analysis by the singular value decomposition of the centred data -> (points (N, k),
+    components (k, d), explained variance ratio (k,)).
+
+    With X - mean = U S V^T, the directions of largest variance are the rows of V^T and the data projected
+    on them is U S (Pearson 1901; any textbook, e.g. Bishop, PRML sec. 12.1). The sign of each component
+    is arbitrary; it is fixed so that its largest-magnitude entry is positive (as recent scikit-learn versions
+    fix it), so pictures do not flip between runs. Ratio: each component's share of the total variance.
+
+    Example: points on the line y = 2x, [[0, 0], [1, 2], [2, 4]] -> one component [0.447, 0.894] holding all
+    the variance (ratio 1.0), coordinates [-2.236, 0, 2.236].
+    """
+    if x.dim() != 2 or x.shape[0] < 2:
+        raise ValueError(f"pca needs a (N, d) matrix with at least 2 rows; got shape {tuple(x.shape)}")
+    if not 1 <= k <= min(x.shape):
+        raise ValueError(f"k must be between 1 and min(N, d) = {min(x.shape)}; got {k}")
+    xc = x.double() - x.double().mean(0)                                 # (N, d)
+    U, S, Vh = torch.linalg.svd(xc, full_matrices=False)               # (N, r), (r,), (r, d)
+    sign = Vh[:k].gather(1, Vh[:k].abs().argmax(1, keepdim=True)).sign()   # (k, 1)
+    sign[sign == 0] = 1
+    components = Vh[:k] * sign                                         # (k, d)
+    points = U[:, :k] * S[:k] * sign.T                                 # (N, k)
+    total = (S ** 2).sum()
+    ratio = (S[:k] ** 2) / total if total > 0 else torch.zeros(k, dtype=S.dtype)
+    return points.float(), components.float(), ratio.float()

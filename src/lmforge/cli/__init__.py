@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sample": ("sample", "Continue a prompt with a trained model"),
     "generate": ("generate", "Generate text and show the distribution behind every token"),
     "chat": ("chat", "Chat in the terminal with a system prompt, streaming, /regen and /reset"),
-    "embed": ("embed", "Sentence vectors from an encoder (BERT, MiniLM), or nearest lines of a file: --search"),
+    "embed": ("embed", "Sentence vectors from an encoder (BERT, MiniLM); --word: a word in context; --plot: PCA; --search"),
     "fill-mask": ("fill_mask", "Top-k tokens with probabilities at each [MASK] (BERT); --attention draws its maps"),
     "serve": ("serve", "Serve a model: OpenAI-compatible API with continuous batching, web explorer at /"),
 }

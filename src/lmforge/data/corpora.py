@@ -104,3 +104,35 @@ def splits(corpus: str) -> dict[str, str]:
     for domain, src, tgt in rows:
         out[where[domain]].append(f"{src}\t{tgt}\n")
     return {k: "".join(v) for k, v in out.items()}
+
+
+_ZH_SENTENCE_END = re.compile(r"(?<=[。！？；!?])")
+
+
+def documents(corpus: str, split: str) -> list[list[str]]:
+    """A bundled corpus's split as documents of sentences, for next-sentence prediction (BERT's NSP draws
+    IsNext pairs from adjacent sentences of one document). kjv: a chapter is a document and each verse
+    (its number dropped) a sentence; zh-prose: an item (blank-line separated) is a document, cut into
+    sentences after 。！？； (line breaks inside a sentence removed).
+
+        >>> documents("kjv", "val")[0][1][:38]
+        'And the name of the man was Elimelech,'
+    """
+    text = splits(corpus)[split]
+    if corpus == "kjv":
+        docs: list[list[str]] = []
+        for line in text.split("\n"):
+            if _KJV_HEADING.match(line):
+                docs.append([])
+            elif line.strip() and docs:
+                docs[-1].append(line.split(" ", 1)[1] if line.split(" ", 1)[0].isdigit() else line)
+        return [d for d in docs if d]
+    if corpus == "zh-prose":
+        docs = []
+        for item in re.split(r"\n\s*\n", text):
+            flat = "".join(part.strip() for part in item.split("\n"))
+            sentences = [s for s in _ZH_SENTENCE_END.split(flat) if s.strip()]
+            if sentences:
+                docs.append(sentences)
+        return docs
+    raise ValueError(f"corpus {corpus!r} has no document structure lmforge knows; documents() reads kjv and zh-prose")

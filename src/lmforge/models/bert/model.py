@@ -36,13 +36,17 @@ class BERT(nn.Module):
         init_weights(self, std=0.02)
 
     def forward(self, ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None, *,
-                targets: Tensor | None = None, need_weights: bool = False) -> ModelOutput:
+                targets: Tensor | None = None, predict: Tensor | None = None,
+                need_weights: bool = False) -> ModelOutput:
         """ids (B, T) -> ModelOutput(hidden_states (B, T, d_model), pooled (B, d_model), logits (B, T, vocab)
         with a masked-LM head, sequence_logits (B, 2) with the next-sentence head).
 
         attention_mask (B, T): 1 for real tokens, 0 for padding (no token attends to padding);
         token_type_ids (B, T): segment of each token, 0 for sentence A, 1 for B (default all 0);
         targets (B, T): the masked-LM labels, -100 where no prediction is scored.
+        predict (B, T) bool: compute the masked-LM logits at these positions only, logits (N, vocab) in row-major
+        order (pretraining scores ~15% of the positions; the head's vocabulary-wide product is the largest
+        in a small BERT, so Google's run_pretraining.py also gathers the masked positions first).
         """
         x = self.emb(ids, token_type_ids)  # (B, T, d_model); checks the length and the segments
         mask = padding_mask(check_mask(attention_mask, ids)) if attention_mask is not None else None  # (B, 1, 1, T)
@@ -52,13 +56,17 @@ class BERT(nn.Module):
             if need_weights:
                 attentions.append(probs)
         pooled = torch.tanh(self.pool(x[:, 0])) if self.pool is not None else None  # (B, d_model), from [CLS]
-        logits = self.mlm(x) if self.mlm is not None else None
+        if self.mlm is None:
+            logits = None
+        else:
+            logits = self.mlm(x[predict]) if predict is not None else self.mlm(x)
         loss = None
         if targets is not None:
             if logits is None:
                 raise ValueError("targets (masked-LM labels) need a model with head='mlm' or 'pretraining'; "
                                  "this BERT has no masked-LM head")
-            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
+            scored = targets[predict] if predict is not None else targets.reshape(-1)
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), scored, ignore_index=-100)
         return ModelOutput(logits=logits, loss=loss, attentions=attentions, hidden_states=x, pooled=pooled,
                            sequence_logits=self.nsp(pooled) if self.nsp is not None else None)
 

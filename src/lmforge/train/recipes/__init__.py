@@ -27,6 +27,7 @@ from lmforge.models import FAMILIES, config_class, lookup
 RECIPES: dict[str, str] = {  # name -> module; later issues add mlm, finetune, span, blank, distill, sft, reward, ...
     "lm": "lmforge.train.recipes.lm",  # next-token prediction on a text corpus (GPT)
     "translation": "lmforge.train.recipes.translation",  # Vaswani et al. 2017: parallel text, encoder-decoders
+    "mlm": "lmforge.train.recipes.mlm",  # Devlin et al. 2019: masked LM + next-sentence prediction (BERT)
     "distill": "lmforge.train.recipes.distill",  # Sanh et al. 2019: a half-depth student learns from a frozen teacher
 }
 
