@@ -3,9 +3,11 @@
 Training: configs/kjv-char.yaml (gpt-mini: learned positions, LayerNorm, GELU MLP, 4 heads) and
 configs/kjv-char-llama.yaml (llama-mini: RoPE, RMSNorm, SwiGLU, 4 query heads over 2 key/value heads) have
 the same parameters per layer (196,608), data (the bundled KJV, characters), batch, schedule and optimizer.
-Each gets the same wall-clock: a short calibration run measures each one's seconds per step, then each
-trains for `--seconds / step_s` steps (its cosine schedule decays fully) with val loss evaluated 10 times.
-Prints the table and writes the val-loss-against-time plot.
+Each gets the same compute time: one training step of each (forward, backward, AdamW, the run's batch shape)
+is timed in interleaved rounds, then each trains for `--seconds / its step time` steps through the real
+recipe (its cosine schedule decays fully), val loss evaluated 10 times. Interleaving makes the ratio of the
+step times hold on a busy machine; the long runs need not be quiet. Prints the table and writes the plot of
+val loss against compute time.
 
 Decoding: tokens/s of greedy generation with grouped-query attention (2 key/value heads) against the same
 model with full multi-head attention (8), at a shape where the KV cache is read at every step (8 layers,
@@ -41,26 +43,49 @@ def _run(config: Path, out: Path, **train) -> list[dict]:
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-def train_part(seconds: float, work: Path, plot: Path | None) -> None:
-    rows = {}
-    for name, config in CONFIGS.items():  # seconds per step, measured on a short run of the real pipeline
-        metrics = _run(config, work / f"calibrate-{config.stem}", max_steps=60, eval_interval=0,
-                       save_interval=0, log_interval=1)
-        step_s = sorted(r["step_s"] for r in metrics if "step_s" in r)[10:]  # past the first steps' warm-up
-        rows[name] = {"step_s": step_s[len(step_s) // 2]}
+def _step_fn(config: Path):
+    """One training step (forward, backward, AdamW) of the config's model on random batches of its shape."""
+    from lmforge.models import build_model
+    from lmforge.train.optim import build_optimizer
+    from lmforge.train.recipes import load_run_config
+    cfg = load_run_config(config)
+    model_cfg = cfg.model_config(vocab_size=73)  # the KJV character vocabulary
+    model = build_model(type(model_cfg).family, model_cfg).train()
+    from lmforge.kernels import accelerate
+    accelerate(model)  # as the Trainer does on CPU
+    opt = build_optimizer(model, cfg.train)
+    B, T = cfg.train.batch_size, cfg.data.block_size
+    x, y = torch.randint(0, 73, (B, T)), torch.randint(0, 73, (B, T))
+
+    def step():
+        loss = model(x, targets=y).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return step
+
+
+def train_part(seconds: float, work: Path, plot: Path | None, rounds: int) -> None:
+    # Seconds per step of each, timed in interleaved rounds (A B A B ...) so both see the same machine
+    # load; each then gets seconds / its step time steps, so both get the same compute time whatever
+    # else runs on the machine during the long runs.
+    times = interleaved({name: _step_fn(config) for name, config in CONFIGS.items()}, rounds=rounds, iters=10,
+                        warmup=3)
+    rows = {name: {"step_s": sorted(t)[len(t) // 2]} for name, t in times.items()}
     for name, config in CONFIGS.items():
         steps = max(50, int(seconds / rows[name]["step_s"]))
         t0 = time.perf_counter()
         metrics = _run(config, work / config.stem, max_steps=steps, eval_interval=max(1, steps // 10),
                        save_interval=0, warmup_steps=min(100, steps // 10))
-        evals = [(r["elapsed_s"], r["val_loss"]) for r in metrics if "val_loss" in r]
+        evals = [(r["step"] * rows[name]["step_s"], r["val_loss"]) for r in metrics if "val_loss" in r]
         from lmforge.models import load_model
         n = sum(p.numel() for p in load_model(work / config.stem).parameters())
         rows[name].update(steps=steps, wall_s=time.perf_counter() - t0, evals=evals, params=n)
-    print(f"\n{'model':28s} {'params':>8s} {'s/step':>7s} {'steps':>6s} {'train s':>8s} {'val loss':>9s}")
+    print(f"\n{'model':28s} {'params':>8s} {'s/step':>7s} {'steps':>6s} {'budget s':>9s} {'wall s':>7s} {'val loss':>9s}")
     for name, r in rows.items():
-        print(f"{name:28s} {r['params'] / 1e6:7.3f}M {r['step_s']:7.4f} {r['steps']:6d} {r['evals'][-1][0]:8.1f} "
-              f"{r['evals'][-1][1]:9.4f}")
+        print(f"{name:28s} {r['params'] / 1e6:7.3f}M {r['step_s']:7.4f} {r['steps']:6d} {r['evals'][-1][0]:9.1f} "
+              f"{r['wall_s']:7.1f} {r['evals'][-1][1]:9.4f}")
+        print("   val loss at (step x s/step): " + ", ".join(f"{t:.0f}s {v:.3f}" for t, v in r["evals"]))
     if plot:
         import matplotlib
         matplotlib.use("Agg")
@@ -68,7 +93,7 @@ def train_part(seconds: float, work: Path, plot: Path | None) -> None:
         fig, ax = plt.subplots(figsize=(6.4, 4))
         for name, r in rows.items():
             ax.plot(*zip(*r["evals"]), marker="o", label=name)
-        ax.set_xlabel("training wall-clock (s)")
+        ax.set_xlabel("training compute time (steps x interleaved s/step)")
         ax.set_ylabel("val loss (nats/char)")
         ax.set_title("KJV characters, equal parameters and wall-clock")
         ax.legend()
@@ -119,7 +144,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         if args.part in ("all", "train"):
-            train_part(args.seconds, work, args.plot)
+            train_part(args.seconds, work, args.plot, args.rounds)
         if args.part in ("all", "decode"):
             decode_part(args.rounds)
 

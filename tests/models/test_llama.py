@@ -172,3 +172,37 @@ def test_convert_cli_both_ways_keeps_tokenizer_files(transformers, tmp_path):
     ids = torch.randint(0, V, (1, 16))
     with torch.no_grad():
         assert torch.equal(back(ids).logits, hf(ids).logits)
+
+
+def test_a_qwen2_directory_chats_with_its_own_template_and_tokenizer(transformers, tmp_path):
+    """A Hugging Face Qwen2 directory (random weights, a ChatML template, a byte-level BPE tokenizer.json):
+    lmforge's prompt ids equal apply_chat_template's and its greedy answer equals transformers' generate."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from hf_chat_helpers import QWEN2, hf_tokenizer
+
+    from lmforge.data.chat import build_prompt
+    from lmforge.data.hf_chat import load_chat_template
+    from lmforge.tokenizers import eos_ids, load_tokenizer
+    hf_tok = hf_tokenizer(QWEN2, ["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+                          dict(eos_token="<|im_end|>", pad_token="<|endoftext|>"))
+    torch.manual_seed(0)
+    config = transformers.Qwen2Config(vocab_size=len(hf_tok), hidden_size=48, intermediate_size=80,
+                                      num_hidden_layers=2, num_attention_heads=6, num_key_value_heads=2,
+                                      max_position_embeddings=256, tie_word_embeddings=True)
+    hf = transformers.Qwen2ForCausalLM(config).eval()
+    hf.save_pretrained(tmp_path)
+    hf_tok.save_pretrained(tmp_path)
+    model, tok, template = lmforge.load(tmp_path).eval(), load_tokenizer(tmp_path), load_chat_template(tmp_path)
+    messages = [{"role": "user", "content": "Who was the first king of Israel?"}]
+    prompt = build_prompt(tok, messages, 200, template)
+    want_prompt = hf_tok.apply_chat_template(messages, add_generation_prompt=True, return_dict=False)
+    assert prompt.ids == want_prompt
+    got = [s.token for s in generate(model, prompt.ids, max_new_tokens=12, temperature=0,
+                                     eos_token_id=prompt.stop_ids + eos_ids(tok, tmp_path))]
+    with torch.no_grad():
+        want = hf.generate(torch.tensor([want_prompt]), max_new_tokens=12, do_sample=False,
+                           eos_token_id=hf_tok.convert_tokens_to_ids("<|im_end|>"),
+                           pad_token_id=0)[0, len(want_prompt):].tolist()
+    assert got == want
