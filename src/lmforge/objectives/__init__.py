@@ -1,6 +1,8 @@
 """Losses as plain functions: the paper's formula, one function each; LossOutput carries a loss and its metrics."""
+from lmforge.objectives.distill import cosine_loss, distillation_loss, soft_target_loss
 from lmforge.objectives.label_smoothing import label_smoothed_cross_entropy
 from lmforge.objectives.mlm import bert_pretraining_loss
 from lmforge.objectives.output import LossOutput
 
-__all__ = ["LossOutput", "bert_pretraining_loss", "label_smoothed_cross_entropy"]
+__all__ = ["LossOutput", "bert_pretraining_loss", "cosine_loss", "distillation_loss", "label_smoothed_cross_entropy",
+           "soft_target_loss"]
