@@ -50,7 +50,7 @@ def files(sub: str):
 
 def test_relative_imports_are_read():
     """The reader itself: a relative import is resolved against the importing module's package."""
-    assert "lmforge.models.outputs" in imports_of(PKG / "models" / "gpt" / "model.py")
+    assert "lmforge.models.protocol" in imports_of(PKG / "models" / "gpt" / "model.py")
     code = "from ..outputs import ModelOutput\nfrom . import config\nfrom .hf import MODEL_TYPES\n"
     assert imports_in(code, "lmforge.models.gpt.model") == {
         "lmforge.models.outputs", "lmforge.models.gpt", "lmforge.models.gpt.config", "lmforge.models.gpt.hf"}

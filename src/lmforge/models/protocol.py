@@ -21,11 +21,13 @@ from __future__ import annotations
 
 from typing import Any, Protocol, Sequence, runtime_checkable
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from lmforge.models.outputs import DecodeOutput
-from lmforge.nn.cache import Context
-from lmforge.nn.masks import pad_rows
+from lmforge.models.outputs import DecodeOutput, ModelOutput
+from lmforge.nn.cache import Context, KVCache
+from lmforge.nn.masks import causal_padding_mask, pad_rows
 
 
 class DecodingState(Protocol):
@@ -59,11 +61,61 @@ class DecodingModel(Protocol):
 
 
 class DecoderOnlyDecoding:
-    """The protocol for a decoder-only family whose forward takes (ids, cache=, positions=, attention_mask=,
-    need_weights=, keep_logits=) and has `new_cache(batch, capacity)` and `tok_emb` (GPT, Llama): the prompt
-    is the context; shorter prompts are left-padded and masked, each row's positions start at its first token."""
+    """The decoder-only stack and its decoding protocol, shared by GPT and Llama. A family defines
+    `tok_emb`, `embed(ids, positions) -> (x, rope)` (what differs: a learned position table added to the
+    tokens, or rotations handed to attention), `blocks`, `norm`, `lm_head` and `config.max_len`; the
+    rest is here: the causal/padding masks, the cache, the head, the loss, and prefill/decode_step (the
+    prompt is the context; shorter prompts are left-padded and masked, each row's positions start at its
+    first token)."""
 
     decoder_start = None  # decoder-only: the prompt is the context the decoder continues
+
+    def new_cache(self, batch_size: int, max_len: int | None = None, dtype: torch.dtype | None = None) -> KVCache:
+        """Keys and values of every layer: as many heads as attention keeps (its key/value heads under GQA)."""
+        attn, p = self.blocks[0].attn, self.tok_emb.weight
+        return KVCache(len(self.blocks), batch_size, attn.n_kv_heads, attn.head_dim, max_len or self.config.max_len,
+                       device=p.device, dtype=dtype or p.dtype)
+
+    def forward(self, ids: Tensor, targets: Tensor | None = None, *, cache: KVCache | None = None,
+                positions: Tensor | None = None, attention_mask: Tensor | None = None,
+                need_weights: bool = False, keep_logits: int = 0) -> ModelOutput:
+        """ids (B, T) -> ModelOutput.
+
+        cache: a KVCache from `new_cache`; ids are appended after its `length` positions.
+        positions (B, T): position ids (default past..past+T-1); left-padded batches pass their own.
+        attention_mask (B, past+T): 1 for real tokens, 0 for padding (keys only).
+        keep_logits: compute logits for the last n positions only (generation needs 1); 0 = all.
+        """
+        B, T = ids.shape
+        past = cache.length if cache is not None else 0
+        if past + T > self.config.max_len:
+            raise ValueError(f"Cannot attend to {past + T} positions, max_len is only {self.config.max_len}. "
+                             "The input is longer than the model's context: shorten the prompt or use a model "
+                             "with a larger max_len.")
+        if positions is None:
+            positions = torch.arange(past, past + T, device=ids.device)[None]  # (1, T)
+        x, rope = self.embed(ids, positions)  # (B, T, d_model)
+
+        # No padding: causal (end-aligned after a KV cache); one new token simply sees everything cached.
+        mask, is_causal = None, T > 1
+        if attention_mask is not None:
+            mask = causal_padding_mask(attention_mask, T)
+            is_causal = False
+
+        attentions = [] if need_weights else None
+        for i, block in enumerate(self.blocks):
+            x, (probs, _) = block(x, mask=mask, is_causal=is_causal, cache=cache.layer(i) if cache else None,
+                                  rope=rope, need_weights=need_weights)
+            if need_weights:
+                attentions.append(probs)
+        if cache is not None:
+            cache.advance(T)
+        x = self.norm(x)
+        logits = self.lm_head(x[:, -keep_logits:] if keep_logits else x)  # (B, T, vocab)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
+        return ModelOutput(logits=logits, loss=loss, attentions=attentions, hidden_states=x)
 
     def prefill(self, prompts, *, capacity: int | None = None, use_cache: bool = True,
                 need_weights: bool = False):
