@@ -44,3 +44,14 @@ class Block(nn.Module):
                 h, memory=memory, mask=memory_mask, bias=memory_bias, cache=cache, need_weights=need_weights))
         x, _ = self._sublayer(x, self.norm3, lambda h: (self.ffn(h), None))
         return x, (p_self, p_cross)
+
+
+def encode(blocks, x: Tensor, mask: Tensor | None = None, *, need_weights: bool = False):
+    """Run an encoder's blocks (no cache, no causal mask) over x (B, T, d_model): (x, per-layer self-attention
+    probabilities, or None unless need_weights). mask: True = may attend (BERT's padding mask)."""
+    attentions = [] if need_weights else None
+    for block in blocks:
+        x, (probs, _) = block(x, mask=mask, need_weights=need_weights)
+        if need_weights:
+            attentions.append(probs)
+    return x, attentions

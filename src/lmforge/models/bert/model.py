@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from lmforge.models.bert.config import BERTConfig
 from lmforge.models.outputs import ModelOutput
 from lmforge.nn import Block, Embeddings, FeedForward, LayerNorm, MLMHead, MultiHeadAttention, init_weights
+from lmforge.nn.block import encode
 from lmforge.nn.heads import classification_loss, span_loss
 from lmforge.nn.masks import check_mask, padding_mask
 
@@ -61,11 +62,7 @@ class BERT(nn.Module):
         """
         x = self.emb(ids, token_type_ids)  # (B, T, d_model); checks the length and the segments
         mask = padding_mask(check_mask(attention_mask, ids)) if attention_mask is not None else None  # (B, 1, 1, T)
-        attentions = [] if need_weights else None
-        for block in self.blocks:
-            x, (probs, _) = block(x, mask=mask, need_weights=need_weights)
-            if need_weights:
-                attentions.append(probs)
+        x, attentions = encode(self.blocks, x, mask, need_weights=need_weights)
         pooled = torch.tanh(self.pool(x[:, 0])) if self.pool is not None else None  # (B, d_model), from [CLS]
         head = self.config.head
         if predict is not None and self.mlm is None:

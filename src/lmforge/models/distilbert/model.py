@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from lmforge.models.distilbert.config import DistilBERTConfig
 from lmforge.models.outputs import ModelOutput
 from lmforge.nn import Block, Embeddings, FeedForward, LayerNorm, MLMHead, MultiHeadAttention, init_weights
+from lmforge.nn.block import encode
 from lmforge.nn.heads import classification_loss, span_loss
 from lmforge.nn.masks import check_mask, padding_mask
 
@@ -44,11 +45,7 @@ class DistilBERT(nn.Module):
         targets as BERT's: mlm (B, T), classify (B,), tag (B, T), qa (B, 2); -100 is not scored."""
         x = self.emb(ids, token_type_ids)  # (B, T, d_model); refuses token_type_ids and over-long input
         mask = padding_mask(check_mask(attention_mask, ids)) if attention_mask is not None else None  # (B, 1, 1, T)
-        attentions = [] if need_weights else None
-        for block in self.blocks:
-            x, (probs, _) = block(x, mask=mask, need_weights=need_weights)
-            if need_weights:
-                attentions.append(probs)
+        x, attentions = encode(self.blocks, x, mask, need_weights=need_weights)
         head = self.config.head
         logits = self.mlm(x) if self.mlm is not None else None
         sequence_logits = None
