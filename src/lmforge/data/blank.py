@@ -29,6 +29,9 @@ from typing import Sequence
 
 import numpy as np
 
+# GLM's special tokens, in the order a tokenizer of the `blank` recipe gives them ids 0..5 (the defaults of
+# lmforge.models.glm.config.GLMConfig: pad_id, mask_id, smask_id, gmask_id, sop_id, eop_id)
+SPECIAL_TOKENS = ("<pad>", "[MASK]", "[sMASK]", "[gMASK]", "<sop>", "<eop>")
 IGNORE = -100  # target of positions the loss skips (part A, padding)
 KINDS = ("mask", "smask", "gmask")
 RATIO = 0.15  # sec. 2.1: spans are sampled until at least 15% of the original tokens are masked
@@ -42,7 +45,7 @@ MIX = {"mask": 0.5, "smask": 0.3, "gmask": 0.2}
 
 @dataclass(frozen=True)
 class BlankTokens:
-    """The special token ids the objective writes (lmforge.models.glm.config.SPECIAL_TOKENS)."""
+    """The special token ids the objective writes (SPECIAL_TOKENS)."""
 
     mask: int
     smask: int

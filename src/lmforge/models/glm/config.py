@@ -12,9 +12,6 @@ from typing import Any, ClassVar
 
 from lmforge.config import Activation, Config, check
 
-# The special tokens of lmforge.data.blank, in the order the `blank` recipe's tokenizer gives them ids 0..5
-SPECIAL_TOKENS = ("<pad>", "[MASK]", "[sMASK]", "[gMASK]", "<sop>", "<eop>")
-
 
 @dataclasses.dataclass
 class GLMConfig(Config):
@@ -30,7 +27,7 @@ class GLMConfig(Config):
     norm_eps: float = 1e-5
     activation: Activation = "gelu"  # sec. 2.3: "we replace the ReLU activation functions with GeLUs"
     # token ids the model reads itself (prefill finds the blanks, decoding opens each with <sop>);
-    # the defaults are the ids the `blank` recipe's tokenizer gives SPECIAL_TOKENS
+    # the defaults are the ids the `blank` recipe's tokenizer gives them (lmforge.data.blank.SPECIAL_TOKENS)
     pad_id: int = 0
     mask_id: int = 1  # [MASK]: a short span (sec. 2.1)
     smask_id: int = 2  # [sMASK]: a whole sentence (sec. 2.2, sentence-level objective)
