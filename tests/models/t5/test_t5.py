@@ -8,7 +8,7 @@ import lmforge
 from lmforge.cli import main
 from lmforge.convert.hf import save_hf
 from lmforge.generate import beam_search_batch, generate
-from lmforge.models import build_model, save_model
+from lmforge.models import build_model
 from lmforge.models.t5.config import T5Config
 from lmforge.nn import RelativePositionBias
 
