@@ -165,6 +165,37 @@ def test_kv_cache_on_equals_off_and_steps_equal_forward():
         assert state.memory is None and state.context.cache.cross[0] is not None
         rows = [out.logits[0]] + [model.decode_step(state, tgt[:, t:t + 1]).logits[0] for t in range(1, 5)]
     torch.testing.assert_close(torch.stack(rows), full, atol=1e-5, rtol=1e-5)
+    # what `--show probs` shows: each step's cross-attention over the source, as a full forward computes it
+    steps = list(generate(model, sources[:1], max_new_tokens=4, temperature=0, need_weights=True))
+    tgt = torch.tensor([[0] + [s.token for s in steps[:-1]]])
+    with torch.no_grad():
+        out = model(src, tgt, need_weights=True)
+    for i, s in enumerate(steps):
+        ref = torch.stack([a[0, :, i] for a in out.cross_attentions])  # (n_dec_layers, nh, S)
+        torch.testing.assert_close(s.cross_attention, ref, atol=1e-5, rtol=1e-5)
+        assert s.attention.shape == (2, 2, i + 1)  # decoder layers x heads x the tokens read so far
+
+
+@pytest.mark.slow
+def test_translation_recipe_trains_t5_to_memorise(tmp_path):
+    """The family's default recipe trains it end to end: 32 EN-DE pairs memorised in 300 steps (the recipe's
+    targets start with <s> = 1 and end with </s> = 2, so the run sets decoder_start_id and eos_id)."""
+    from lmforge.data.translation import Pair
+    from lmforge.generate.seq2seq import greedy
+    from lmforge.models import load_model
+    from lmforge.tokenizers import load_tokenizer
+    from lmforge.train.recipes.translation import run
+    from tr_helpers import memo_config, memo_pairs, write_tsv
+    pairs = memo_pairs()
+    val = [Pair("grep", "invalid argument", "ungültiges Argument")]
+    cfg = memo_config(write_tsv(tmp_path / "memo.tsv", [*[Pair("memo", p.src, p.tgt) for p in pairs], *val]))
+    model = {"family": "t5", "d_model": 64, "n_heads": 2, "head_dim": 32, "n_layers": 2, "d_ff": 256, "max_len": 64,
+             "dropout": 0.0, "num_buckets": 16, "max_distance": 32, "eos_id": 2, "decoder_start_id": 1}
+    cfg = type(cfg).from_dict({**cfg.to_dict(), "model": model})
+    run(cfg, tmp_path / "run", log=lambda m: None)
+    m, tok = load_model(tmp_path / "run").eval(), load_tokenizer(tmp_path / "run")
+    src = torch.nn.utils.rnn.pad_sequence([torch.tensor(tok.encode(p.src) + [2]) for p in pairs[:8]], batch_first=True)
+    assert [tok.decode(o) for o in greedy(m, src)] == [p.tgt for p in pairs[:8]]
 
 
 @pytest.mark.parametrize("case", CASES)
