@@ -285,3 +285,20 @@ def test_bad_t5_directories_and_configs_give_clear_errors(transformers, tmp_path
 
     with pytest.raises(ValueError, match="unknown activation 'swish'"):
         T5Config(activation="swish")
+
+
+def test_init_is_meshtf_t5():
+    """nn.init's "t5" scheme: fan-in normal for every matrix, the query rows a further head_dim^-0.5 (the 1/sqrt(d_k)
+    T5 leaves out of the logits), unit-variance embedding; as HF's T5PreTrainedModel._init_weights."""
+    torch.manual_seed(0)
+    c = T5Config(vocab_size=4000, d_model=256, n_heads=4, head_dim=64, n_layers=1, d_ff=1024)
+    m = build_model("t5", c)
+    inner = c.n_heads * c.head_dim
+    qkv = m.encoder[0].attn.qkv.weight
+    expected = {"q": (qkv[:inner], (c.d_model * c.head_dim) ** -0.5), "k": (qkv[inner:2 * inner], c.d_model ** -0.5),
+                "cross q": (m.decoder[0].cross_attn.q.weight, (c.d_model * c.head_dim) ** -0.5),
+                "o": (m.encoder[0].attn.out.weight, inner ** -0.5), "wi": (m.encoder[0].ffn.fc1.weight, c.d_model ** -0.5),
+                "wo": (m.encoder[0].ffn.fc2.weight, c.d_ff ** -0.5), "embedding": (m.tok_emb.weight, 1.0)}
+    for name, (w, std) in expected.items():
+        assert w.std().item() == pytest.approx(std, rel=0.05), name
+    assert torch.equal(m.enc_norm.weight, torch.ones(c.d_model))
