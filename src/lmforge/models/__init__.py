@@ -56,6 +56,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("bert", "BERTConfig", "BERT", "encoder", recipe="mlm", hf=True),  # Devlin et al. 2019
     Family("distilbert", "DistilBERTConfig", "DistilBERT", "encoder", recipe="distill", hf=True),  # Sanh et al. 2019
     Family("glm", "GLMConfig", "GLM", "decoder", recipe="blank"),  # Du et al. 2022, blank infilling (GLM-4: llama)
+    Family("t5", "T5Config", "T5", "encoder-decoder", recipe="translation", hf=True),  # Raffel et al. 2020
 )}
 
 
