@@ -2,7 +2,7 @@
 import os
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from tok_corpora import sample
 
@@ -55,6 +55,10 @@ def test_no_input_crashes(tok, s, t):
 @SETTINGS
 @given(st.text(st.characters(blacklist_categories=("Cs",), whitelist_categories=("L", "N", "P", "Zs")), max_size=40))
 def test_unigram_and_char_round_trip_normalized_text(s):
+    # SentencePiece's meta symbol U+2581 is the tokenizer's own space mark, not text (sentencepiece reads it as a
+    # space too); hypothesis draws it from the constants in the code under test although its category (So) is
+    # not in the alphabet above, so it is left out here
+    assume("\u2581" not in s)
     norm = " ".join(w for w in s.split(" ") if w)  # runs of spaces collapse; other whitespace is text (e.g. "\n")
     if all(c in CH.vocab for c in s):
         assert CH.decode(CH.encode(s)) == s
