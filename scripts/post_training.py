@@ -67,7 +67,8 @@ def make_eval(out_dir: Path, dirs: dict[str, Path], options: dict) -> None:
     lines += [f"| {k} | {r['mean_score']:.3f} | {100 * r['format_rate']:.1f}% | {100 * r['rhyme_rate']:.1f}% | "
               f"{r['distinct_2']:.3f} | {r['n']} |" for k, r in rows.items()]
     (out_dir / "table.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    atomic_write_json(out_dir / "eval.json", {"options": options, "runs": rows})  # last: marks the stage done
+    # written last, it marks the stage done for these checkpoints (a longer run of a stage makes it stale)
+    atomic_write_json(out_dir / "eval.json", {"options": options, "inputs": input_steps(dirs), "runs": rows})
     print("\n".join(lines))
 
 
@@ -109,10 +110,23 @@ def trained_steps(run_dir: Path) -> int | None:
     return load_train_state(run_dir / STATE)["step"] if (run_dir / STATE).exists() else None
 
 
+def input_steps(dirs: dict[str, Path]) -> dict[str, int | None]:
+    """The checkpoint step of every compared run: what an eval table was made from."""
+    return {name: trained_steps(dirs[name]) for name in EVAL_RUNS if name in dirs}
+
+
 def status(stage: Stage, run_dir: Path, sets: list[str], dirs: dict[str, Path]) -> tuple[str, object]:
-    """("done" | "resume" | "start", the stage's run config or None)."""
+    """("done" | "resume" | "start", the stage's run config or None). A non-training stage is done when its
+    output exists and was made from the checkpoints that are there now."""
     if stage.make is not None:
-        return ("done" if (run_dir / stage.output).is_file() else "start"), None
+        path = run_dir / stage.output
+        if not path.is_file():
+            return "start", None
+        try:
+            made_from = json.loads(path.read_text(encoding="utf-8")).get("inputs")
+        except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            return "start", None  # damaged: made again
+        return ("done" if made_from == input_steps(dirs) else "start"), None
     from lmforge.train.recipes import load_run_config
 
     links = [f"{k}={dirs[v]}" for k, v in stage.links.items()]

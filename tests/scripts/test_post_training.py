@@ -53,9 +53,11 @@ def test_every_stage_runs_then_a_second_call_skips_them(tmp_path, capsys):
     assert pt.run(out, sets, options=EVAL) == {"base": "done", "sft": "done", "eval": "done"}
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == stamp  # nothing rewritten
     assert "[2/3] sft: done, skipped" in capsys.readouterr().out
-    # a longer SFT asked for later: the finished one is continued, not restarted
-    assert pt.run(out, sets + ["sft.train.max_steps=6"], only=["sft"]) == {"sft": "resume"}
+    # a longer SFT asked for later: the finished one is continued, not restarted, and the eval made again
+    assert pt.run(out, sets + ["sft.train.max_steps=6"], options=EVAL) == {"base": "done", "sft": "resume",
+                                                                          "eval": "start"}
     assert [json.loads(x)["step"] for x in (out / "sft" / "metrics.jsonl").read_text().splitlines()][-1] == 6
+    assert json.loads((out / "eval" / "eval.json").read_text())["inputs"] == {"sft": 6}
 
 
 def test_an_interrupted_stage_resumes_from_its_checkpoint(tmp_path):
