@@ -139,7 +139,7 @@ def status(stage: Stage, run_dir: Path, sets: list[str], dirs: dict[str, Path]) 
 
 def run(out: Path, sets: list[str] = (), only: list[str] | None = None, options: dict | None = None) -> dict[str, str]:
     """Run the pipeline into `out`; returns {stage: what was done ("done" = skipped, "resume", "start")}."""
-    from lmforge.train.recipes import resolve, train
+    from lmforge.train.recipes import train
 
     names = [s.name for s in STAGES]
     unknown = sorted(set(only or ()) - set(names))
@@ -167,10 +167,9 @@ def run(out: Path, sets: list[str] = (), only: list[str] | None = None, options:
             dirs[stage.name].mkdir(parents=True, exist_ok=True)
             stage.make(dirs[stage.name], dirs, dict(options or {}))
         else:
-            links = [f"{k}={dirs[v]}" for k, v in stage.links.items()]
-            overrides = links + overrides_for(stage.name, list(sets))
-            if what == "resume":
-                cfg, _ = resolve(None, overrides, out=dirs[stage.name], resume=True)
+            # resumed or not, the stage trains with the pipeline's config (its file, links and --set), not the
+            # one saved in the run directory: a config changed since the interruption (e.g. a new max_steps)
+            # is what `status` judged completeness by, so it must be what the stage trains to
             code = train(cfg, dirs[stage.name], resume=what == "resume")
             if code != 0:
                 print(f"{head}: stopped (exit {code}); run the same command again to resume", file=sys.stderr)

@@ -93,3 +93,22 @@ def test_bad_sets_and_stages_are_value_errors(tmp_path):
         pt.run(tmp_path, [], only=["rlhf"])
     with pytest.raises(ValueError, match="stage sft needs base"):
         pt.run(tmp_path, [], only=["sft"])
+
+
+def test_a_resumed_stage_trains_to_the_config_of_now_not_the_saved_one(tmp_path):
+    """The stage's config file changed after an interruption (more steps): the stage resumes and trains to
+    the new max_steps (the one its completeness was judged by), not to the one saved in its run.json."""
+    pt = load_script()
+    config = tmp_path / "sft.yaml"
+    config.write_text((ROOT / "configs" / "sft-poems.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    base, sft, evaluation = pt.STAGES
+    pt.STAGES = (base, pt.Stage("sft", str(config), sft.links), evaluation)
+    out, sets = tmp_path / "pt", tiny(tmp_path, sft_steps=3)
+    sets = [s for s in sets if not s.startswith("sft.train.max_steps")]
+    config.write_text(config.read_text(encoding="utf-8").replace("max_steps: 400", "max_steps: 2"), encoding="utf-8")
+    assert pt.run(out, sets, only=["base", "sft"]) == {"base": "start", "sft": "start"}
+    assert pt.trained_steps(out / "sft") == 2
+    config.write_text(config.read_text(encoding="utf-8").replace("max_steps: 2", "max_steps: 4"), encoding="utf-8")
+    assert pt.run(out, sets, only=["base", "sft"]) == {"base": "done", "sft": "resume"}
+    assert pt.trained_steps(out / "sft") == 4
+    assert json.loads((out / "sft" / "run.json").read_text())["train"]["max_steps"] == 4
