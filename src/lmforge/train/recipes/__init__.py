@@ -31,6 +31,7 @@ RECIPES: dict[str, str] = {  # name -> module; later issues add mlm, finetune, s
     "finetune": "lmforge.train.recipes.finetune",  # Devlin et al. 2019 sec. 4: an encoder + a head on labelled data
     "distill": "lmforge.train.recipes.distill",  # Sanh et al. 2019: a half-depth student learns from a frozen teacher
     "blank": "lmforge.train.recipes.blank",  # Du et al. 2022: GLM's autoregressive blank infilling
+    "sft": "lmforge.train.recipes.sft",  # Ouyang et al. 2022: a pretrained decoder learns chat answers (assistant tokens)
 }
 
 
