@@ -292,6 +292,8 @@ def test_a_wrapped_run_loads_as_its_wrapper_or_as_its_base(tmp_path, monkeypatch
 
     from lmforge.models import WRAPPERS, load_model
 
+    for kind in list(WRAPPERS):  # hermetic: the kinds the package registers (e.g. PPO's value_head) are set aside
+        monkeypatch.delitem(WRAPPERS, kind)
     torch.manual_seed(0)
     wrapped = ValueHead(build_model("gpt", CFG))
     save_checkpoint(tmp_path, wrapped, {"step": 1})
