@@ -62,7 +62,7 @@ def test_the_reward_recipe_learns_the_pairs_and_saves_a_normalised_reward_model(
     from lmforge.tokenizers import load_tokenizer
     from lmforge.train.recipes.reward import load_reward_model
 
-    assert train(config("reward", sft_run, pair_files, steps=20), tmp_path / "rm") == 0
+    assert train(config("reward", sft_run, pair_files, steps=12), tmp_path / "rm") == 0
     summary = json.loads((tmp_path / "rm" / "reward.json").read_text())
     assert summary["train"]["accuracy"] >= 0.9 and summary["held_out"]["accuracy"] >= 0.75
     assert summary["held_out"]["spearman"] > 0.5 and summary["held_out"]["texts"] == 2 * summary["val_pairs"]
@@ -131,7 +131,31 @@ def test_held_out_split_keeps_a_title_on_one_side():
     assert len(val) == 4 and not {p.extra["title"] for p in val} & {p.extra["title"] for p in train_pairs}
 
 
-def test_lmforge_pairs_samples_scores_and_writes(sft_run, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def verse_run(tmp_path_factory):
+    """A GPT whose next token, whatever the context, is drawn from one fixed distribution over a few characters,
+    "，", "。", a newline and <|end|>: its final LayerNorm outputs one constant vector (weight 0, bias e_0) and the
+    untied head's first column holds the logits. Its samples are random verses of varied form: scores differ."""
+    tok = CharTokenizer.train(SYSTEM_PROMPT + "".join(p["title"] for p in load()) + "写一首五言绝句七律诗题为《》春花月夜山水，。\n",
+                              special_tokens=chat.CHAT_SPECIAL_TOKENS)
+    model = build_model("gpt", {"vocab_size": tok.vocab_size, "max_len": 160, "d_model": 8, "n_heads": 2,
+                                "n_layers": 1, "d_ff": 16, "dropout": 0.0, "tie_embeddings": False})
+    logits = torch.full((tok.vocab_size,), -20.0)
+    for ch, logit in {**dict.fromkeys("春花月夜山水", 2.0), "，": 1.4, "。": 1.4, "\n": 0.5}.items():
+        logits[tok.encode(ch, add_special_tokens=False)[0]] = logit
+    logits[tok.special_tokens[chat.END]] = 0.0
+    with torch.no_grad():
+        model.norm.weight.zero_()
+        model.norm.bias.zero_()
+        model.norm.bias[0] = 1.0
+        model.lm_head.proj.weight.zero_()
+        model.lm_head.proj.weight[:, 0] = logits
+    out = tmp_path_factory.mktemp("verse")
+    save_checkpoint(out, model, {"step": 0}, tokenizer=tok)
+    return out
+
+
+def test_lmforge_pairs_samples_scores_and_writes(verse_run, sft_run, tmp_path, capsys):
     from lmforge.cli import main
     from lmforge.eval.preferences import make_pairs, sample_completions
     from lmforge.tokenizers import load_tokenizer
@@ -143,18 +167,20 @@ def test_lmforge_pairs_samples_scores_and_writes(sft_run, tmp_path, capsys):
     b = sample_completions(model, tok, ["写一首五言绝句，题为《春》", "写一首七言绝句，题为《秋》"], 3,
                            max_new_tokens=12, seed=5, batch_size=2)
     assert a == b and len(a) == 2 and all(len(x) == 3 for x in a) and len(set(a[0])) > 1  # batch-independent samples
-    assert all("<|end|>" not in t for x in a for t in x)
-    pairs, stats = make_pairs(sft_run, "val", samples=3, limit=6, max_new_tokens=40, temperature=1.5, seed=1)
-    assert stats["prompts"] == 6 and stats["pairs"] + stats["ties"] == 6 and stats["samples"] == 18
+    pairs, stats = make_pairs(verse_run, "val", samples=3, limit=8, max_new_tokens=60, seed=1)
+    assert stats["prompts"] == 8 and stats["pairs"] + stats["ties"] == 8 and stats["samples"] == 24
+    assert stats["pairs"] >= 4 and stats["chosen_score"] > stats["rejected_score"]
     for p in pairs:
         assert p.chosen_score == score(p.chosen, p.extra["form"]).score > p.rejected_score == score(p.rejected, p.extra["form"]).score
+        assert "<|end|>" not in p.chosen + p.rejected
     out = tmp_path / "pairs.jsonl"
-    code = main(["pairs", str(sft_run), "--split", "val", "--limit", "6", "--samples", "3", "--max-new-tokens", "40",
-                 "--temperature", "1.5", "--seed", "1", "--out", str(out)])
-    err = capsys.readouterr()
-    if stats["pairs"]:
-        assert code == 0 and read_pairs(out) == pairs and json.loads(out.with_suffix(".json").read_text())["pairs"] == len(pairs)
-        assert main(["pairs", str(sft_run), "--out", str(out)]) == 2  # an existing file is not replaced without --force
-        assert "exists; pass --force" in capsys.readouterr().err
-    else:
-        assert code == 2 and "tied: no pair to write" in err.err and not out.exists()
+    assert main(["pairs", str(verse_run), "--split", "val", "--limit", "8", "--samples", "3", "--max-new-tokens", "60",
+                 "--seed", "1", "--out", str(out)]) == 0
+    assert read_pairs(out) == pairs and json.loads(out.with_suffix(".json").read_text())["pairs"] == len(pairs)
+    assert f"{len(pairs)} pairs from 8 prompts" in capsys.readouterr().out
+    assert main(["pairs", str(verse_run), "--out", str(out)]) == 2  # an existing file is not replaced without --force
+    assert "exists; pass --force" in capsys.readouterr().err
+    # a model whose samples all tie (the random tiny GPT: no sample has a line of the form) writes nothing
+    assert main(["pairs", str(sft_run), "--split", "val", "--limit", "2", "--max-new-tokens", "8",
+                 "--out", str(tmp_path / "none.jsonl")]) == 2
+    assert "tied: no pair to write" in capsys.readouterr().err and not (tmp_path / "none.jsonl").exists()
