@@ -163,3 +163,91 @@ def score(text: str, form: str) -> PoemScore:
     punct_ok = lines_ok and all(m in (PAUSE if i % 2 == 0 else STOP) and len(m) == 1 for i, m in enumerate(marks))
     rhyme_ok = rhymes(lines[:n]) if len(lines) >= 4 else False
     return PoemScore(lines_ok, chars_ok, punct_ok, rhyme_ok, (lines_ok + chars + punct_ok + rhyme_ok) / 4, lines)
+
+
+# ----------------------------------------------------------------------------------------- a model's poems
+
+def max_new_tokens(form: str) -> int:
+    """Room for a poem of `form` in a character-level chat model: its characters and marks, a line break per
+    couplet, the end-of-turn marker, and 8 to spare (e.g. 七言律诗: 8 x 8 + 4 + 1 + 8 = 77)."""
+    n, k = FORMS[form]
+    return n * (k + 1) + n // 2 + 1 + 8
+
+
+def distinct_n(texts: list[str], n: int = 2) -> float:
+    """Distinct-n (Li et al. 2016): distinct n-grams of characters over all n-grams of all texts; 0 if none.
+
+    >>> distinct_n(["春风春风", "春风"])   # bigrams 春风 风春 春风 | 春风: 2 distinct of 4
+    0.5
+    """
+    grams = [t[i:i + n] for t in texts for i in range(len(t) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def generate_poems(model, tokenizer, examples, *, n: int = 1, temperature: float = 1.0, top_p: float = 1.0,
+                   seed: int = 0, system: str | None = None) -> list[list[str]]:
+    """n poems for each example's prompt (lmforge.data.poems.Example), sampled in one batch; poem j of example i
+    uses seed `seed + i * n + j` (lmforge.generate.generate: row r samples with seed + r), so the texts do not
+    depend on the batch. ValueError naming the example when its prompt leaves no room in the model's context."""
+    from lmforge.data import chat, poems
+    from lmforge.generate import generate
+
+    if n < 1:
+        raise ValueError(f"n (poems per title) must be >= 1, got {n}")
+    marked = chat.has_markers(tokenizer)
+    stop_ids = [tokenizer.special_tokens[chat.END]] if marked else []
+    prompts, budgets = [], []
+    for ex in examples:
+        msgs = poems.messages(ex.prompt)
+        if system:
+            msgs[0] = {"role": "system", "content": system}
+        ids = chat.encode(tokenizer, msgs)[0]
+        room = model.config.max_len - len(ids)
+        if room < 1:
+            raise ValueError(f"the prompt for 《{ex.title}》 ({ex.prompt!r}) is {len(ids)} tokens with the system "
+                             f"prompt and template, no shorter than the model's context max_len "
+                             f"{model.config.max_len}: shorten the system prompt")
+        prompts += [ids] * n
+        budgets.append(min(room, max_new_tokens(ex.form) if ex.form else room))
+    out = [[] for _ in prompts]
+    done = [False] * len(prompts)
+    steps = generate(model, prompts, max_new_tokens=max(budgets), temperature=temperature, top_p=top_p, seed=seed,
+                     eos_token_id=stop_ids or None, alternatives=0)
+    for s in steps:
+        if done[s.row] or s.token in stop_ids or len(out[s.row]) >= budgets[s.row // n]:
+            done[s.row] = True
+            continue
+        out[s.row].append(s.token)
+    texts = [tokenizer.decode(ids) for ids in out]
+    if not marked:  # the plain template ends a turn where the next one starts
+        texts = [t.split(chat.PLAIN_STOP)[0] for t in texts]
+    return [[t.strip() for t in texts[i * n:(i + 1) * n]] for i in range(len(examples))]
+
+
+def evaluate_poems(model, tokenizer, examples, *, n: int = 1, temperature: float = 1.0, top_p: float = 1.0,
+                   seed: int = 0, system: str | None = None) -> dict:
+    """Generate n poems per example and score each against the example's form. Returns
+    {"n": poems scored, "titles", "format_rate" (lines, characters and punctuation all right), "rhyme_rate",
+    "mean_score", "distinct_2", "by_form": {form: {"n", "format_rate", "rhyme_rate", "mean_score"}},
+    "samples": [{"title", "form", "text", "score"}]}."""
+    import time
+
+    examples = [e for e in examples if e.form]
+    if not examples:
+        raise ValueError("no examples of a scored form to evaluate")
+    t0 = time.perf_counter()
+    texts = generate_poems(model, tokenizer, examples, n=n, temperature=temperature, top_p=top_p, seed=seed,
+                           system=system)
+    rows = [(e, t, score(t, e.form)) for e, ts in zip(examples, texts) for t in ts]
+
+    def summary(rs):
+        return {"n": len(rs),
+                "format_rate": sum(s.lines_ok and s.chars_ok and s.punct_ok for _, _, s in rs) / len(rs),
+                "rhyme_rate": sum(s.rhyme_ok for _, _, s in rs) / len(rs),
+                "mean_score": sum(s.score for _, _, s in rs) / len(rs)}
+
+    forms = sorted({e.form for e in examples}, key=list(FORMS).index)
+    return {**summary(rows), "titles": len(examples), "distinct_2": distinct_n([t for _, t, _ in rows]),
+            "seconds": round(time.perf_counter() - t0, 2),
+            "by_form": {f: summary([r for r in rows if r[0].form == f]) for f in forms},
+            "samples": [{"title": e.title, "form": e.form, "text": t, "score": s.score} for e, t, s in rows]}
