@@ -24,8 +24,7 @@ def add_arguments(p) -> None:
     p.add_argument("--limit", type=int, default=0, help="only the first N prompts (0 = all)")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (default 1.0: off)")
-    p.add_argument("--max-new-tokens", type=int, default=96, help="tokens per answer at most (default 96)")
-    p.add_argument("--batch-size", type=int, default=64, help="answers generated together (default 64)")
+    p.add_argument("--batch-size", type=int, default=32, help="prompts generated together (default 32)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
 
@@ -39,7 +38,7 @@ def run(args) -> int:
     if out.exists() and not args.force:
         raise ValueError(f"{out} exists; pass --force to replace it, or choose another --out")
     pairs, stats = make_pairs(args.run, args.split, samples=args.samples, phrasings=args.phrasings, limit=args.limit,
-                              temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
+                              temperature=args.temperature, top_p=args.top_p,
                               seed=args.seed, batch_size=args.batch_size, progress=sys.stderr.isatty())
     if not pairs:
         raise ValueError(f"every one of the {stats['prompts']} prompts' samples tied: no pair to write. Sample more "

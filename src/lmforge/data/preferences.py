@@ -115,6 +115,13 @@ def write_pairs(path: str | Path, pairs: list[Pair]) -> None:
     atomic_write_text(path, "".join(json.dumps(p.to_dict(), ensure_ascii=False) + "\n" for p in pairs))
 
 
+def run_system_prompt(run: str | Path) -> str:
+    """The system prompt an SFT run was trained with: its run.json's data.system, else the task's."""
+    saved = Path(run) / "run.json"
+    data = json.loads(saved.read_text()).get("data", {}) if saved.is_file() else {}
+    return (data.get("system") if isinstance(data, dict) else None) or SYSTEM_PROMPT
+
+
 def prompt_ids(tok, prompt: str, system: str = SYSTEM_PROMPT) -> list[int]:
     """The chat template up to where the assistant starts: what the SFT model continues."""
     return chat.encode(tok, [{"role": "system", "content": system}, {"role": "user", "content": prompt}])[0]

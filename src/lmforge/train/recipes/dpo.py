@@ -118,7 +118,7 @@ def run(cfg: Run, out: Path, resume: bool = False, log=print) -> dict:
     policy and reference on the held-out pairs. Returns the summary also written to out/dpo.json."""
     import copy
 
-    from lmforge.data.preferences import PairBatches
+    from lmforge.data.preferences import PairBatches, run_system_prompt
     from lmforge.train.dist import Dist
     from lmforge.train.loop import Trainer
 
@@ -126,9 +126,9 @@ def run(cfg: Run, out: Path, resume: bool = False, log=print) -> dict:
     train_pairs, val_pairs, val_source = read_data(cfg.data, t.seed)  # a bad line stops here: nothing written yet
     policy, tok = load_sft(o.sft, cfg.model, "DPO policy")
     ref = copy.deepcopy(policy)  # frozen by the Trainer (companions): never trained, never saved
-    max_len = policy.config.max_len
-    train_enc = encode_pairs(tok, train_pairs, max_len, cfg.data.pairs)
-    val_enc = encode_pairs(tok, val_pairs, max_len, cfg.data.val_pairs or cfg.data.pairs)
+    max_len, system = policy.config.max_len, run_system_prompt(o.sft)
+    train_enc = encode_pairs(tok, train_pairs, max_len, cfg.data.pairs, system)
+    val_enc = encode_pairs(tok, val_pairs, max_len, cfg.data.val_pairs or cfg.data.pairs, system)
     train_batches = PairBatches(train_enc, t.batch_size, seed=t.seed)
     val_batches = PairBatches(val_enc, min(t.batch_size, len(val_enc)), seed=t.seed + 1)
     if dist.is_main:

@@ -132,13 +132,17 @@ def read_data(d: PreferenceData, seed: int) -> tuple[list, list, str]:
     return train, val, d.val_pairs
 
 
-def encode_pairs(tok, pairs: list, max_len: int, source: str) -> list:
-    """encode_pair of every pair; ValueError naming the first pair longer than the model's context."""
+def encode_pairs(tok, pairs: list, max_len: int, source: str, system: str) -> list:
+    """encode_pair of every pair with the SFT run's system prompt; ValueError naming the first pair that cannot
+    be encoded or is longer than the model's context."""
     from lmforge.data.preferences import encode_pair
 
     out = []
     for i, p in enumerate(pairs):
-        enc = encode_pair(tok, p)
+        try:
+            enc = encode_pair(tok, p, system)
+        except ValueError as e:  # a character the tokenizer does not know
+            raise ValueError(f"{source} pair {i + 1} cannot be encoded with the SFT run's tokenizer: {e}") from None
         longest = max(len(enc[0][0]), len(enc[1][0]))
         if longest > max_len:
             raise ValueError(f"{source} pair {i + 1} is {longest} tokens in the chat template, longer than the model's "
@@ -212,7 +216,7 @@ def normalize_bias(model, batches) -> float:
 def run(cfg: Run, out: Path, resume: bool = False, log=print) -> dict:
     """Read and check the pairs, build the reward model from the SFT run, train it, normalise it, score it on
     the held-out pairs. Returns the summary also written to out/reward.json."""
-    from lmforge.data.preferences import PairBatches
+    from lmforge.data.preferences import PairBatches, run_system_prompt
     from lmforge.train.dist import Dist
     from lmforge.train.loop import Trainer
     from lmforge.train.reward_model import RewardModel
@@ -220,9 +224,9 @@ def run(cfg: Run, out: Path, resume: bool = False, log=print) -> dict:
     dist, t, o = Dist(), cfg.train, cfg.recipe
     train_pairs, val_pairs, val_source = read_data(cfg.data, t.seed)  # a bad line stops here: nothing written yet
     sft, tok = load_sft(o.sft, cfg.model, "reward model")
-    max_len = sft.config.max_len
-    train_enc = encode_pairs(tok, train_pairs, max_len, cfg.data.pairs)
-    val_enc = encode_pairs(tok, val_pairs, max_len, cfg.data.val_pairs or cfg.data.pairs)
+    max_len, system = sft.config.max_len, run_system_prompt(o.sft)
+    train_enc = encode_pairs(tok, train_pairs, max_len, cfg.data.pairs, system)
+    val_enc = encode_pairs(tok, val_pairs, max_len, cfg.data.val_pairs or cfg.data.pairs, system)
     import torch
     torch.manual_seed(t.seed)  # the head's initial weights
     model = RewardModel(sft)
