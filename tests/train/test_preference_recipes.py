@@ -178,3 +178,14 @@ def test_lmforge_pairs_samples_scores_and_writes(verse_run, sft_run, tmp_path, c
     assert main(["pairs", str(sft_run), "--split", "val", "--limit", "2",
                  "--out", str(tmp_path / "none.jsonl")]) == 2
     assert "tied: no pair to write" in capsys.readouterr().err and not (tmp_path / "none.jsonl").exists()
+
+
+def test_the_bundled_configs_pick_their_recipes():
+    from pathlib import Path
+
+    from lmforge.train.recipes import load_run_config
+
+    root = Path(__file__).resolve().parents[2] / "configs"
+    reward, dpo = load_run_config(root / "reward-poems.yaml"), load_run_config(root / "dpo-poems.yaml")
+    assert (reward.NAME, reward.recipe.sft, reward.data.pairs) == ("reward", "runs/sft-poems", "runs/pairs-train.jsonl")
+    assert (dpo.NAME, dpo.recipe.beta, dpo.data.val_pairs) == ("dpo", 0.1, "runs/pairs-val.jsonl")

@@ -5,8 +5,8 @@ worst) as (chosen, rejected), ties dropped, to a JSON Lines preference file (lmf
 `reward` and `dpo` recipes read. A summary (pairs, ties, mean scores) goes to FILE.json beside it.
 
 Examples:
-    lmforge pairs runs/poems-sft --split train --out runs/pairs-train.jsonl
-    lmforge pairs runs/poems-sft --split val --out runs/pairs-val.jsonl --samples 4
+    lmforge pairs runs/sft-poems --split train --out runs/pairs-train.jsonl
+    lmforge pairs runs/sft-poems --split val --out runs/pairs-val.jsonl --samples 4
 """
 from __future__ import annotations
 

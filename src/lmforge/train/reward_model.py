@@ -6,7 +6,7 @@ SFT model reads prompt + completion, and a linear layer maps the final hidden st
 (the one that has seen the whole text) to one number. It is trained with the Bradley-Terry loss
 (lmforge.objectives.preference.bradley_terry; the `reward` recipe) and read by PPO as the reward:
 
-    rm = load_reward_model("runs/poems-reward")                 # eval mode, frozen
+    rm = load_reward_model("runs/reward-poems")                 # eval mode, frozen
     r = rm.score(ids, mask)                                     # ids, mask (B, T) -> (B,)
 
 A checkpoint of it is its base's config.json plus "wrapper": {"kind": "reward"} and the base's tensors under
@@ -90,5 +90,5 @@ def load_reward_model(run: str | Path) -> RewardModel:
     model = load(path)
     if not isinstance(model, RewardModel):
         raise ValueError(f"{path} holds a {type(model).__name__}, not a reward model: train one with the reward "
-                         f"recipe (lmforge train configs/poems-reward.yaml)")
+                         f"recipe (lmforge train configs/reward-poems.yaml)")
     return model.eval().requires_grad_(False)

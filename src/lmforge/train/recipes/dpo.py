@@ -13,7 +13,7 @@ reference: larger stays closer to SFT.
 Logged beside the loss (train and val_): the implicit rewards beta * log(pi / pi_ref) of each side, their margin
 and accuracy, and logp_gap = log pi(y_w) - log pi(y_l), the policy's own preference, which DPO raises.
 
-    lmforge train configs/poems-dpo.yaml
+    lmforge train configs/dpo-poems.yaml
 
 Run directory: the Trainer's files (the policy: a plain family model, so `lmforge chat RUN` and
 `lmforge eval poems RUN` read it), plus dpo.json: the held-out pairs under the reference and the policy.
@@ -42,10 +42,10 @@ class DPOOptions(Config):
 
 @dataclasses.dataclass
 class Run(RecipeRun):
-    """A DPO run (configs/poems-dpo.yaml). The model is the SFT run's; the model section may set only `dropout`.
+    """A DPO run (configs/dpo-poems.yaml). The model is the SFT run's; the model section may set only `dropout`.
 
     Example (YAML):
-        recipe: {name: dpo, sft: runs/poems-sft, beta: 0.1}
+        recipe: {name: dpo, sft: runs/sft-poems, beta: 0.1}
         data: {pairs: runs/pairs-train.jsonl, val_pairs: runs/pairs-val.jsonl}
         train: {max_steps: 200, batch_size: 16, lr: 1e-5, warmup_steps: 20}
     """

@@ -14,9 +14,9 @@ The run is then scored on the held-out pairs:
 - pair accuracy: the share of held-out pairs whose chosen side gets the higher reward;
 - Pearson and Spearman correlation of the reward with the scorer's score over the held-out texts.
 
-    lmforge pairs runs/poems-sft --split train --out runs/pairs-train.jsonl
-    lmforge pairs runs/poems-sft --split val --out runs/pairs-val.jsonl
-    lmforge train configs/poems-reward.yaml
+    lmforge pairs runs/sft-poems --split train --out runs/pairs-train.jsonl
+    lmforge pairs runs/sft-poems --split val --out runs/pairs-val.jsonl
+    lmforge train configs/reward-poems.yaml
 
 Run directory: the Trainer's files (config.json names the "reward" wrapper: lmforge.load gives the RewardModel),
 plus reward.json (the held-out numbers). PPO reads it with load_reward_model(run).score(ids, mask).
@@ -56,11 +56,11 @@ class RewardOptions(Config):
 
 @dataclasses.dataclass
 class Run(RecipeRun):
-    """A reward-model run (configs/poems-reward.yaml). The model is the SFT run's; the model section may set only
+    """A reward-model run (configs/reward-poems.yaml). The model is the SFT run's; the model section may set only
     `dropout` (and `family`, which must be the SFT run's).
 
     Example (YAML):
-        recipe: {name: reward, sft: runs/poems-sft}
+        recipe: {name: reward, sft: runs/sft-poems}
         data: {pairs: runs/pairs-train.jsonl, val_pairs: runs/pairs-val.jsonl}
         train: {max_steps: 300, batch_size: 16, lr: 3e-5, warmup_steps: 20}
     """
@@ -82,7 +82,7 @@ def load_sft(path: str, model_section: dict, what: str):
 
     if not path:
         raise ValueError(f"recipe.sft is empty: give the SFT run the {what} starts from (e.g. --set "
-                         "recipe.sft=runs/poems-sft)")
+                         "recipe.sft=runs/sft-poems)")
     if not (Path(path) / "config.json").is_file():
         raise ValueError(f"recipe.sft {path!r} is not a run directory (no config.json); give an SFT run's directory")
     other = sorted(set(model_section) - {"family", "dropout"})
