@@ -109,6 +109,7 @@ def load_state(model, state: dict, source: str) -> None:
 # base with `Class.from_record(base, record)`. Post-training recipes register theirs.
 WRAPPERS: dict[str, str] = {
     "value_head": "lmforge.train.value:ValueModel",  # PPO's policy with its value head
+    "reward": "lmforge.train.reward_model:RewardModel",  # a scalar head on the last token (Ouyang et al. 2022 sec. 3.5)
 }
 
 

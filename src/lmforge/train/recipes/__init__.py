@@ -31,6 +31,8 @@ RECIPES: dict[str, str] = {  # name -> module; later issues add mlm, finetune, s
     "finetune": "lmforge.train.recipes.finetune",  # Devlin et al. 2019 sec. 4: an encoder + a head on labelled data
     "distill": "lmforge.train.recipes.distill",  # Sanh et al. 2019: a half-depth student learns from a frozen teacher
     "sft": "lmforge.train.recipes.sft",  # Ouyang et al. 2022: a pretrained decoder learns chat answers (assistant tokens)
+    "reward": "lmforge.train.recipes.reward",  # Ouyang et al. 2022 sec. 3.5: a scalar head, Bradley-Terry on pairs
+    "dpo": "lmforge.train.recipes.dpo",  # Rafailov et al. 2023: preference pairs against a frozen SFT reference
     "ppo": "lmforge.train.recipes.ppo",  # Stiennon et al. 2020, Ouyang et al. 2022: RLHF's PPO with a value head
     "grpo": "lmforge.train.recipes.grpo",  # Shao et al. 2024: group-normalised advantages, no value model
 }
