@@ -22,10 +22,11 @@ TRAIN = {"batch_size": 8, "lr": 3e-3, "min_lr": 3e-3, "warmup_steps": 0, "dtype"
 
 @pytest.fixture(scope="module")
 def sft(tmp_path_factory):
-    """A stand-in SFT run: a random tiny GPT over the characters of the first 8 training prompts' chat texts (a
-    small vocabulary, so a random policy samples each character often enough to learn from)."""
+    """A stand-in SFT run: a random tiny GPT over the characters of the first 8 training prompts and 2 val prompts
+    (a small vocabulary, so a random policy samples each character often enough to learn from)."""
     path = tmp_path_factory.mktemp("sft")
-    text = "".join(ex.prompt for ex in poems.examples("train")[:8]) + poems.SYSTEM_PROMPT + "，。\n"
+    text = "".join(ex.prompt for ex in poems.examples("train")[:8] + poems.examples("val")[:2]) + poems.SYSTEM_PROMPT
+    text += "，。\n"
     tok = CharTokenizer.train(text, special_tokens=chat.CHAT_SPECIAL_TOKENS)
     torch.manual_seed(0)
     model = build_model("gpt", {**CFG, "vocab_size": tok.vocab_size})
@@ -120,7 +121,7 @@ def test_a_nan_reward_names_the_sample_and_keeps_the_last_checkpoint(sft, tmp_pa
 def test_train_reports_a_nan_reward_as_a_stop(sft, tmp_path, capsys, monkeypatch):
     from lmforge.train import recipes
 
-    monkeypatch.setattr(ppo, "reward_from", lambda option: lambda p, t: [float("inf")] * len(t))
+    monkeypatch.setattr(ppo, "reward_from", lambda option, tok, system: lambda p, t: [float("inf")] * len(t))
     cfg = config("ppo", sft, max_steps=4, recipe={"rollout_prompts": 8, "epochs": 1})
     assert recipes.train(cfg, tmp_path) == 1
     err = capsys.readouterr().err
@@ -141,8 +142,10 @@ def test_resume_mid_rollout_is_exact(sft, tmp_path):
 def test_the_ppo_run_is_a_value_head_on_the_policy(sft, tmp_path):
     from lmforge.train.value import ValueModel
 
-    ppo.run(config("ppo", sft, max_steps=1, recipe={"rollout_prompts": 8, "epochs": 1}), tmp_path,
-            reward=commas, log=lambda m: None)
+    summary = ppo.run(config("ppo", sft, max_steps=1, recipe={"rollout_prompts": 8, "epochs": 1}, eval_prompts=2),
+                      tmp_path, reward=commas, log=lambda m: None)
+    assert summary["sft"]["n"] == summary["trained"]["n"] == 4  # 2 held-out titles x eval_samples 2
+    assert 0 <= summary["trained"]["mean_score"] <= 1
     record = json.loads((tmp_path / "config.json").read_text())
     assert record["family"] == "gpt" and record["wrapper"] == {"kind": "value_head"}
     wrapped, policy = lmforge.load(tmp_path), lmforge.load(tmp_path, base_only=True)
@@ -167,3 +170,30 @@ def test_bad_settings_are_refused(sft, tmp_path):
         ppo.run(config("ppo", "", max_steps=1), tmp_path)
     with pytest.raises(ValueError, match="neither 'scorer' nor a directory"):
         ppo.run(config("ppo", sft, max_steps=1, recipe={"reward": "nowhere"}), tmp_path)
+
+
+def test_a_reward_model_rewards_the_conversation_it_was_trained_on(sft, tmp_path):
+    """recipe.reward = a reward run's directory: the reward is the model's score of the SFT run's system prompt,
+    the prompt, the response and its end marker, encoded as the reward recipe encodes a completion."""
+    from lmforge.data.preferences import encode_completion
+    from lmforge.tokenizers import load_tokenizer
+    from lmforge.train.checkpoint import save_checkpoint
+    from lmforge.train.recipes.rollouts import Prompt
+    from lmforge.train.reward_model import RewardModel
+
+    tok = load_tokenizer(sft)
+    torch.manual_seed(1)
+    rm = RewardModel(build_model("gpt", {**CFG, "vocab_size": tok.vocab_size}))
+    torch.nn.init.normal_(rm.head.weight, std=1.0)  # a head that tells texts apart (a fresh one starts at 0)
+    save_checkpoint(tmp_path / "rm", rm, {"step": 1})
+    reward = ppo.reward_from(str(tmp_path / "rm"), tok, poems.SYSTEM_PROMPT)
+    prompts = [Prompt((1,), ex.prompt, ex.form) for ex in poems.examples("train")[:3]]
+    texts = ["，，。", "", "写诗"]
+    got = reward(prompts, texts)
+    for p, t, r in zip(prompts, texts, got):
+        ids = torch.tensor([encode_completion(tok, p.prompt, t, poems.SYSTEM_PROMPT)[0]])
+        assert abs(r - rm.eval()(ids).item()) < 1e-5
+    assert len(set(round(r, 4) for r in got)) == 3
+    cfg = config("ppo", sft, max_steps=1, recipe={"rollout_prompts": 8, "epochs": 1, "reward": str(tmp_path / "rm")})
+    ppo.run(cfg, tmp_path / "run", log=lambda m: None)
+    assert json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])["reward"] != 0

@@ -129,17 +129,18 @@ def run(cfg: Run, out: Path, resume: bool = False, log=print, reward=None) -> di
     o, t = cfg.recipe, cfg.train
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    policy, ref, tokenizer, prompts, held_out, eos, pad = setup(cfg, out, log)
-    reward = reward or reward_from(o.reward)
-    make = make_rollout(policy, ref, tokenizer, prompts, reward, o, eos, pad, t.seed)
+    start = setup(cfg)
+    policy = start.policy
+    reward = reward or reward_from(o.reward, start.tokenizer, start.system)
+    make = make_rollout(policy, start.ref, start.tokenizer, start.prompts, reward, o, start.eos, start.pad, t.seed)
     rows = o.rollout_prompts * o.group_size
     keep = RolloutBatches.keep_for(t.save_interval, t.grad_accum, o.epochs * max(rows // t.batch_size, 1))
     batches = RolloutBatches(make, KEYS, rows, t.batch_size, o.epochs, t.seed, out / "rollouts", keep)
     log(f"grpo: policy {o.policy} ({policy.config.family}, {sum(p.numel() for p in policy.parameters()) / 1e6:.2f}M "
-        f"parameters); reward {o.reward}; {len(prompts)} train prompts, {o.rollout_prompts} per rollout x "
+        f"parameters); reward {o.reward}; {len(start.prompts)} train prompts, {o.rollout_prompts} per rollout x "
         f"{o.group_size} samples, {o.epochs} epoch(s) x {batches.minibatches} minibatches = {batches.per_rollout} "
         "steps per rollout")
-    trainer = Trainer(policy, t, batches, None, out_dir=out, tokenizer=tokenizer, run_config=cfg.to_dict(),
-                      loss_fn=grpo_objective(o), companions={"ref": ref}, log=log)
+    trainer = Trainer(policy, t, batches, None, out_dir=out, tokenizer=start.tokenizer, run_config=cfg.to_dict(),
+                      loss_fn=grpo_objective(o), companions={"ref": start.ref}, log=log)
     trainer.fit(resume=resume)
-    return finish(trainer, policy, trainer.companions["ref"], tokenizer, held_out, o, eos, out, "grpo", log)
+    return finish(trainer, start, o, out, "grpo", log)

@@ -47,9 +47,11 @@ class PromptConfig(Config):
 
     task: typing.Literal["poems"] = "poems"
     train_prompts: int = 0  # the first N train prompts (0 = all)
-    eval_prompts: int = 32  # held-out (val) prompts scored greedily before and after training (0 = none)
+    eval_prompts: int = 32  # held-out (val) titles scored before and after training (0 = none)
+    eval_samples: int = 2  # poems per held-out title (sampled at temperature 1)
 
     def __post_init__(self):
+        check(self.eval_samples >= 1, "PromptConfig", f"eval_samples must be >= 1, got {self.eval_samples}")
         for k in ("train_prompts", "eval_prompts"):
             check(getattr(self, k) >= 0, "PromptConfig", f"{k} must be >= 0 (0 = all / none), got {getattr(self, k)}")
 
@@ -62,7 +64,8 @@ class RLOptions(Config):
     reward: str = "scorer"  # "scorer" (lmforge.eval.poems.score) or a reward model's run directory
     rollout_prompts: int = 16  # prompts per rollout
     epochs: int = 4  # passes over each rollout (N-details: 4 PPO epochs)
-    max_new_tokens: int = 64  # longest response sampled (a 七言律诗 with marks and line breaks is 8 * 8 = 64)
+    # longest response sampled: a 七言律诗 is 8 lines of 7 characters and a mark, 4 line breaks, the end marker (69)
+    max_new_tokens: int = 80
     temperature: float = 1.0  # sampling temperature of the rollouts (1: the policy's own distribution)
     top_k: int = 0  # 0: the whole vocabulary, so the log-probs trained on are the ones sampled from
     clip: float = 0.2  # the ratio's clip range eps (Schulman et al. 2017: 0.2)
@@ -183,25 +186,39 @@ def ppo_loss(o: PPOOptions):
 
 # ----------------------------------------------------------------------------------------- the run
 
-def reward_from(option: str):
-    """The Reward a run config names: "scorer", or a reward model's run directory."""
-    from lmforge.train.recipes.rollouts import scorer_reward, text_reward
+def reward_from(option: str, tokenizer, system: str):
+    """The Reward a run config names: "scorer", or a reward model's run directory (the reward recipe's)."""
+    from lmforge.train.recipes.rollouts import model_reward, scorer_reward
 
     if option == "scorer":
         return scorer_reward()
     if not Path(option).is_dir():
         raise ValueError(f"recipe.reward {option!r} is neither 'scorer' nor a directory; give 'scorer' or a reward "
                          "model's run directory (the reward recipe)")
-    from lmforge.train.recipes.reward import load_reward  # the reward recipe's scorer of texts
+    from lmforge.train.reward_model import load_reward_model
 
-    return text_reward(load_reward(option))
+    return model_reward(load_reward_model(option), tokenizer, system)
 
 
-def setup(cfg, out: Path, log=print):
-    """What both RL recipes start from: (policy, frozen reference, tokenizer, train prompts, eval prompts, eos ids,
-    pad id)."""
+@dataclasses.dataclass
+class Start:
+    """What both RL recipes start from (setup)."""
+
+    policy: typing.Any  # the SFT model, trained
+    ref: typing.Any  # a frozen copy of it, the reference
+    tokenizer: typing.Any
+    system: str  # the SFT run's system prompt
+    prompts: list  # rollouts.Prompt of the train split
+    held_out: list  # lmforge.data.poems.Example of the val split, scored before and after training
+    eos: list[int]
+    pad: int
+
+
+def setup(cfg) -> Start:
     import copy
 
+    from lmforge.data import poems
+    from lmforge.data.preferences import run_system_prompt
     from lmforge.tokenizers import eos_ids
     from lmforge.train.recipes.rollouts import load_policy, poem_prompts
 
@@ -211,28 +228,32 @@ def setup(cfg, out: Path, log=print):
     if not eos:
         raise ValueError(f"the tokenizer of {o.policy} has no end-of-turn token (<|end|>): RL needs a chat model "
                          "that ends its answers; give an SFT run (the sft recipe)")
-    context = policy.config.max_len
-    train = poem_prompts(tokenizer, "train", d.train_prompts, context, o.max_new_tokens)
-    held_out = poem_prompts(tokenizer, "val", d.eval_prompts, context, o.max_new_tokens) if d.eval_prompts else []
-    ref = copy.deepcopy(policy)
+    system = run_system_prompt(o.policy)
+    prompts = poem_prompts(tokenizer, "train", d.train_prompts, policy.config.max_len, o.max_new_tokens, system)
+    held_out = poems.examples("val")[:d.eval_prompts] if d.eval_prompts else []
     pad = tokenizer.padding.pad_id if getattr(tokenizer, "padding", None) is not None else 0
-    return policy, ref, tokenizer, train, held_out, eos, pad or 0
+    return Start(policy, copy.deepcopy(policy), tokenizer, system, prompts, held_out, eos, pad or 0)
 
 
-def finish(trainer, policy, ref, tokenizer, held_out, o, eos, out: Path, name: str, log=print) -> dict:
-    """Score the SFT reference and the trained policy on the held-out prompts; write rl.json."""
+def finish(trainer, start: Start, o, out: Path, name: str, log=print) -> dict:
+    """Score the SFT reference and the trained policy on the held-out titles (lmforge.eval.poems.evaluate_poems:
+    data.eval_samples poems per title at temperature 1, seed 0, as `lmforge eval poems --split val` does); write
+    rl.json."""
+    from lmforge.eval.poems import evaluate_poems
     from lmforge.io import atomic_write_json
-    from lmforge.train.recipes.rollouts import evaluate
 
     summary = {"recipe": name, "policy": o.policy, "reward": o.reward, "steps": trainer.step,
                "last": trainer.metrics[-1] if trainer.metrics else {}}
-    if held_out:
-        summary["sft"] = evaluate(ref, tokenizer, held_out, o.max_new_tokens, eos)
-        summary["trained"] = evaluate(policy, tokenizer, held_out, o.max_new_tokens, eos)
-        log(f"held-out ({len(held_out)} val prompts, greedy): mean score SFT {summary['sft']['mean_score']:.3f} -> "
-            f"{name} {summary['trained']['mean_score']:.3f}; format {summary['sft']['format_rate']:.2f} -> "
-            f"{summary['trained']['format_rate']:.2f}; rhyme {summary['sft']['rhyme_rate']:.2f} -> "
-            f"{summary['trained']['rhyme_rate']:.2f}")
+    if start.held_out:
+        n = trainer.run_config["data"]["eval_samples"]
+        for key, model in (("sft", trainer.companions["ref"]), ("trained", start.policy)):
+            result = evaluate_poems(model, start.tokenizer, start.held_out, n=n, seed=0, system=start.system)
+            summary[key] = {k: result[k] for k in ("n", "mean_score", "format_rate", "rhyme_rate", "distinct_2")}
+            summary[key]["samples"] = result["samples"][:4]
+        a, b = summary["sft"], summary["trained"]
+        log(f"held-out ({len(start.held_out)} val titles x {n}): mean score SFT {a['mean_score']:.3f} -> {name} "
+            f"{b['mean_score']:.3f}; format rate {a['format_rate']:.2f} -> {b['format_rate']:.2f}; rhyme rate "
+            f"{a['rhyme_rate']:.2f} -> {b['rhyme_rate']:.2f}")
     atomic_write_json(out / "rl.json", summary)
     return summary
 
@@ -253,17 +274,18 @@ def run(cfg: Run, out: Path, resume: bool = False, log=print, reward=None) -> di
     o, t = cfg.recipe, cfg.train
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    base, ref, tokenizer, prompts, held_out, eos, pad = setup(cfg, out, log)
+    start = setup(cfg)
+    base = start.policy
     torch.manual_seed(t.seed)
     policy = ValueModel(base)  # a resumed run's checkpoint then overwrites the head's initial weights
-    reward = reward or reward_from(o.reward)
-    make = make_rollout(policy, ref, tokenizer, prompts, reward, o, eos, pad, t.seed)
+    reward = reward or reward_from(o.reward, start.tokenizer, start.system)
+    make = make_rollout(policy, start.ref, start.tokenizer, start.prompts, reward, o, start.eos, start.pad, t.seed)
     keep = RolloutBatches.keep_for(t.save_interval, t.grad_accum, o.epochs * max(o.rollout_prompts // t.batch_size, 1))
     batches = RolloutBatches(make, KEYS, o.rollout_prompts, t.batch_size, o.epochs, t.seed, out / "rollouts", keep)
     log(f"ppo: policy {o.policy} ({base.config.family}, {sum(p.numel() for p in base.parameters()) / 1e6:.2f}M "
-        f"parameters) + value head; reward {o.reward}; {len(prompts)} train prompts, {o.rollout_prompts} per rollout, "
+        f"parameters) + value head; reward {o.reward}; {len(start.prompts)} train prompts, {o.rollout_prompts} per rollout, "
         f"{o.epochs} epochs x {batches.minibatches} minibatches = {batches.per_rollout} steps per rollout")
-    trainer = Trainer(policy, t, batches, None, out_dir=out, tokenizer=tokenizer, run_config=cfg.to_dict(),
-                      loss_fn=ppo_loss(o), companions={"ref": ref}, log=log)
+    trainer = Trainer(policy, t, batches, None, out_dir=out, tokenizer=start.tokenizer, run_config=cfg.to_dict(),
+                      loss_fn=ppo_loss(o), companions={"ref": start.ref}, log=log)
     trainer.fit(resume=resume)
-    return finish(trainer, base, trainer.companions["ref"], tokenizer, held_out, o, eos, out, "ppo", log)
+    return finish(trainer, start, o, out, "ppo", log)

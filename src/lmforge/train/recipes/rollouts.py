@@ -28,10 +28,11 @@ class NonFiniteReward(ValueError, FloatingPointError):
 
 @dataclasses.dataclass(frozen=True)
 class Prompt:
-    """A prompt the policy answers: its chat text and ids, and what the scorer checks (the poem form)."""
+    """A prompt the policy answers: its ids in the chat template, what the scorer checks (the poem form) and
+    what a reward model reads (the user's prompt, under the SFT run's system prompt)."""
 
-    ids: tuple[int, ...]
-    text: str  # the chat text, ending where the assistant's answer starts
+    ids: tuple[int, ...]  # system prompt and user prompt in the chat template, ending where the answer starts
+    prompt: str  # the user's prompt, e.g. "写一首五言绝句，题为《登鹳雀楼》"
     form: str | None = None  # the poem form (lmforge.eval.poems.FORMS) the answer should have
     title: str = ""
 
@@ -40,18 +41,20 @@ class Prompt:
 Reward = Callable[[Sequence[Prompt], Sequence[str]], Sequence[float]]
 
 
-def poem_prompts(tokenizer, split: str, limit: int, context: int, max_new_tokens: int) -> list[Prompt]:
-    """The poem task's prompts of one split (lmforge.data.poems.examples: one phrasing, scored forms only), in
-    the chat template the SFT model was trained on; `limit` > 0 keeps the first `limit`. ValueError when a
-    prompt and max_new_tokens do not fit the policy's context."""
+def poem_prompts(tokenizer, split: str, limit: int, context: int, max_new_tokens: int,
+                 system: str = "") -> list[Prompt]:
+    """The poem task's prompts of one split (lmforge.data.poems.examples: one phrasing, scored forms only) in the
+    chat template with the SFT run's system prompt (`system`; "" = the task's), as SFT encoded them; `limit` > 0
+    keeps the first `limit`. ValueError when a prompt and max_new_tokens do not fit the policy's context."""
     from lmforge.data import chat, poems
 
     out = []
     for ex in poems.examples(split)[:limit or None]:
-        # the ids as SFT encoded them (lmforge.data.chat.encode: role markers as single tokens), then the
-        # assistant's marker where the answer starts
-        ids, _ = chat.encode(tokenizer, poems.messages(ex.prompt), add_generation_prompt=True)
-        out.append(Prompt(tuple(ids), poems.render(ex.prompt, tokenizer), ex.form, ex.title))
+        msgs = poems.messages(ex.prompt)
+        if system:
+            msgs[0] = {"role": "system", "content": system}
+        ids, _ = chat.encode(tokenizer, msgs, add_generation_prompt=True)  # ends with the assistant's marker
+        out.append(Prompt(tuple(ids), ex.prompt, ex.form, ex.title))
     check_context(out, context, max_new_tokens)
     return out
 
@@ -60,7 +63,7 @@ def check_context(prompts: Sequence[Prompt], context: int, max_new_tokens: int) 
     """ValueError naming the first prompt that leaves no room for max_new_tokens in the model's context."""
     for p in prompts:
         if len(p.ids) + max_new_tokens > context:
-            raise ValueError(f"prompt {p.text!r} is {len(p.ids)} tokens; with recipe.max_new_tokens = {max_new_tokens} "
+            raise ValueError(f"prompt {p.prompt!r} is {len(p.ids)} tokens in the chat template; with recipe.max_new_tokens = {max_new_tokens} "
                              f"that is {len(p.ids) + max_new_tokens}, longer than the policy's context (max_len "
                              f"{context}). Lower recipe.max_new_tokens or use a policy with a longer context")
 
@@ -74,11 +77,27 @@ def scorer_reward() -> Reward:
     return reward
 
 
-def text_reward(fn: Callable[[list[str]], Sequence[float]]) -> Reward:
-    """A reward from any callable texts -> numbers (a reward model): it reads the whole conversation, the chat
-    prompt followed by the response."""
-    def reward(prompts: Sequence[Prompt], responses: Sequence[str]) -> Sequence[float]:
-        return fn([p.text + r for p, r in zip(prompts, responses)])
+def model_reward(rm, tokenizer, system: str, batch: int = 16) -> Reward:
+    """The reward of a reward model (lmforge.train.reward_model.RewardModel: .score(ids, mask) -> (B,)): it reads
+    the conversation as it was trained on it (lmforge.data.preferences.encode_completion: the SFT run's system
+    prompt, the user's prompt, the response and its end-of-turn marker), right-padded, `batch` rows at a time."""
+    import torch
+
+    from lmforge.data.preferences import encode_completion
+
+    def reward(prompts: Sequence[Prompt], responses: Sequence[str]) -> list[float]:
+        device = next(rm.parameters()).device
+        rows = [encode_completion(tokenizer, p.prompt, r, system)[0] for p, r in zip(prompts, responses)]
+        out = []
+        for i in range(0, len(rows), batch):
+            part = rows[i:i + batch]
+            T = max(len(r) for r in part)
+            ids = torch.zeros(len(part), T, dtype=torch.long)
+            mask = torch.zeros(len(part), T, dtype=torch.long)
+            for b, r in enumerate(part):
+                ids[b, :len(r)], mask[b, :len(r)] = torch.tensor(r), 1
+            out += rm.score(ids.to(device), mask.to(device)).float().tolist()
+        return out
     return reward
 
 
@@ -91,7 +110,7 @@ def check_rewards(values, prompts: Sequence[Prompt], responses: Sequence[str], r
                          "one number per response")
     for i, v in enumerate(values):
         if not math.isfinite(v):
-            raise NonFiniteReward(f"the reward is {v} for sample {i} of rollout {rollout}: prompt {prompts[i].text!r}, "
+            raise NonFiniteReward(f"the reward is {v} for sample {i} of rollout {rollout}: prompt {prompts[i].prompt!r}, "
                                   f"sample {responses[i]!r}. A reward must be a finite number for every text; fix "
                                   "the reward function (or model) and resume from the last checkpoint")
     return values
@@ -290,31 +309,3 @@ def load_policy(path: str):
         model = build_model(model.config.family, {**model.config.to_dict(), "dropout": 0.0})
         model.load_state_dict(state)
     return model, load_tokenizer(path)
-
-
-def evaluate(model, tokenizer, prompts: Sequence[Prompt], max_new_tokens: int, eos: Sequence[int],
-             batch: int = 16) -> dict:
-    """Greedy answers to held-out prompts, scored by lmforge.eval.poems: mean score, format rate (lines, characters
-    and punctuation all right), rhyme rate; and three samples."""
-    import torch
-
-    from lmforge.eval.poems import score
-
-    was = model.training
-    model.eval()
-    scores, answers = [], []
-    with torch.no_grad():
-        for i in range(0, len(prompts), batch):
-            part = prompts[i:i + batch]
-            out = sample(model, [p.ids for p in part], max_new_tokens=max_new_tokens, temperature=0.0, top_k=0,
-                         eos=eos, seed=0)
-            for p, r in zip(part, out):
-                text = tokenizer.decode([t for t in r if t not in eos], skip_special_tokens=True)
-                answers.append(text)
-                scores.append(score(text, p.form))
-    model.train(was)
-    n = max(len(scores), 1)
-    return {"prompts": len(scores), "mean_score": sum(s.score for s in scores) / n,
-            "format_rate": sum(s.lines_ok and s.chars_ok and s.punct_ok for s in scores) / n,
-            "rhyme_rate": sum(s.rhyme_ok for s in scores) / n,
-            "samples": [{"prompt": p.title, "form": p.form, "answer": a} for p, a in zip(prompts[:3], answers[:3])]}
