@@ -76,6 +76,9 @@ def test_the_reward_recipe_learns_the_pairs_and_saves_a_normalised_reward_model(
     # normalised over all training texts: a batch of them has a mean near 0 and the chosen side scores higher
     r = rm.score(ids, mask)
     assert abs(r.mean().item()) < 2 * r.std().item() and (r[:8] > r[8:]).float().mean() >= 0.75
+    pairs = read_pairs(pair_files[0])[:8]
+    by_text = rm.score_texts(tok, [p.prompt for p in pairs], [p.chosen for p in pairs], batch_size=3)
+    torch.testing.assert_close(torch.tensor(by_text), r[:8], atol=1e-5, rtol=1e-5)  # the same texts, the same rewards
 
 
 def test_the_dpo_recipe_raises_the_chosen_margin_and_keeps_the_reference(sft_run, pair_files, tmp_path):

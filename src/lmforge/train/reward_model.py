@@ -79,6 +79,28 @@ class RewardModel(nn.Module):
         with torch.no_grad():
             return self(ids, mask)
 
+    def score_texts(self, tok, prompts: list[str], answers: list[str], system: str | None = None,
+                    batch_size: int = 32) -> list[float]:
+        """The reward of each (prompt, answer) as the reward recipe trained it: the chat template with the system
+        prompt (default: the task's), the answer, its end-of-turn marker (lmforge.data.preferences.encode_completion).
+        Example: rm.score_texts(tok, ["写一首五言绝句，题为《春晓》"], ["春眠不觉晓，处处闻啼鸟。\n..."]) -> [1.7]"""
+        from lmforge.data.preferences import SYSTEM_PROMPT, encode_completion
+        from lmforge.nn.masks import pad_rows
+
+        if len(prompts) != len(answers):
+            raise ValueError(f"{len(prompts)} prompts but {len(answers)} answers: give one answer per prompt")
+        rows = [encode_completion(tok, p, a, system or SYSTEM_PROMPT)[0] for p, a in zip(prompts, answers)]
+        too_long = [i for i, r in enumerate(rows) if len(r) > self.config.max_len]
+        if too_long:
+            raise ValueError(f"text {too_long[0]} is {len(rows[too_long[0]])} tokens in the chat template, longer than "
+                             f"the reward model's context max_len ({self.config.max_len})")
+        device = next(self.parameters()).device
+        out: list[float] = []
+        for i in range(0, len(rows), batch_size):
+            ids, keep = pad_rows(rows[i:i + batch_size], device=device)  # right padding
+            out += self.score(ids, keep.long()).float().tolist()
+        return out
+
 
 def load_reward_model(run: str | Path) -> RewardModel:
     """The reward model a `reward` run trained, in eval mode, its parameters frozen (requires_grad False)."""
