@@ -60,12 +60,14 @@ def poem_prompts(tokenizer, split: str, limit: int, context: int, max_new_tokens
 
 
 def check_context(prompts: Sequence[Prompt], context: int, max_new_tokens: int) -> None:
-    """ValueError naming the first prompt that leaves no room for max_new_tokens in the model's context."""
+    """ValueError naming the first prompt that leaves no room for max_new_tokens and an end-of-turn marker (which a
+    reward model reads after a response cut at max_new_tokens) in the model's context."""
     for p in prompts:
-        if len(p.ids) + max_new_tokens > context:
-            raise ValueError(f"prompt {p.prompt!r} is {len(p.ids)} tokens in the chat template; with recipe.max_new_tokens = {max_new_tokens} "
-                             f"that is {len(p.ids) + max_new_tokens}, longer than the policy's context (max_len "
-                             f"{context}). Lower recipe.max_new_tokens or use a policy with a longer context")
+        if len(p.ids) + max_new_tokens + 1 > context:
+            raise ValueError(f"prompt {p.prompt!r} is {len(p.ids)} tokens in the chat template; with recipe.max_new_tokens "
+                             f"= {max_new_tokens} and an end marker that is {len(p.ids) + max_new_tokens + 1}, longer than "
+                             f"the policy's context (max_len {context}). Lower recipe.max_new_tokens or use a policy "
+                             "with a longer context")
 
 
 def scorer_reward() -> Reward:
@@ -77,27 +79,12 @@ def scorer_reward() -> Reward:
     return reward
 
 
-def model_reward(rm, tokenizer, system: str, batch: int = 16) -> Reward:
-    """The reward of a reward model (lmforge.train.reward_model.RewardModel: .score(ids, mask) -> (B,)): it reads
-    the conversation as it was trained on it (lmforge.data.preferences.encode_completion: the SFT run's system
-    prompt, the user's prompt, the response and its end-of-turn marker), right-padded, `batch` rows at a time."""
-    import torch
-
-    from lmforge.data.preferences import encode_completion
-
+def model_reward(rm, tokenizer, system: str) -> Reward:
+    """The reward of a reward model (lmforge.train.reward_model.RewardModel): its score of each conversation as the
+    reward recipe trained it (score_texts: the SFT run's system prompt, the user's prompt, the response and its
+    end-of-turn marker)."""
     def reward(prompts: Sequence[Prompt], responses: Sequence[str]) -> list[float]:
-        device = next(rm.parameters()).device
-        rows = [encode_completion(tokenizer, p.prompt, r, system)[0] for p, r in zip(prompts, responses)]
-        out = []
-        for i in range(0, len(rows), batch):
-            part = rows[i:i + batch]
-            T = max(len(r) for r in part)
-            ids = torch.zeros(len(part), T, dtype=torch.long)
-            mask = torch.zeros(len(part), T, dtype=torch.long)
-            for b, r in enumerate(part):
-                ids[b, :len(r)], mask[b, :len(r)] = torch.tensor(r), 1
-            out += rm.score(ids.to(device), mask.to(device)).float().tolist()
-        return out
+        return rm.score_texts(tokenizer, [p.prompt for p in prompts], list(responses), system)
     return reward
 
 
