@@ -65,18 +65,18 @@ def test_rollout_sampling_and_logprobs_are_generations(sft):
     steps = [[] for _ in prompts]
     for st in generate(model, [list(p) for p in prompts], max_new_tokens=12, temperature=0):
         steps[st.row].append((st.token, st.raw_logprob))
-    greedy = sample(model, prompts, max_new_tokens=12, temperature=0.0, top_k=0, eos=[], seed=0)
+    greedy = sample(model, prompts, max_new_tokens=12, temperature=0.0, eos=[], seed=0)
     assert greedy == [[t for t, _ in row] for row in steps]
     ids, attn, resp, mask = pack(prompts, greedy, 0)
     logits, _ = forward(model, ids, attn, resp.size(1))
     ours = token_logprobs(logits, resp)
     for b, row in enumerate(steps):
         torch.testing.assert_close(ours[b, :len(row)], torch.tensor([lp for _, lp in row]), atol=1e-4, rtol=0)
-    drawn = sample(model, prompts, max_new_tokens=12, temperature=1.0, top_k=0, eos=[], seed=3)
-    assert drawn == sample(model, prompts, max_new_tokens=12, temperature=1.0, top_k=0, eos=[], seed=3) != greedy
+    drawn = sample(model, prompts, max_new_tokens=12, temperature=1.0, eos=[], seed=3)
+    assert drawn == sample(model, prompts, max_new_tokens=12, temperature=1.0, eos=[], seed=3) != greedy
     # a row ends at its end-of-turn token: make one the first token drawn
     first = drawn[0][0]
-    ended = sample(model, prompts, max_new_tokens=12, temperature=1.0, top_k=0, eos=[first], seed=3)
+    ended = sample(model, prompts, max_new_tokens=12, temperature=1.0, eos=[first], seed=3)
     assert ended[0] == [first] and all(first not in row[:-1] for row in ended)
 
 
@@ -197,3 +197,16 @@ def test_a_reward_model_rewards_the_conversation_it_was_trained_on(sft, tmp_path
     cfg = config("ppo", sft, max_steps=1, recipe={"rollout_prompts": 8, "epochs": 1, "reward": str(tmp_path / "rm")})
     ppo.run(cfg, tmp_path / "run", log=lambda m: None)
     assert json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])["reward"] != 0
+
+
+@pytest.mark.parametrize("name", ["ppo", "grpo"])
+def test_the_first_minibatch_is_on_policy_at_any_temperature(name, sft, tmp_path):
+    """The log-probs stored with a rollout are those of the distribution it was sampled from (the temperature
+    applied), so on the rollout's first minibatch the ratio is 1: no clipping, approx_kl 0 (PPO)."""
+    options = {"rollout_prompts": 8, "epochs": 1, "temperature": 0.7}
+    if name == "grpo":
+        options.update(rollout_prompts=1, group_size=8)
+    (ppo if name == "ppo" else grpo).run(config(name, sft, max_steps=1, recipe=options), tmp_path, reward=commas,
+                                         log=lambda m: None)
+    row = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
+    assert row["clip_frac"] == 0.0 and row.get("approx_kl", 0.0) < 1e-6

@@ -10,7 +10,7 @@ Defaults: beta 0.04 (sec. 4.2), clip 0.2, one pass over each rollout (the paper'
 sampling, mu = 1; TRL's num_iterations = 1), G = 8 (TRL's num_generations; the paper samples 64, far beyond a
 CPU's budget). The reference stays the SFT model (the paper's iterative reset of the reference is left out).
 
-    lmforge train configs/poems-grpo.yaml --set recipe.policy=runs/poems-sft
+    lmforge train configs/grpo-poems.yaml --set recipe.policy=runs/sft-poems
 
 Run directory: the Trainer's files (the policy, a plain family model), rollouts/ (the latest rollouts, for
 resume) and rl.json (held-out scores of the SFT model and of the policy).
@@ -44,12 +44,12 @@ class GRPOOptions(RLOptions):
 
 @dataclasses.dataclass
 class Run(RecipeRun):
-    """A GRPO run (configs/poems-grpo.yaml): sections recipe (policy, reward, GRPO's options), data (the prompts),
+    """A GRPO run (configs/grpo-poems.yaml): sections recipe (policy, reward, GRPO's options), data (the prompts),
     train (optimizer steps: each rollout gives epochs * rollout_prompts * group_size / batch_size of them). The model
     is the policy's: the `model` section is not used.
 
     Example (YAML):
-        recipe: {name: grpo, policy: runs/poems-sft, rollout_prompts: 4, group_size: 8}
+        recipe: {name: grpo, policy: runs/sft-poems, rollout_prompts: 4, group_size: 8}
         train: {max_steps: 40, batch_size: 16, lr: 1e-5, warmup_steps: 0, dtype: fp32}
     """
 
@@ -82,12 +82,13 @@ def make_rollout(policy, ref, tokenizer, prompts, reward, o: GRPOOptions, eos, p
         try:
             with torch.no_grad():
                 responses = sample(policy, [p.ids for p in chosen], max_new_tokens=o.max_new_tokens,
-                                   temperature=o.temperature, top_k=o.top_k, eos=eos, seed=seed * 100_003 + k * 1009)
+                                   temperature=o.temperature, eos=eos, seed=seed * 100_003 + k * 1009)
                 texts = [tokenizer.decode([t for t in r if t not in eos], skip_special_tokens=True) for r in responses]
                 scores = torch.tensor(check_rewards(reward(chosen, texts), chosen, texts, k))
                 device = next(policy.parameters()).device
                 ids, attn, resp, mask = (t.to(device) for t in pack([p.ids for p in chosen], responses, pad_id))
-                logp, ref_logp = logprobs(policy, ids, attn, resp), logprobs(ref, ids, attn, resp)
+                logp = logprobs(policy, ids, attn, resp, o.temperature)
+                ref_logp = logprobs(ref, ids, attn, resp, o.temperature)
         finally:
             policy.train(was)
         cpu = lambda t: t.detach().cpu()  # noqa: E731
@@ -108,6 +109,7 @@ def grpo_objective(o: GRPOOptions):
     def loss_fn(policy, batch, companions):
         ids, attn, resp, mask, old_logp, ref_logp, adv, stats = batch
         logits, _ = forward(policy, ids, attn, resp.size(1))
+        logits = logits / o.temperature  # as sampled (see RLOptions.temperature)
         out = grpo_loss(token_logprobs(logits, resp), old_logp, ref_logp, adv, mask, o.clip, o.beta)
         metrics = {**rollout_metrics(stats), "kl_k3": out.metrics["kl"], "clip_frac": out.metrics["clip_frac"],
                    "entropy": masked_mean(entropy(logits.detach()), mask)}

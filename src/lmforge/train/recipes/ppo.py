@@ -25,7 +25,7 @@ Choices, with the "N implementation details of RLHF with PPO" (Huang et al. 2024
   the value, 4 epochs over the rollout (N-details); kl_coef 0.05 fixed (TRL's PPOConfig; N-details' adaptive
   controller is left out); dropout off.
 
-    lmforge train configs/poems-ppo.yaml --set recipe.policy=runs/poems-sft
+    lmforge train configs/ppo-poems.yaml --set recipe.policy=runs/sft-poems
 
 Run directory: the Trainer's files (the policy with its value head: config.json names the base family and
 "wrapper": {"kind": "value_head"}; lmforge.load(RUN, base_only=True) gives the policy alone), rollouts/ (the
@@ -66,8 +66,10 @@ class RLOptions(Config):
     epochs: int = 4  # passes over each rollout (N-details: 4 PPO epochs)
     # longest response sampled: a 七言律诗 is 8 lines of 7 characters and a mark, 4 line breaks, the end marker (69)
     max_new_tokens: int = 80
-    temperature: float = 1.0  # sampling temperature of the rollouts (1: the policy's own distribution)
-    top_k: int = 0  # 0: the whole vocabulary, so the log-probs trained on are the ones sampled from
+    # sampling temperature of the rollouts; the log-probs trained on are taken at the same temperature (TRL does
+    # so too), so they are those of the distribution sampled from. No top-k / top-p: a truncated distribution
+    # would not be the policy whose ratio PPO clips (N-details sample from the full distribution)
+    temperature: float = 1.0
     clip: float = 0.2  # the ratio's clip range eps (Schulman et al. 2017: 0.2)
 
     def __post_init__(self):
@@ -75,7 +77,6 @@ class RLOptions(Config):
         for k in ("rollout_prompts", "epochs", "max_new_tokens"):
             check(getattr(self, k) > 0, n, f"{k} must be positive, got {getattr(self, k)}")
         check(self.temperature > 0, n, f"temperature must be > 0 (rollouts are sampled), got {self.temperature}")
-        check(self.top_k >= 0, n, f"top_k must be >= 0 (0 = off), got {self.top_k}")
         check(0 < self.clip < 1, n, f"clip must be in (0, 1) (PPO: 0.2), got {self.clip}")
 
 
@@ -100,12 +101,12 @@ class PPOOptions(RLOptions):
 
 @dataclasses.dataclass
 class Run(RecipeRun):
-    """A PPO run (configs/poems-ppo.yaml): sections recipe (the policy, the reward, PPO's options), data (the
+    """A PPO run (configs/ppo-poems.yaml): sections recipe (the policy, the reward, PPO's options), data (the
     prompts), train (optimizer steps: each rollout gives epochs * rollout_prompts / batch_size of them). The model
     is the policy's: the `model` section is not used.
 
     Example (YAML):
-        recipe: {name: ppo, policy: runs/poems-sft, reward: scorer, rollout_prompts: 16}
+        recipe: {name: ppo, policy: runs/sft-poems, reward: scorer, rollout_prompts: 16}
         train: {max_steps: 64, batch_size: 8, lr: 1e-5, warmup_steps: 0, dtype: fp32}
     """
 
@@ -136,16 +137,16 @@ def make_rollout(policy, ref, tokenizer, prompts, reward, o: PPOOptions, eos, pa
         try:
             with torch.no_grad():
                 responses = sample(policy.base, [p.ids for p in chosen], max_new_tokens=o.max_new_tokens,
-                                   temperature=o.temperature, top_k=o.top_k, eos=eos, seed=seed * 100_003 + k * 1009)
+                                   temperature=o.temperature, eos=eos, seed=seed * 100_003 + k * 1009)
                 texts = [tokenizer.decode([t for t in r if t not in eos], skip_special_tokens=True) for r in responses]
                 scores = torch.tensor(check_rewards(reward(chosen, texts), chosen, texts, k))
                 device = next(policy.parameters()).device
                 ids, attn, resp, mask = (t.to(device) for t in pack([p.ids for p in chosen], responses, pad_id))
                 R = resp.size(1)
                 logits, out = packed_forward(policy, ids, attn, R)
-                logp, values = token_logprobs(logits, resp), response_slice(out.values, R).float() * mask
+                logp, values = token_logprobs(logits / o.temperature, resp), response_slice(out.values, R).float() * mask
                 ref_logits, _ = packed_forward(ref, ids, attn, R)
-                ref_logp = token_logprobs(ref_logits, resp)
+                ref_logp = token_logprobs(ref_logits / o.temperature, resp)
                 shaped = whiten(scores) if o.whiten_scores and len(scores) > 1 else scores
                 rewards, kl = ppo_rewards(shaped.to(device), logp, ref_logp, mask, o.kl_coef)
                 adv, returns = gae(rewards, values, mask, o.gamma, o.lam)
@@ -174,6 +175,7 @@ def ppo_loss(o: PPOOptions):
         ids, attn, resp, mask, old_logp, old_values, adv, returns, stats = batch
         R = resp.size(1)
         logits, out = forward(policy, ids, attn, R)
+        logits = logits / o.temperature  # as sampled (see RLOptions.temperature)
         logp = token_logprobs(logits, resp)
         values = response_slice(out.values, R).float()
         pg = ppo_policy_loss(logp, old_logp, adv, mask, o.clip)

@@ -105,7 +105,7 @@ def check_rewards(values, prompts: Sequence[Prompt], responses: Sequence[str], r
 
 # ----------------------------------------------------------------------------------------- sampling
 
-def sample(model, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, temperature: float, top_k: int,
+def sample(model, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, temperature: float,
            eos: Sequence[int], seed: int) -> list[list[int]]:
     """One response per prompt (token ids, the end-of-turn token included when it was drawn), all rows decoded
     together through the model's decoding protocol (lmforge.models.protocol: prefill, then one decode_step per
@@ -128,11 +128,7 @@ def sample(model, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, temp
             if temperature == 0:
                 chosen = logits.argmax(-1)
             else:
-                logits = logits / temperature
-                if top_k:
-                    kth = logits.topk(min(top_k, logits.size(-1)), dim=-1).values[:, -1:]  # (B, 1)
-                    logits = logits.masked_fill(logits < kth, float("-inf"))
-                chosen = torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(1)  # (B,)
+                chosen = torch.multinomial((logits / temperature).softmax(-1), 1, generator=generator).squeeze(1)  # (B,)
             for b, t in enumerate(chosen.tolist()):
                 if not done[b]:
                     tokens[b].append(t)
@@ -175,15 +171,15 @@ def response_slice(x: "torch.Tensor", R: int) -> "torch.Tensor":
     return x[:, -R - 1:-1]
 
 
-def logprobs(model, ids, attn, responses) -> "torch.Tensor":
-    """log pi(response token) under `model`, (B, R), no gradients."""
+def logprobs(model, ids, attn, responses, temperature: float = 1.0) -> "torch.Tensor":
+    """log pi(response token) under `model` at `temperature`, (B, R), no gradients."""
     import torch
 
     from lmforge.objectives.rl import token_logprobs
 
     with torch.no_grad():
         logits, _ = forward(model, ids, attn, responses.size(1))
-        return token_logprobs(logits, responses)
+        return token_logprobs(logits / temperature, responses)
 
 
 # ----------------------------------------------------------------------------------------- the batch source
