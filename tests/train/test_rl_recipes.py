@@ -36,7 +36,7 @@ def sft(tmp_path_factory):
 
 
 def config(name, sft, **kw):
-    options = {"name": name, "policy": str(sft), "max_new_tokens": 12, **kw.pop("recipe", {})}
+    options = {"name": name, "sft": str(sft), "max_new_tokens": 12, **kw.pop("recipe", {})}
     return run_config({"recipe": options, "data": {"train_prompts": 8, "eval_prompts": kw.pop("eval_prompts", 0)},
                        "train": {**TRAIN, **kw}})
 
@@ -166,7 +166,7 @@ def test_bad_settings_are_refused(sft, tmp_path):
         ppo.run(config("ppo", sft, max_steps=1, recipe={"rollout_prompts": 6}), tmp_path, reward=commas)
     with pytest.raises(ValueError, match="group_size must be >= 2"):
         config("grpo", sft, recipe={"group_size": 1})
-    with pytest.raises(ValueError, match="recipe.policy is empty"):
+    with pytest.raises(ValueError, match="recipe.sft is empty"):
         ppo.run(config("ppo", "", max_steps=1), tmp_path)
     with pytest.raises(ValueError, match="neither 'scorer' nor a directory"):
         ppo.run(config("ppo", sft, max_steps=1, recipe={"reward": "nowhere"}), tmp_path)

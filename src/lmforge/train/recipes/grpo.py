@@ -10,7 +10,7 @@ Defaults: beta 0.04 (sec. 4.2), clip 0.2, one pass over each rollout (the paper'
 sampling, mu = 1; TRL's num_iterations = 1), G = 8 (TRL's num_generations; the paper samples 64, far beyond a
 CPU's budget). The reference stays the SFT model (the paper's iterative reset of the reference is left out).
 
-    lmforge train configs/grpo-poems.yaml --set recipe.policy=runs/sft-poems
+    lmforge train configs/grpo-poems.yaml --set recipe.sft=runs/sft-poems
 
 Run directory: the Trainer's files (the policy, a plain family model), rollouts/ (the latest rollouts, for
 resume) and rl.json (held-out scores of the SFT model and of the policy).
@@ -49,7 +49,7 @@ class Run(RecipeRun):
     is the policy's: the `model` section is not used.
 
     Example (YAML):
-        recipe: {name: grpo, policy: runs/sft-poems, rollout_prompts: 4, group_size: 8}
+        recipe: {name: grpo, sft: runs/sft-poems, rollout_prompts: 4, group_size: 8}
         train: {max_steps: 40, batch_size: 16, lr: 1e-5, warmup_steps: 0, dtype: fp32}
     """
 
@@ -138,7 +138,7 @@ def run(cfg: Run, out: Path, resume: bool = False, log=print, reward=None) -> di
     rows = o.rollout_prompts * o.group_size
     keep = RolloutBatches.keep_for(t.save_interval, t.grad_accum, o.epochs * max(rows // t.batch_size, 1))
     batches = RolloutBatches(make, KEYS, rows, t.batch_size, o.epochs, t.seed, out / "rollouts", keep)
-    log(f"grpo: policy {o.policy} ({policy.config.family}, {sum(p.numel() for p in policy.parameters()) / 1e6:.2f}M "
+    log(f"grpo: policy from {o.sft} ({policy.config.family}, {sum(p.numel() for p in policy.parameters()) / 1e6:.2f}M "
         f"parameters); reward {o.reward}; {len(start.prompts)} train prompts, {o.rollout_prompts} per rollout x "
         f"{o.group_size} samples, {o.epochs} epoch(s) x {batches.minibatches} minibatches = {batches.per_rollout} "
         "steps per rollout")

@@ -1,6 +1,6 @@
 """The `ppo` recipe: RLHF's PPO (Stiennon et al. 2020; Ouyang et al. 2022) on the poem task.
 
-The policy starts as the SFT model (recipe.policy), a frozen copy of it is the reference. Each rollout samples one
+The policy starts as the SFT model (recipe.sft), a frozen copy of it is the reference. Each rollout samples one
 response per prompt from the policy (lmforge.generate, KV cache), scores it (recipe.reward: the poem scorer, or a
 reward model), and gives every response token the reward
 
@@ -25,7 +25,7 @@ Choices, with the "N implementation details of RLHF with PPO" (Huang et al. 2024
   the value, 4 epochs over the rollout (N-details); kl_coef 0.05 fixed (TRL's PPOConfig; N-details' adaptive
   controller is left out); dropout off.
 
-    lmforge train configs/ppo-poems.yaml --set recipe.policy=runs/sft-poems
+    lmforge train configs/ppo-poems.yaml --set recipe.sft=runs/sft-poems
 
 Run directory: the Trainer's files (the policy with its value head: config.json names the base family and
 "wrapper": {"kind": "value_head"}; lmforge.load(RUN, base_only=True) gives the policy alone), rollouts/ (the
@@ -60,7 +60,7 @@ class PromptConfig(Config):
 class RLOptions(Config):
     """What the RL recipes share: the policy, the reward, the rollouts and the clipped ratio."""
 
-    policy: str = ""  # the SFT run directory the policy (and the frozen reference) start from
+    sft: str = ""  # the SFT run directory the policy (and the frozen reference) start from (as the dpo recipe)
     reward: str = "scorer"  # "scorer" (lmforge.eval.poems.score) or a reward model's run directory
     rollout_prompts: int = 16  # prompts per rollout
     epochs: int = 4  # passes over each rollout (N-details: 4 PPO epochs)
@@ -106,7 +106,7 @@ class Run(RecipeRun):
     is the policy's: the `model` section is not used.
 
     Example (YAML):
-        recipe: {name: ppo, policy: runs/sft-poems, reward: scorer, rollout_prompts: 16}
+        recipe: {name: ppo, sft: runs/sft-poems, reward: scorer, rollout_prompts: 16}
         train: {max_steps: 64, batch_size: 8, lr: 1e-5, warmup_steps: 0, dtype: fp32}
     """
 
@@ -225,12 +225,12 @@ def setup(cfg) -> Start:
     from lmforge.train.recipes.rollouts import load_policy, poem_prompts
 
     o, d = cfg.recipe, cfg.data
-    policy, tokenizer = load_policy(o.policy)
+    policy, tokenizer = load_policy(o.sft)
     eos = eos_ids(tokenizer)
     if not eos:
-        raise ValueError(f"the tokenizer of {o.policy} has no end-of-turn token (<|end|>): RL needs a chat model "
+        raise ValueError(f"the tokenizer of {o.sft} has no end-of-turn token (<|end|>): RL needs a chat model "
                          "that ends its answers; give an SFT run (the sft recipe)")
-    system = run_system_prompt(o.policy)
+    system = run_system_prompt(o.sft)
     prompts = poem_prompts(tokenizer, "train", d.train_prompts, policy.config.max_len, o.max_new_tokens, system)
     held_out = poems.examples("val")[:d.eval_prompts] if d.eval_prompts else []
     pad = tokenizer.padding.pad_id if getattr(tokenizer, "padding", None) is not None else 0
@@ -244,7 +244,7 @@ def finish(trainer, start: Start, o, out: Path, name: str, log=print) -> dict:
     from lmforge.eval.poems import evaluate_poems
     from lmforge.io import atomic_write_json
 
-    summary = {"recipe": name, "policy": o.policy, "reward": o.reward, "steps": trainer.step,
+    summary = {"recipe": name, "sft": o.sft, "reward": o.reward, "steps": trainer.step,
                "last": trainer.metrics[-1] if trainer.metrics else {}}
     if start.held_out:
         n = trainer.run_config["data"]["eval_samples"]
@@ -284,7 +284,7 @@ def run(cfg: Run, out: Path, resume: bool = False, log=print, reward=None) -> di
     make = make_rollout(policy, start.ref, start.tokenizer, start.prompts, reward, o, start.eos, start.pad, t.seed)
     keep = RolloutBatches.keep_for(t.save_interval, t.grad_accum, o.epochs * max(o.rollout_prompts // t.batch_size, 1))
     batches = RolloutBatches(make, KEYS, o.rollout_prompts, t.batch_size, o.epochs, t.seed, out / "rollouts", keep)
-    log(f"ppo: policy {o.policy} ({base.config.family}, {sum(p.numel() for p in base.parameters()) / 1e6:.2f}M "
+    log(f"ppo: policy from {o.sft} ({base.config.family}, {sum(p.numel() for p in base.parameters()) / 1e6:.2f}M "
         f"parameters) + value head; reward {o.reward}; {len(start.prompts)} train prompts, {o.rollout_prompts} per rollout, "
         f"{o.epochs} epochs x {batches.minibatches} minibatches = {batches.per_rollout} steps per rollout")
     trainer = Trainer(policy, t, batches, None, out_dir=out, tokenizer=start.tokenizer, run_config=cfg.to_dict(),

@@ -271,21 +271,21 @@ def rollout_metrics(stats) -> dict[str, float]:
 # ----------------------------------------------------------------------------------------- models and the evaluation
 
 def load_policy(path: str):
-    """(the SFT model without dropout, its tokenizer) from recipe.policy. Dropout is switched off: it would make
+    """(the SFT model without dropout, its tokenizer) from recipe.sft. Dropout is switched off: it would make
     the policy's log-probs differ between sampling and training (N-details: RL runs disable dropout)."""
     import lmforge
     from lmforge.models import FAMILIES, build_model
     from lmforge.tokenizers import load_tokenizer
 
     if not path:
-        raise ValueError("recipe.policy is empty: give the run directory of an SFT model (the sft recipe), e.g. "
-                         "--set recipe.policy=runs/poems-sft")
+        raise ValueError("recipe.sft is empty: give the run directory of an SFT model (the sft recipe), e.g. "
+                         "--set recipe.sft=runs/sft-poems")
     if not Path(path).is_dir():
-        raise ValueError(f"recipe.policy {path!r} is not a directory; give an SFT run's directory")
+        raise ValueError(f"recipe.sft {path!r} is not a directory; give an SFT run's directory")
     model = lmforge.load(path, base_only=True)
     family = FAMILIES.get(getattr(getattr(model, "config", None), "family", None))
     if family is None or family.decoding != "decoder":
-        raise ValueError(f"recipe.policy {path} holds a {type(model).__name__}; RL trains a decoder-only language "
+        raise ValueError(f"recipe.sft {path} holds a {type(model).__name__}; RL trains a decoder-only language "
                          f"model (gpt, llama): give an SFT run of one")
     if getattr(model.config, "dropout", 0.0):
         state = model.state_dict()
