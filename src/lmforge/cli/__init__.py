@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("eval", "Evaluate a model: eval bleu RUN --data FILE.tsv (BLEU, chrF); eval wordnet RUN (fine-tuned tasks); eval poems RUN (poem form and rhyme)"),
     "sample": ("sample", "Continue a prompt with a trained model"),
     "generate": ("generate", "Generate text and show the distribution behind every token"),
+    "pairs": ("pairs", "Preference pairs from an SFT run: sample answers, rank them by the poem scorer, write JSON Lines"),
     "chat": ("chat", "Chat in the terminal with a system prompt, streaming, /regen and /reset"),
     "embed": ("embed", "Sentence vectors from an encoder (BERT, MiniLM); --word: a word in context; --plot: PCA; --search"),
     "fill-mask": ("fill_mask", "Top-k tokens with probabilities at each [MASK] (BERT); --attention draws its maps"),

@@ -109,7 +109,10 @@ def load_state(model, state: dict, source: str) -> None:
 # family's config.json plus "wrapper": {"kind": ..., ...}, its base's tensors under "base." (see
 # lmforge.train.checkpoint.config_record). kind -> "module:Class"; the class rebuilds itself around a loaded
 # base with `Class.from_record(base, record)`. Post-training recipes register theirs.
-WRAPPERS: dict[str, str] = {}
+WRAPPERS: dict[str, str] = {
+    "value_head": "lmforge.train.value:ValueModel",  # PPO's policy with its value head
+    "reward": "lmforge.train.reward_model:RewardModel",  # a scalar head on the last token (Ouyang et al. 2022 sec. 3.5)
+}
 
 
 def load_model(directory: str | Path, *, base_only: bool = False):

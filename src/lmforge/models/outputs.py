@@ -16,7 +16,8 @@ class ModelOutput:
     attentions: per layer, (B, nh, T, S) self-attention probabilities (when asked for); cross_attentions:
     per decoder layer, encoder-decoder families only; hidden_states: final hidden states (B, T, d_model);
     pooled: one vector per sequence (B, d_model), BERT's pooler; sequence_logits: one row of logits per
-    sequence (B, n), BERT's next-sentence head or an encoder's classification head.
+    sequence (B, n), BERT's next-sentence head or an encoder's classification head; values: one scalar per
+    token (B, T), a value head's estimate (PPO's critic, lmforge.train.recipes.ppo.ValueModel).
     """
 
     logits: Tensor | None = None
@@ -26,6 +27,7 @@ class ModelOutput:
     hidden_states: Tensor | None = None
     pooled: Tensor | None = None
     sequence_logits: Tensor | None = None
+    values: Tensor | None = None
 
 
 @dataclass

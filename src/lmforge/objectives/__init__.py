@@ -3,6 +3,7 @@ from lmforge.objectives.distill import cosine_loss, distillation_loss, soft_targ
 from lmforge.objectives.label_smoothing import label_smoothed_cross_entropy
 from lmforge.objectives.mlm import bert_pretraining_loss
 from lmforge.objectives.output import LossOutput
+from lmforge.objectives.preference import bradley_terry, dpo, sequence_logps
 
-__all__ = ["LossOutput", "bert_pretraining_loss", "cosine_loss", "distillation_loss", "label_smoothed_cross_entropy",
-           "soft_target_loss"]
+__all__ = ["LossOutput", "bert_pretraining_loss", "bradley_terry", "cosine_loss", "distillation_loss", "dpo",
+           "label_smoothed_cross_entropy", "sequence_logps", "soft_target_loss"]

@@ -32,6 +32,10 @@ RECIPES: dict[str, str] = {  # name -> module; later issues add mlm, finetune, s
     "distill": "lmforge.train.recipes.distill",  # Sanh et al. 2019: a half-depth student learns from a frozen teacher
     "blank": "lmforge.train.recipes.blank",  # Du et al. 2022: GLM's autoregressive blank infilling
     "sft": "lmforge.train.recipes.sft",  # Ouyang et al. 2022: a pretrained decoder learns chat answers (assistant tokens)
+    "reward": "lmforge.train.recipes.reward",  # Ouyang et al. 2022 sec. 3.5: a scalar head, Bradley-Terry on pairs
+    "dpo": "lmforge.train.recipes.dpo",  # Rafailov et al. 2023: preference pairs against a frozen SFT reference
+    "ppo": "lmforge.train.recipes.ppo",  # Stiennon et al. 2020, Ouyang et al. 2022: RLHF's PPO with a value head
+    "grpo": "lmforge.train.recipes.grpo",  # Shao et al. 2024: group-normalised advantages, no value model
 }
 
 
