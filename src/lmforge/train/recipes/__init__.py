@@ -30,6 +30,8 @@ RECIPES: dict[str, str] = {  # name -> module; later issues add mlm, finetune, s
     "mlm": "lmforge.train.recipes.mlm",  # Devlin et al. 2019: masked LM + next-sentence prediction (BERT)
     "finetune": "lmforge.train.recipes.finetune",  # Devlin et al. 2019 sec. 4: an encoder + a head on labelled data
     "distill": "lmforge.train.recipes.distill",  # Sanh et al. 2019: a half-depth student learns from a frozen teacher
+    "span": "lmforge.train.recipes.span",  # Raffel et al. 2020 sec. 3.1.4: T5's span corruption, encoder-decoders
+    "text2text": "lmforge.train.recipes.text2text",  # Raffel et al. 2020 sec. 2.4: several tasks as text in, text out
 }
 
 
