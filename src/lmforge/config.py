@@ -150,7 +150,7 @@ def check_labels(head: str, labels: tuple[str, ...], owner: str) -> None:
         check(not labels, owner, f"labels name the classes of a classify or tag head; head={head!r} takes none")
 
 
-Activation = typing.Literal["relu", "gelu", "gelu_tanh", "swiglu", "geglu"]
+Activation = typing.Literal["relu", "gelu", "gelu_tanh", "swiglu", "geglu", "geglu_tanh"]
 
 
 # --------------------------------------------------------------------------------------------

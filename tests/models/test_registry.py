@@ -39,4 +39,4 @@ def test_unknown_family_and_missing_hf_counterpart_say_what_exists(tmp_path):
     with pytest.raises(ValueError, match="'lstm' family has no Hugging Face counterpart.*exists for: gpt, llama, bert, distilbert"):
         save_hf(build_model("lstm", "lstm-tiny"), tmp_path / "hf")
     assert not (tmp_path / "hf").exists()
-    assert [n for n, f in FAMILIES.items() if f.hf_adapter() is not None] == ["gpt", "llama", "bert", "distilbert"]
+    assert [n for n, f in FAMILIES.items() if f.hf_adapter() is not None] == ["gpt", "llama", "bert", "distilbert", "t5"]

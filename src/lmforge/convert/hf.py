@@ -74,13 +74,17 @@ def load_hf(directory: str | Path):
     directory = Path(directory)
     config = config_from_hf(read_config(directory), directory)
     family, adapter = type(config).family, lookup(type(config).family).hf_adapter()
+    hf_state = read_hf_weights(directory)
+    if hasattr(adapter, "fit_weights"):  # what the tensors say about the config (T5: a head tied or not)
+        config = adapter.fit_weights(config, hf_state)
     model = build_model(family, config)
-    load_state(model, adapter.state_from_hf(read_hf_weights(directory), config), str(directory))
+    load_state(model, adapter.state_from_hf(hf_state, config), str(directory))
     return model
 
 
 def save_hf(model, directory: str | Path) -> None:
-    """Write a directory that transformers' AutoModelForCausalLM.from_pretrained loads."""
+    """Write a directory that transformers' from_pretrained loads (AutoModelForCausalLM, AutoModelForSeq2SeqLM
+    for T5, the encoders' classes)."""
     from safetensors.torch import save_file
     adapter = lookup(model.config.family).hf_adapter()
     if adapter is None:

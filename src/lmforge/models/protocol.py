@@ -19,6 +19,7 @@ Call them under torch.inference_mode() (the Engine and beam search do).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol, Sequence, runtime_checkable
 
 import torch
@@ -26,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lmforge.models.outputs import DecodeOutput, ModelOutput
-from lmforge.nn.cache import Context, KVCache
+from lmforge.nn.cache import Context, KVCache, cat_padded
 from lmforge.nn.masks import causal_padding_mask, pad_rows
 
 
@@ -58,6 +59,34 @@ class DecodingModel(Protocol):
     def decode_step(self, state: DecodingState, ids: Tensor, *, need_weights: bool = False) -> DecodeOutput:
         """Feed ids (B, T), the tokens chosen for each row, -> the logits of the token after them.
         For an encoder-decoder, `cross_attention` is over the source tokens."""
+
+
+@dataclass
+class EncoderDecoderState:
+    """What an attention encoder-decoder (the Transformer, T5) carries from step to step: the decoder's
+    Context (its KV cache also holds the cross-attention keys/values of the source), the source padding,
+    and the encoder output while it is still read (always without a cache)."""
+
+    context: Context
+    memory: Tensor | None  # (B, S, d_model); None once every layer has cached its cross-attention keys/values
+    src_keep: Tensor  # (B, S), True = real source token
+
+    @property
+    def keep(self) -> Tensor:
+        return self.context.keep
+
+    def reorder(self, index: Tensor) -> None:
+        self.context.reorder(index)
+        self.memory = None if self.memory is None else self.memory.index_select(0, index)
+        self.src_keep = self.src_keep.index_select(0, index)
+
+    def join(self, other: "EncoderDecoderState") -> "EncoderDecoderState":
+        memory = None if self.memory is None else cat_padded(self.memory, other.memory, 1)
+        src_keep = cat_padded(self.src_keep, other.src_keep, 1, False)  # sources right-padded to the longer
+        return EncoderDecoderState(self.context.join(other.context), memory, src_keep)
+
+    def trim(self) -> None:
+        self.context.trim()
 
 
 class DecoderOnlyDecoding:

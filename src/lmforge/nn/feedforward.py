@@ -1,7 +1,8 @@
 """Position-wise feed-forward: d_model -> d_ff -> d_model.
 
 relu: Vaswani et al. 2017 eq. 2; gelu: BERT / GPT-1; gelu_tanh: GPT-2's approximation;
-swiglu / geglu: gated variants (Shazeer 2020, "GLU Variants Improve Transformer"), used by T5 v1.1 and Llama.
+swiglu / geglu / geglu_tanh: gated variants (Shazeer 2020, "GLU Variants Improve Transformer"): act(gate(x)) * fc1(x);
+Llama uses swiglu, T5 v1.1 geglu_tanh (its "gated-gelu" is the tanh approximation, HF's gelu_new).
 """
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ ACTIVATIONS = {
     "gelu_tanh": functools.partial(F.gelu, approximate="tanh"),
     "swiglu": F.silu,
     "geglu": F.gelu,
+    "geglu_tanh": functools.partial(F.gelu, approximate="tanh"),
 }
+GATED = ("swiglu", "geglu", "geglu_tanh")
 
 
 class FeedForward(nn.Module):
@@ -25,7 +28,7 @@ class FeedForward(nn.Module):
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}. Allowed: {', '.join(ACTIVATIONS)}")
         self.act = ACTIVATIONS[activation]
-        self.gated = activation in ("swiglu", "geglu")
+        self.gated = activation in GATED
         self.fc1 = nn.Linear(d_model, d_ff, bias=bias)
         self.gate = nn.Linear(d_model, d_ff, bias=bias) if self.gated else None
         self.fc2 = nn.Linear(d_ff, d_model, bias=bias)

@@ -18,22 +18,39 @@ reference implementations use -- tensor2tensor, fairseq, the Annotated Transform
 - nn.Embedding weight:         normal(0, d_model^-0.5), so that embedding * sqrt(d_model) has unit
                                variance (fairseq's transformer; the embedding is also the tied output layer)
 - norms as above
+
+scheme="t5" (Mesh TensorFlow's T5, as Hugging Face's T5PreTrainedModel._init_weights writes it out):
+- nn.Linear weight:            normal(0, fan_in^-0.5) (variance scaling 1.0, fan-in: wi and k/v d_model^-0.5,
+                               wo d_ff^-0.5, o (n_heads * head_dim)^-0.5; an untied LM head d_model^-0.5)
+- query rows of attention whose logits are not scaled (`scale == 1.0`): a further head_dim^-0.5, i.e.
+                               normal(0, (d_model * head_dim)^-0.5) -- T5 folds 1/sqrt(d_k) into the init of q
+- nn.Embedding weight:         normal(0, 1.0) (the shared token embedding; a tied head rescales by d_model^-0.5)
+- RelativePositionBias:        normal(0, 1.0) through its embedding (HF uses d_model^-0.5; the paper names none)
+- norms as above
 """
 from __future__ import annotations
 
 import math
 
+import torch
 from torch import nn
 
+from lmforge.nn.attention import MultiHeadAttention
 from lmforge.nn.heads import MLMHead
 from lmforge.nn.norms import LayerNorm, RMSNorm
 
 
 def init_weights(model: nn.Module, std: float = 0.02, n_layers: int | None = None, scheme: str = "normal") -> None:
-    if scheme not in ("normal", "xavier"):
-        raise ValueError(f"unknown init scheme {scheme!r}. Available: normal, xavier")
+    if scheme not in ("normal", "xavier", "t5"):
+        raise ValueError(f"unknown init scheme {scheme!r}. Available: normal, xavier, t5")
     for name, m in model.named_modules():
-        if scheme == "xavier" and isinstance(m, nn.Linear):
+        if scheme == "t5" and isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, mean=0.0, std=m.in_features ** -0.5)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif scheme == "t5" and isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, mean=0.0, std=1.0)
+        elif scheme == "xavier" and isinstance(m, nn.Linear):
             nn.init.xavier_uniform_(m.weight)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
@@ -56,3 +73,9 @@ def init_weights(model: nn.Module, std: float = 0.02, n_layers: int | None = Non
             continue  # the RNN baseline keeps torch's default uniform(-1/sqrt(h), 1/sqrt(h))
         elif any(True for _ in m.parameters(recurse=False)):
             raise TypeError(f"init_weights: no rule for {name} ({type(m).__name__}); add one to lmforge.nn.init")
+    if scheme == "t5":
+        for m in model.modules():
+            if isinstance(m, MultiHeadAttention) and m.scale == 1.0:
+                q = m.q.weight if m.cross else m.qkv.weight[:m.split[0]]  # (n_heads * head_dim, d_model)
+                with torch.no_grad():
+                    q.mul_(m.head_dim ** -0.5)

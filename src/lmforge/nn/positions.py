@@ -47,10 +47,14 @@ class RelativePositionBias(nn.Module):
 
     One learned scalar per (bucket, head). Half the buckets are exact small distances; the rest
     grow logarithmically up to max_distance. Bidirectional (encoder) buckets use the sign too.
+    T5 computes the bias once per stack, in its first layer, and adds the same (1, nh, T, S) tensor to
+    the logits of every layer of that stack (mesh-tensorflow; HF's `has_relative_attention_bias` on
+    block 0 only): a family builds one module per stack and hands its output to each block.
     """
 
     def __init__(self, n_heads: int, num_buckets: int = 32, max_distance: int = 128, bidirectional: bool = True):
         super().__init__()
+        check_buckets(num_buckets, max_distance)
         self.num_buckets, self.max_distance, self.bidirectional = num_buckets, max_distance, bidirectional
         self.bias = nn.Embedding(num_buckets, n_heads)
 
@@ -77,6 +81,20 @@ class RelativePositionBias(nn.Module):
         k = torch.arange(S, device=self.bias.weight.device)[None, :]
         b = self.bucket(k - q, self.bidirectional, self.num_buckets, self.max_distance)  # (T, S)
         return self.bias(b).permute(2, 0, 1)[None]  # (1, nh, T, S)
+
+
+def check_buckets(num_buckets: int, max_distance: int) -> None:
+    """ValueError unless the buckets are well formed in both directions: an even num_buckets >= 4 (the
+    bidirectional form halves it, then keeps half of that for exact distances: at least one each), and
+    max_distance beyond the exact range of the one-directional form (num_buckets // 2), or the logarithmic
+    buckets divide by log(max_distance / max_exact) <= 0. T5 uses 32 and 128."""
+    if not (isinstance(num_buckets, int) and num_buckets >= 4 and num_buckets % 2 == 0):
+        raise ValueError(f"num_buckets must be an even integer >= 4 (T5: 32), got {num_buckets!r}: half the buckets "
+                         "are for keys on each side, and half of those for exact small distances")
+    if not (isinstance(max_distance, int) and max_distance > num_buckets // 2):
+        raise ValueError(f"max_distance must be an integer > num_buckets // 2 = {num_buckets // 2} (T5: 128 for 32 "
+                         f"buckets), got {max_distance!r}: distances from there up to max_distance share the "
+                         "logarithmic buckets")
 
 
 def rope_cache(head_dim: int, positions: Tensor, base: float = 10000.0) -> tuple[Tensor, Tensor]:

@@ -18,46 +18,17 @@ next token's logits (and, on request, the cross-attention over the source).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lmforge.models.transformer.config import TransformerConfig
 from lmforge.models.outputs import DecodeOutput, ModelOutput
+from lmforge.models.protocol import EncoderDecoderState
 from lmforge.nn import (Block, FeedForward, KVCache, LayerNorm, LMHead, MultiHeadAttention,
                         init_weights, padding_mask, sinusoidal)
-from lmforge.nn.cache import Context, cat_padded
+from lmforge.nn.cache import Context
 from lmforge.nn.masks import causal_padding_mask, pad_rows
-
-
-@dataclass
-class TransformerState:
-    """What decoding carries from step to step: the decoder's Context (its KV cache also holds the
-    cross-attention keys/values of the source), the source padding, and the encoder output while
-    it is still read (always without a cache)."""
-
-    context: Context
-    memory: Tensor | None  # (B, S, d_model); None once every layer has cached its cross-attention keys/values
-    src_keep: Tensor  # (B, S), True = real source token
-
-    @property
-    def keep(self) -> Tensor:
-        return self.context.keep
-
-    def reorder(self, index: Tensor) -> None:
-        self.context.reorder(index)
-        self.memory = None if self.memory is None else self.memory.index_select(0, index)
-        self.src_keep = self.src_keep.index_select(0, index)
-
-    def join(self, other: "TransformerState") -> "TransformerState":
-        memory = None if self.memory is None else cat_padded(self.memory, other.memory, 1)
-        src_keep = cat_padded(self.src_keep, other.src_keep, 1, False)  # sources right-padded to the longer
-        return TransformerState(self.context.join(other.context), memory, src_keep)
-
-    def trim(self) -> None:
-        self.context.trim()
 
 
 class Transformer(nn.Module):
@@ -152,7 +123,7 @@ class Transformer(nn.Module):
         return self.config.bos_id  # the prompt is the source; the target starts from <s>
 
     def prefill(self, prompts, *, capacity: int | None = None, use_cache: bool = True,
-                need_weights: bool = False) -> tuple[TransformerState, DecodeOutput]:
+                need_weights: bool = False) -> tuple[EncoderDecoderState, DecodeOutput]:
         """Sources (id lists) -> encode once, feed <s> -> (state, the first target token's logits)."""
         c, p = self.config, self.tok_emb.weight
         src, _ = pad_rows(prompts, c.pad_id, device=p.device)  # right padding, as in training
@@ -160,13 +131,13 @@ class Transformer(nn.Module):
         B = src.size(0)
         cache = KVCache(c.n_dec_layers, B, c.n_heads, c.d_model // c.n_heads, min(capacity or c.max_len, c.max_len),
                         device=p.device, dtype=p.dtype) if use_cache else None
-        state = TransformerState(Context(B, cache, ids=not use_cache, device=p.device), memory, src_keep)
+        state = EncoderDecoderState(Context(B, cache, ids=not use_cache, device=p.device), memory, src_keep)
         out = self.decode_step(state, torch.full((B, 1), c.bos_id, device=p.device), need_weights=need_weights)
         if use_cache:
             state.memory = None  # every layer now has the source's keys/values in the cache
         return state, out
 
-    def decode_step(self, state: TransformerState, ids: Tensor, *, need_weights: bool = False) -> DecodeOutput:
+    def decode_step(self, state: EncoderDecoderState, ids: Tensor, *, need_weights: bool = False) -> DecodeOutput:
         ids, positions, keep = state.context.feed(ids)
         h, selfs, crosses = self.decode(ids, state.memory, state.src_keep, cache=state.context.cache,
                                         positions=positions, tgt_keep=keep, need_weights=need_weights)
