@@ -135,3 +135,20 @@ def train_or_raise(d, out):
     from lmforge.train.recipes import recipe
     cfg = run_config(d)
     return recipe(cfg.NAME).run(cfg, out)
+
+
+def test_span_then_text2text_with_the_t5_family(tmp_path):
+    (tmp_path / "c.txt").write_text("\n".join(examples("en-de", "val")[i].src[29:] for i in range(0, 400, 2)))
+    cfg = {"recipe": {"name": "span"}, "model": {"family": "t5", "preset": "t5-tiny", "dropout": 0.0},
+           "data": {"corpus": str(tmp_path / "c.txt"), "vocab_size": 150, "extra_ids": 10, "length": 30},
+           "train": {**TRAIN, "max_steps": 10, "eval_interval": 10}}
+    assert train(run_config(cfg), tmp_path / "span") == 0
+    tok = load_tokenizer(tmp_path / "span")
+    assert [tok.id_to_token(i) for i in range(3)] == ["<pad>", "</s>", "<unk>"]  # T5's layout: the decoder starts at <pad>
+    model = load_model(tmp_path / "span")
+    assert model.config.family == "t5" and model.decoder_start == 0 and model.config.eos_id == 1
+    cfg = {"recipe": {"name": "text2text", "tasks": ["en-de"], "init": str(tmp_path / "span")},
+           "data": {"limit": 8, "max_len": 64, "max_tokens": 1024}, "train": {**TRAIN, "max_steps": 5, "eval_interval": 5}}
+    assert train(run_config(cfg), tmp_path / "ft") == 0
+    r = evaluate(load_model(tmp_path / "ft"), tok, examples("en-de", "test")[:3])
+    assert r["en-de"]["n"] == 3

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from lmforge.config import Config, check
-from lmforge.io import atomic_write_json
+from lmforge.io import atomic_write_json, read_json
 from lmforge.train.recipes import RecipeRun
 
 
@@ -73,6 +73,18 @@ class Run(RecipeRun):
     DECODING: ClassVar[tuple[str, ...]] = ("encoder-decoder",)
     NAME: ClassVar[str] = "text2text"
     DEFAULT_FAMILY: ClassVar[str] = "transformer"
+
+    @classmethod
+    def _sections(cls, d):
+        """With recipe.init and no model section, the model's family is the init run's (its config.json)."""
+        section = d.get("recipe") if isinstance(d, dict) else None
+        init = section.get("init") if isinstance(section, dict) else None
+        if init and not d.get("model") and (Path(init) / "config.json").is_file():
+            saved = read_json(Path(init) / "config.json")
+            family = saved.get("family") if isinstance(saved, dict) else None
+            if isinstance(family, str):
+                d = {**d, "model": {"family": family}}
+        return super()._sections(d)
 
 
 def encode(tok, examples, max_len: int | None, start_id: int) -> tuple[list[tuple[list[int], list[int]]], int]:
