@@ -121,7 +121,9 @@ def _init(cfg: Run, out: Path, resume: bool):
     base = load_model(src)
     family = base.config.family
     whole = {"family": family, **base.config.to_dict()}
-    if cfg.model not in ({}, {"family": family}, whole):  # a resumed run's config holds the whole model
+    # a resumed run's config holds the whole model; {"family": DEFAULT_FAMILY} is what a config without a model
+    # section reads as when its init did not exist yet (a run config checked before the init run was trained)
+    if cfg.model not in ({}, {"family": family}, {"family": cfg.DEFAULT_FAMILY}, whole):
         raise ValueError(f"recipe.init gives the model (a {family!r} model from {src}); leave the model section out "
                          f"(it says {cfg.model})")
     cfg.model = whole
