@@ -18,7 +18,7 @@ difference in (b). Then every model decodes the same test rows greedily (three p
 sacrebleu BLEU and chrF, and the classification's held-out messages (of training programs) with exact-match
 accuracy. Writes OUT/results.json, docs/t5-text2text-*.png and prints the markdown table.
 
-    python bench/text_to_text.py --minutes 8 --test-limit 400
+    python bench/text_to_text.py --minutes 10 --test-limit 250 --small
 """
 from __future__ import annotations
 
@@ -53,17 +53,27 @@ def shared_tokenizer(out: Path) -> Path:
     return path
 
 
-def train_lane(lane: str, minutes: float, out: Path) -> None:
+# sized down for a 2-core machine shared with other work: at the configs' size (7.6M parameters, 2048-token
+# batches) a step took 8-15 s there and a 5-minute phase ended inside its warm-up. Same width and depth for both
+# families (head size 32), so the T5 and the Transformer stay at equal size.
+SMALL_MODEL = ["model.d_model=128", "model.n_heads=4", "model.n_layers=2", "model.d_ff=512"]
+SMALL_TRAIN = ["train.warmup_steps=100", "train.eval_interval=50", "train.eval_steps=4"]
+
+
+def train_lane(lane: str, minutes: float, out: Path, small: bool) -> None:
     from lmforge.train.recipes import load_run_config
     from lmforge.train.recipes import train as run_training
 
     tok = str(out / "tokenizer")
-    steps = {"t5-multi": [("text2text-gettext", "t5-multi", minutes, [f"data.tokenizer={tok}"])],
-             "transformers": [("translate-en-de", "tf-en-de", minutes / 2, []),
-                              ("translate-en-zh", "tf-en-zh", minutes / 2, [])],
-             "t5-span-ft": [("span-gettext", "t5-span", minutes / 2, [f"data.tokenizer={tok}"]),
+    model, t5 = (SMALL_MODEL, [*SMALL_MODEL, "model.head_dim=32"]) if small else ([], [])
+    batch = [*SMALL_TRAIN, "data.max_tokens=1024"] if small else []
+    steps = {"t5-multi": [("text2text-gettext", "t5-multi", minutes, [f"data.tokenizer={tok}", *t5, *batch])],
+             "transformers": [("translate-en-de", "tf-en-de", minutes / 2, [*model, *batch]),
+                              ("translate-en-zh", "tf-en-zh", minutes / 2, [*model, *batch])],
+             "t5-span-ft": [("span-gettext", "t5-span", minutes / 2,  # 8 x 114 tokens: about the others' batches
+                             [f"data.tokenizer={tok}", *t5, *(SMALL_TRAIN + ["train.batch_size=8"] if small else [])]),
                             ("text2text-gettext-finetune", "t5-span-ft", minutes / 2,
-                             [f"recipe.init={out / 't5-span'}"])]}[lane]
+                             [f"recipe.init={out / 't5-span'}", *batch])]}[lane]
     for config, name, m, sets in steps:
         run_dir = out / name
         if (run_dir / "train_state.pt").exists():
@@ -183,7 +193,7 @@ def plot(results: dict, docs: Path) -> list[Path]:
 def spawn(args, flag: str) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, __file__, "--minutes", str(args.minutes), "--out", str(args.out),
-           "--test-limit", str(args.test_limit)]
+           "--test-limit", str(args.test_limit), *(["--small"] if args.small else [])]
     procs = [subprocess.Popen(cmd + [flag, lane], env=env) for lane in LANES]
     if any(p.wait() for p in procs):
         raise SystemExit("a lane failed; see its output above")
@@ -195,6 +205,8 @@ def main() -> int:
     p.add_argument("--out", default="runs/bench-text2text")
     p.add_argument("--test-limit", type=int, default=400, help="test rows per task, every k-th (0 = all)")
     p.add_argument("--docs", default=str(ROOT / "docs"))
+    p.add_argument("--small", action="store_true", help="d_model 128, 2 + 2 layers, 1024-token batches, warm-up 100 "
+                   "(SMALL_MODEL, SMALL_TRAIN): enough steps in minutes on a busy 2-core machine")
     p.add_argument("--train-lane", choices=LANES, help=argparse.SUPPRESS)  # the children
     p.add_argument("--eval-lane", choices=LANES, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -203,7 +215,7 @@ def main() -> int:
     torch.set_num_threads(1)
     out = Path(args.out)
     if args.train_lane:
-        train_lane(args.train_lane, args.minutes, out)
+        train_lane(args.train_lane, args.minutes, out, args.small)
         return 0
     if args.eval_lane:
         eval_lane(args.eval_lane, out, args.test_limit)
@@ -219,7 +231,7 @@ def main() -> int:
     t3 = time.perf_counter()
     runs = ["t5-multi", "tf-en-de", "tf-en-zh", "t5-span", "t5-span-ft"]
     results = {"meta": {"cpu": cpu_model_and_flags()[0], "torch": torch.__version__, "threads": 1,
-                        "date": time.strftime("%Y-%m-%d"), "minutes": args.minutes, "test_limit": args.test_limit,
+                        "date": time.strftime("%Y-%m-%d"), "minutes": args.minutes, "test_limit": args.test_limit, "small": args.small,
                         "seconds": {"tokenizer": round(t1 - t0), "training": round(t2 - t1), "decoding": round(t3 - t2)}},
                "eval": {lane: json.loads((out / f"eval-{lane}.json").read_text()) for lane in LANES},
                "metrics": {r: metrics(out / r) for r in runs}}
