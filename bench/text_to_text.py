@@ -153,6 +153,7 @@ def plot(results: dict, docs: Path) -> list[Path]:
     axes[0].legend(fontsize=8)
     axes[1].set_xticks(range(len(names)), names, rotation=20, fontsize=8)
     axes[1].set_ylabel("which program: accuracy (%)")
+    axes[1].set_ylim(0, 100)
     fig.suptitle(f"gettext text-to-text, {results['meta']['minutes']:g} min of training per lane, greedy", fontsize=10)
     for ax in axes:
         ax.grid(axis="y", alpha=0.3)
@@ -171,7 +172,7 @@ def plot(results: dict, docs: Path) -> list[Path]:
             if r == "t5-span-ft" or r == "tf-en-zh":
                 offset = results["meta"]["minutes"] / 2
             if r == "t5-span":
-                ax.plot([m["elapsed_s"] / 60 for m in rows], [m["val_loss"] for m in rows], ":", color="C2",
+                ax.plot([m["elapsed_s"] / 60 for m in rows], [m["val_loss"] for m in rows], ":", color="C4",
                         label="t5-span (span-corruption val loss)")
                 continue
             xs += [offset + m["elapsed_s"] / 60 for m in rows]
@@ -237,10 +238,10 @@ def main() -> int:
                "metrics": {r: metrics(out / r) for r in runs}}
     summaries = {}
     for r in runs:
-        f = out / r / ("translation.json" if r.startswith("tf") else "text2text.json")
         last = results["metrics"][r][-1]
+        vals = [m["val_loss"] for m in results["metrics"][r] if "val_loss" in m]
         summaries[r] = {"steps": last.get("step"), "train_s": round(last.get("elapsed_s", 0)),
-                        **({"val_loss": json.loads(f.read_text()).get("val_loss_final")} if f.is_file() else {})}
+                        "val_loss": vals[-1] if vals else None}
     results["runs"] = summaries
     (out / "results.json").write_text(json.dumps(results, indent=1, ensure_ascii=False))
     docs = Path(args.docs)
