@@ -109,5 +109,7 @@ def test_bad_input():
         noise_mask(1, random.Random(0))
     with pytest.raises(ValueError, match="density"):
         noise_mask(10, random.Random(0), density=1.5)
+    with pytest.raises(ValueError, match="not in the targets"):
+        uncorrupt([3, 99, 1], [98, 5, 1], vocab_size=100, n_sentinels=2, eos_id=1)
     with pytest.raises(ValueError, match="start with a sentinel"):
         uncorrupt([3, 99, 1], [5, 99, 1], vocab_size=100, n_sentinels=2, eos_id=1)

@@ -143,5 +143,7 @@ def uncorrupt(inputs: Sequence[int], targets: Sequence[int], *, vocab_size: int,
     for t in inputs:
         if t == eos_id:
             break
-        out += spans.get(t, []) if t >= first else [t]
+        if t >= first and t not in spans:
+            raise ValueError(f"sentinel id {t} is in the inputs but not in the targets: not a pair from corrupt()")
+        out += spans[t] if t >= first else [t]
     return out

@@ -267,8 +267,9 @@ def run(cfg: Run, out: str | Path, resume: bool = False, *, log=print) -> dict:
                          "span corruption needs T5's sentinels; use data.tokenizer: unigram with data.extra_ids")
     model_ids(cfg, tok)
     data = {s: chunks(corpus_texts(d.corpus, s), tok, d.length) for s in ("train", "val")}
-    inputs_len = d.length + 1  # worst case: no token dropped... plus </s>; the decoder side is shorter
-    model = build_model(cfg, tok, inputs_len, "data.length + 1")
+    # the longest input: each noise span (>= 1 token) becomes one sentinel, so at most length tokens, + </s>;
+    # the targets are shorter
+    model = build_model(cfg, tok, d.length + 1, "data.length + 1")
     kw = dict(vocab_size=tok.vocab_size, n_sentinels=n_sentinels, eos_id=tok.special_tokens["</s>"],
               pad_id=model.config.pad_id, start_id=model.decoder_start, density=d.noise_density,
               mean_span=d.mean_span, rank=dist.rank, world_size=dist.world_size)
