@@ -4,7 +4,7 @@ import importlib
 
 import pytest
 
-MODULES = ["base", "char", "bpe", "pipeline", "merges", "wordpiece", "unigram", "io", "special", "stream", "__init__"]
+MODULES = ["base", "char", "bpe", "pipeline", "merges", "wordpiece", "unigram", "io", "special", "stream", "sentencepiece", "__init__"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -22,7 +22,7 @@ def run(args) -> int:
     model = lmforge.load(src)
     (save_hf if args.to == "hf" else save_model)(model, dst)
     # the tokenizer, its chat template and the generation defaults (end-of-turn ids) travel with the weights
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "tokenizer.model",
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "tokenizer.model", "spiece.model",
                  "special_tokens_map.json", "chat_template.jinja", "generation_config.json"):
         if (src / name).exists():
             shutil.copy2(src / name, dst / name)

@@ -96,7 +96,7 @@ def run(args) -> int:
         from lmforge.eval.translation import encode_source
         if not args.prompt.strip():
             raise ValueError("--prompt is empty; give a sentence to translate")
-        ids, cut = encode_source(tok, args.prompt, model.config.max_len)
+        ids, cut = encode_source(tok, args.prompt, model.config.max_len, model.config.eos_id)
         if cut:
             print(f"warning: the source is longer than max_len - 1 = {model.config.max_len - 1} tokens; "
                   "its end was cut", file=sys.stderr)

@@ -92,12 +92,16 @@ def load_translator(path):
     return model, load_tokenizer(path)
 
 
-def encode_source(tokenizer, text: str, max_len: int) -> tuple[list[int], bool]:
+def encode_source(tokenizer, text: str, max_len: int, eos: int | None = None) -> tuple[list[int], bool]:
     """A source sentence as the encoder reads it: its ids, cut to max_len - 1, then </s> (as in training).
-    Returns (ids, whether it was cut)."""
+    eos: the model's </s> (default the translation recipe's); a tokenizer whose template already ends the
+    text with it (T5's) does not get a second one. Returns (ids, whether it was cut)."""
     from lmforge.data.translation import EOS
+    eos = EOS if eos is None else eos
     ids = tokenizer.encode(text)
-    return ids[: max_len - 1] + [EOS], len(ids) > max_len - 1
+    if ids and ids[-1] == eos:
+        ids = ids[:-1]
+    return ids[: max_len - 1] + [eos], len(ids) > max_len - 1
 
 
 def translate(model, tokenizer, texts: list[str], *, beam: int = 4, alpha: float = 0.6, batch_size: int = 32,
@@ -116,7 +120,7 @@ def translate(model, tokenizer, texts: list[str], *, beam: int = 4, alpha: float
             raise ValueError(f"sentence {i + 1} is empty: give one non-empty sentence per line")
     ids, truncated = [], 0
     for t in texts:
-        s, cut = encode_source(tokenizer, t, c.max_len)
+        s, cut = encode_source(tokenizer, t, c.max_len, c.eos_id)
         truncated += cut
         ids.append(s)
     if truncated and warn is not None:

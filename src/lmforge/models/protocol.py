@@ -6,8 +6,9 @@
 
 - Decoder-only (GPT): the prompt is the start of the text and the decoder's context; `decoder_start`
   is None.
-- Encoder-decoder (Transformer, LSTM): the prompt is the source. `prefill` encodes it once and feeds the
-  decoder its first input, `decoder_start` (config.bos_id, `<s>`); the generated tokens are the target.
+- Encoder-decoder (Transformer, LSTM, T5): the prompt is the source. `prefill` encodes it once and feeds the
+  decoder its first input, `decoder_start` (`<s>`, config.bos_id; T5: `<pad>`, config.decoder_start_id); the
+  generated tokens are the target. The attention encoder-decoders share EncoderDecoderState.
 
 Rows of different lengths are right-aligned (left padding, each row's positions counted from its own
 first token), so a row's tokens do not depend on the rest of its batch. The state is the model's own

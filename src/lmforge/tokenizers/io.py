@@ -50,8 +50,19 @@ def save_tokenizer(tok: Tokenizer, path: str | Path) -> Path:
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:
-    """Load any lmforge or Hugging Face tokenizer.json: a directory holding one, or the file."""
+    """Load any lmforge or Hugging Face tokenizer.json: a directory holding one, or the file. A Hugging Face
+    T5 directory with its SentencePiece model (spiece.model) and no tokenizer.json, or one whose normalizer is
+    SentencePiece's precompiled character map (which lmforge does not read), is read from spiece.model through
+    lmforge.tokenizers.sentencepiece, with the sentinels its tokenizer_config.json asks for (`extra_ids`,
+    T5Tokenizer's default 100)."""
     path = Path(path)
+    js = path / "tokenizer.json"
+    if path.is_dir() and (path / "spiece.model").is_file() and (
+            not js.is_file() or '"Precompiled"' in js.read_text(encoding="utf-8", errors="replace")):
+        from .sentencepiece import load_spiece
+        config = path / "tokenizer_config.json"
+        extra = json.loads(config.read_text(encoding="utf-8")).get("extra_ids", 100) if config.is_file() else 100
+        return load_spiece(path / "spiece.model", extra_ids=extra)
     if path.is_dir():
         path = path / "tokenizer.json"
     if not path.is_file():

@@ -11,7 +11,7 @@ What T5 changes from the 2017 Transformer (each a field or a fixed choice in mod
   separate matrix without the rescale (v1.1).
 
 Token ids follow T5's SentencePiece model: 0 <pad>, 1 </s>, 2 <unk>; the decoder starts from <pad>
-(HF's decoder_start_token_id = pad_token_id).
+(HF's decoder_start_token_id = pad_token_id), or from `decoder_start_id` when a run's data says otherwise.
 """
 from __future__ import annotations
 
@@ -42,8 +42,10 @@ class T5Config(Config):
     norm_eps: float = 1e-6
     tie_embeddings: bool = True  # v1.0 ties the output layer to the embedding; v1.1 does not
     rescale_head: bool = True  # multiply the decoder output by d_model^-0.5 before the head (v1.0, Mesh TF)
-    pad_id: int = 0  # padding; also the decoder's first input
+    pad_id: int = 0  # padding, masked as an attention key, ignored by the loss
     eos_id: int = 1
+    decoder_start_id: int = 0  # the decoder's first input: T5 uses <pad> (HF decoder_start_token_id); a run on
+    #                            data that starts targets with <s> (the translation recipe: id 1) sets it to that
 
     family: ClassVar[str] = "t5"
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
@@ -76,7 +78,8 @@ class T5Config(Config):
               f"{self.max_distance}")
         check(0.0 <= self.dropout < 1.0, n, f"dropout must be in [0, 1), got {self.dropout}")
         check(self.pad_id != self.eos_id, n, "pad_id and eos_id must differ")
-        for k in ("pad_id", "eos_id"):
+        check(self.decoder_start_id != self.eos_id, n, "decoder_start_id and eos_id must differ")
+        for k in ("pad_id", "eos_id", "decoder_start_id"):
             check(0 <= getattr(self, k) < self.vocab_size, n, f"{k} must be a token id below vocab_size")
         if self.n_dec_layers == 0:
             self.n_dec_layers = self.n_layers

@@ -52,10 +52,8 @@ def config_from_hf(hf: dict) -> T5Config:
     if arch not in ARCHITECTURES:
         raise ValueError(f"T5 checkpoint architecture {arch!r} is not supported. Supported: {', '.join(ARCHITECTURES)}")
     pad = hf.get("pad_token_id", 0)
-    start = hf.get("decoder_start_token_id", pad)
-    if start != pad:
-        raise ValueError(f"T5 checkpoint has decoder_start_token_id={start} and pad_token_id={pad}; lmforge's t5 "
-                         "starts the decoder from the pad token, as T5 does")
+    start = hf.get("decoder_start_token_id")
+    start = pad if start is None else start  # T5: the pad token
     eos = hf.get("eos_token_id", 1)
     eos = eos[0] if isinstance(eos, list) else eos
     tie = hf.get("tie_word_embeddings", True) is not False
@@ -67,7 +65,7 @@ def config_from_hf(hf: dict) -> T5Config:
                     num_buckets=hf.get("relative_attention_num_buckets", 32),
                     max_distance=hf.get("relative_attention_max_distance", 128),
                     dropout=hf.get("dropout_rate", 0.1), norm_eps=hf.get("layer_norm_epsilon", 1e-6),
-                    tie_embeddings=tie, rescale_head=bool(rescale), pad_id=pad, eos_id=eos)
+                    tie_embeddings=tie, rescale_head=bool(rescale), pad_id=pad, eos_id=eos, decoder_start_id=start)
 
 
 def fit_weights(c: T5Config, hf_state: dict) -> T5Config:
@@ -89,7 +87,7 @@ def config_to_hf(c: T5Config) -> dict:
             "feed_forward_proj": proj, "dense_act_fn": act, "is_gated_act": proj.startswith("gated-"),
             "tie_word_embeddings": c.tie_embeddings, "scale_decoder_outputs": c.rescale_head,
             "is_encoder_decoder": True, "pad_token_id": c.pad_id, "eos_token_id": c.eos_id,
-            "decoder_start_token_id": c.pad_id}
+            "decoder_start_token_id": c.decoder_start_id}
 
 
 def _pairs(c: T5Config):

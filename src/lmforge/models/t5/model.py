@@ -14,8 +14,8 @@ output and the final norm's output.
     torch.Size([1, 3, 512])
 
 `model(src, tgt)` takes `tgt` exactly as Hugging Face's `decoder_input_ids` (the targets shifted right behind
-<pad>). Generation goes through the decoding protocol (lmforge.models.protocol): `prefill` encodes the
-sources once and feeds <pad>; `decode_step` feeds the chosen tokens; the KV cache holds the decoder's keys and
+<pad>, config.decoder_start_id). Generation goes through the decoding protocol (lmforge.models.protocol):
+`prefill` encodes the sources once and feeds the start token; `decode_step` feeds the chosen tokens; the KV cache holds the decoder's keys and
 values and, after the first step, the cross-attention keys and values of the source.
 """
 from __future__ import annotations
@@ -105,7 +105,7 @@ class T5(nn.Module):
 
     def forward(self, src: Tensor, tgt: Tensor, targets: Tensor | None = None, *, src_keep: Tensor | None = None,
                 need_weights: bool = False) -> ModelOutput:
-        """Teacher forcing: src (B, S), tgt (B, T) = <pad> y1 .. y_{T-1} (HF's decoder_input_ids), targets (B, T)
+        """Teacher forcing: src (B, S), tgt (B, T) = <start> y1 .. y_{T-1} (HF's decoder_input_ids), targets (B, T)
         = y1 .. y_T (-100 = ignore). src_keep (B, S): 1 on real source tokens (HF's attention_mask; default
         src != pad_id). attentions: decoder self-attention per layer; cross_attentions: (B, nh, T, S) per layer."""
         memory, src_keep, _ = self.encode(src, src_keep)
@@ -119,11 +119,11 @@ class T5(nn.Module):
     # ---------------------------------------------------------------- decoding protocol (models.protocol)
     @property
     def decoder_start(self) -> int:
-        return self.config.pad_id  # T5 starts the decoder from <pad> (HF decoder_start_token_id = pad_token_id)
+        return self.config.decoder_start_id  # T5: <pad> (HF decoder_start_token_id = pad_token_id)
 
     def prefill(self, prompts, *, capacity: int | None = None, use_cache: bool = True,
                 need_weights: bool = False) -> tuple[EncoderDecoderState, DecodeOutput]:
-        """Sources (id lists) -> encode once, feed <pad> -> (state, the first target token's logits)."""
+        """Sources (id lists) -> encode once, feed the start token -> (state, the first target token's logits)."""
         c, p = self.config, self.tok_emb.weight
         src, keep = pad_rows(prompts, c.pad_id, device=p.device)  # right padding, as in training; keep by position
         memory, src_keep, _ = self.encode(src, keep)
@@ -131,7 +131,8 @@ class T5(nn.Module):
         cache = KVCache(c.n_dec_layers, B, c.n_heads, c.head_dim, min(capacity or c.max_len, c.max_len),
                         device=p.device, dtype=p.dtype) if use_cache else None
         state = EncoderDecoderState(Context(B, cache, ids=not use_cache, device=p.device), memory, src_keep)
-        out = self.decode_step(state, torch.full((B, 1), c.pad_id, device=p.device), need_weights=need_weights)
+        out = self.decode_step(state, torch.full((B, 1), c.decoder_start_id, device=p.device),
+                               need_weights=need_weights)
         if use_cache:
             state.memory = None  # every layer now has the source's keys/values in the cache
         return state, out
