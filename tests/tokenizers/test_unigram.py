@@ -192,3 +192,33 @@ def test_bad_input():
         UnigramTokenizer.train(["  "], vocab_size=100)
     with pytest.raises(ValueError, match="unk token"):
         UnigramTokenizer([("a", -1.0)])
+
+
+def test_extra_ids_as_hf_t5_tokenizer():
+    # T5's layout: the spiece pieces, then <extra_id_{n-1}> .. <extra_id_0>, so <extra_id_0> is the last id.
+    # HF builds it so from a spiece.model (convert_slow_tokenizer.T5Converter.vocab); we compare with
+    # transformers' T5Tokenizer given that vocabulary and extra_ids=3.
+    tf = pytest.importorskip("transformers")
+    from lmforge.tokenizers.base import Template
+    sp = spm_train(sample("kjv", 300), 400)
+    pieces = [(sp.id_to_piece(i), sp.get_score(i)) for i in range(sp.get_piece_size())]
+    ours = UnigramTokenizer(pieces, "<unk>", ["<pad>", "</s>"], template=Template.append_eos("</s>"), extra_ids=3)
+    hf = tf.T5Tokenizer(vocab=pieces + [(s, 0.0) for s in t5_sentinels(3)], extra_ids=3)
+    assert ours.vocab_size == len(hf) == 403
+    names = [f"<extra_id_{k}>" for k in range(3)]
+    assert [ours.token_to_id(s) for s in names] == hf.convert_tokens_to_ids(names) == [402, 401, 400]
+    for text in ("And God said <extra_id_0> light <extra_id_1>.", "<extra_id_2> the earth was without form"):
+        assert ours.encode(text, split_special=True) == hf(text).input_ids
+    text = "In the beginning God created the heaven"
+    assert ours.encode(text) == hf(text).input_ids == sp.encode(text) + [1]
+
+
+def test_train_with_extra_ids_round_trips(tmp_path):
+    tok = UnigramTokenizer.train(sample("kjv", 200), 400, extra_ids=5)
+    assert tok.vocab_size == 405 and tok.token_to_id("<extra_id_0>") == 404 and tok.token_to_id("<extra_id_4>") == 400
+    save_tokenizer(tok, tmp_path)
+    back = load_tokenizer(tmp_path)
+    text = "And God said <extra_id_3> light"
+    assert back.vocab_size == 405 and back.encode(text, split_special=True) == tok.encode(text, split_special=True)
+    with pytest.raises(ValueError, match="extra_ids must be >= 0"):
+        UnigramTokenizer([("<unk>", 0.0)], extra_ids=-1)

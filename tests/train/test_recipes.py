@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize("name, expected", [
     ("kjv-char", "lm"), ("tiny", "lm"), ("nanogpt-cpu", "lm"), ("translate-en-de", "translation"),
     ("translate-en-zh", "translation"), ("translate-en-de-lstm", "translation"), ("translate-en-zh-lstm", "translation"),
-    ("finetune-wordnet", "finetune")])
+    ("finetune-wordnet", "finetune"), ("span-gettext", "span"), ("text2text-gettext", "text2text"),
+    ("text2text-gettext-finetune", "text2text")])
 def test_bundled_configs_pick_their_recipe(name, expected):
     cfg = load_run_config(ROOT / "configs" / f"{name}.yaml")
     assert cfg.NAME == expected

@@ -57,8 +57,14 @@ class UnigramTokenizer(Tokenizer):
 
     def __init__(self, pieces: Sequence[tuple[str, float]], unk_token: str = "<unk>",
                  special_tokens: Sequence[str] = (), byte_fallback: bool = False, nfkc: bool = False,
-                 template: Template | None = None):
-        pieces = [(p, float(s)) for p, s in pieces]
+                 template: Template | None = None, extra_ids: int = 0):
+        # extra_ids: T5's sentinels <extra_id_{n-1}> .. <extra_id_0> appended as special tokens, so that
+        # <extra_id_0> is the last id (HF T5Tokenizer(extra_ids=n) on a spiece.model; lmforge.data.span)
+        if extra_ids < 0:
+            raise ValueError(f"extra_ids must be >= 0 (the number of <extra_id_k> sentinels), got {extra_ids}")
+        sentinels = t5_sentinels(extra_ids)
+        pieces = [(p, float(s)) for p, s in pieces] + [(t, 0.0) for t in sentinels]
+        special_tokens = [*special_tokens, *sentinels]
         vocab = {}
         for p, _ in pieces:
             if p in vocab:
@@ -308,10 +314,12 @@ class UnigramTokenizer(Tokenizer):
     @classmethod
     def train(cls, texts: str | Iterable[str], vocab_size: int, special_tokens: Sequence[str] = T5_SPECIAL_TOKENS,
               unk_token: str = "<unk>", max_piece_length: int = 16, shrinking_factor: float = 0.75,
-              em_iterations: int = 2, seed_size: int = 1_000_000, nfkc: bool = False) -> "UnigramTokenizer":
+              em_iterations: int = 2, seed_size: int = 1_000_000, nfkc: bool = False,
+              extra_ids: int = 0) -> "UnigramTokenizer":
         """Learn pieces and scores (defaults from SentencePiece's trainer_spec: max_piece_length 16,
         shrinking_factor 0.75, num_sub_iterations 2, seed_sentencepiece_size 1M). The vocabulary is special tokens first
-        (T5: <pad> </s> <unk>), then pieces by descending score."""
+        (T5: <pad> </s> <unk>), then pieces by descending score, then `extra_ids` sentinels (T5: 100), which
+        `vocab_size` does not count: T5's 32000 pieces + 100 extra ids = 32100 tokens."""
         specials = list(dict.fromkeys([*special_tokens, unk_token]))
         probe = cls([(unk_token, 0.0)], unk_token, nfkc=nfkc)
         words: Counter[str] = Counter()
@@ -380,7 +388,7 @@ class UnigramTokenizer(Tokenizer):
         rest = sorted(keep[len(chars):], key=lambda kv: (-kv[1], kv[0]))[:target - len(chars)]
         final = sorted(chars_first + rest, key=lambda kv: (-kv[1], kv[0]))
         return cls([(s, 0.0) for s in specials] + final, unk_token, [s for s in specials if s != unk_token],
-                   nfkc=nfkc, template=Template.append_eos("</s>") if "</s>" in specials else None)
+                   nfkc=nfkc, template=Template.append_eos("</s>") if "</s>" in specials else None, extra_ids=extra_ids)
 
     # -- tokenizer.json -----------------------------------------------------------------------
     def _hf_model(self) -> dict:

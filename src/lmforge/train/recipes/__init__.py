@@ -24,7 +24,7 @@ from lmforge.config import RunConfig, read_file
 from lmforge.io import read_json
 from lmforge.models import FAMILIES, config_class, lookup
 
-RECIPES: dict[str, str] = {  # name -> module; later issues add mlm, finetune, span, blank, distill, sft, reward, ...
+RECIPES: dict[str, str] = {  # name -> module
     "lm": "lmforge.train.recipes.lm",  # next-token prediction on a text corpus (GPT)
     "translation": "lmforge.train.recipes.translation",  # Vaswani et al. 2017: parallel text, encoder-decoders
     "mlm": "lmforge.train.recipes.mlm",  # Devlin et al. 2019: masked LM + next-sentence prediction (BERT)
@@ -36,6 +36,8 @@ RECIPES: dict[str, str] = {  # name -> module; later issues add mlm, finetune, s
     "dpo": "lmforge.train.recipes.dpo",  # Rafailov et al. 2023: preference pairs against a frozen SFT reference
     "ppo": "lmforge.train.recipes.ppo",  # Stiennon et al. 2020, Ouyang et al. 2022: RLHF's PPO with a value head
     "grpo": "lmforge.train.recipes.grpo",  # Shao et al. 2024: group-normalised advantages, no value model
+    "span": "lmforge.train.recipes.span",  # Raffel et al. 2020 sec. 3.1.4: T5's span corruption, encoder-decoders
+    "text2text": "lmforge.train.recipes.text2text",  # Raffel et al. 2020 sec. 2.4: several tasks as text in, text out
 }
 
 
