@@ -241,7 +241,7 @@ class LoRAOptions(Config):
 
 @dataclasses.dataclass
 class RunConfig(Config):
-    """One training run: sections `recipe`, `model`, `data`, `train`.
+    """One training run: sections `recipe`, `model`, `data`, `train`, and optionally `lora` (LoRAOptions).
 
     Example (YAML):
         recipe: lm                                   # or a mapping: {name: translation, minutes: 30}
