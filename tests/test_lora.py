@@ -208,3 +208,24 @@ def test_a_lora_model_saves_and_loads_as_a_wrapper(tmp_path):
     with torch.no_grad():
         assert torch.equal(again(x).logits, wrapped(x).logits)
     assert isinstance(load_model(tmp_path, base_only=True).blocks[0].attn.qkv, torch.nn.Linear)
+
+
+def test_train_also_keeps_a_new_head_trainable():
+    class Scored(torch.nn.Module):  # a family model with a new scalar head, as a reward or value model has
+        def __init__(self, base):
+            super().__init__()
+            self.base, self.head = base, torch.nn.Linear(67, 1)
+
+        def forward(self, x):
+            return self.head(self.base(x).logits)
+
+    model = Scored(base("gpt"))
+    wrapped = lora.apply(model, r=2, alpha=4, targets=["qkv"], train_also=["head"])
+    trained_names = {n for n, p in wrapped.named_parameters() if p.requires_grad}
+    assert {"base.head.weight", "base.head.bias"} <= trained_names
+    assert not any("tok_emb" in n or n.endswith("qkv.weight") for n in trained_names)
+    assert wrapped.wrapper_config()["train_also"] == ["head"]
+    with pytest.raises(ValueError, match="also trains head in full"):
+        lora.save_adapter(wrapped, "unused")
+    with pytest.raises(ValueError, match="train_also 'value' matches no module.*base, head"):
+        lora.apply(Scored(base("gpt")), targets=["qkv"], train_also=["value"])

@@ -229,6 +229,9 @@ class LoRAOptions(Config):
     # q/k/v, one A), q / k / v (its slices), out, fc1, fc2, gate (lmforge.lora)
     targets: list[str] = dataclasses.field(default_factory=lambda: ["qkv"])
     base: str | None = None  # a run/model directory whose weights the adapters train on (None: the recipe's own)
+    # modules trained in full beside the adapters, by the same name rule: a new head (value, reward) that has no
+    # pretrained weights to keep (PEFT's modules_to_save)
+    train_also: list[str] = dataclasses.field(default_factory=list)
 
     def __post_init__(self):
         n = "lora"

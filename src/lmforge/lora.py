@@ -44,10 +44,12 @@ class LoRAModel(nn.Module):
     follows the checkpoint wrapper protocol (`base`, `wrapper_config`, `from_record`: lmforge.train.checkpoint),
     so a training run of it saves, resumes and loads with lmforge.load."""
 
-    def __init__(self, base: nn.Module, dropout: float, fingerprint: str, base_path: str | None = None):
+    def __init__(self, base: nn.Module, dropout: float, fingerprint: str, base_path: str | None = None,
+                 train_also: tuple[str, ...] = ()):
         super().__init__()
         self.base = base
         self.dropout, self.fingerprint, self.base_path = dropout, fingerprint, base_path
+        self.train_also = tuple(train_also)
 
     def __getattr__(self, name: str):
         try:
@@ -66,13 +68,15 @@ class LoRAModel(nn.Module):
 
     def wrapper_config(self) -> dict:
         return {"kind": "lora", "dropout": self.dropout, "base_sha256": self.fingerprint, "base_path": self.base_path,
+                "train_also": list(self.train_also),
                 "layers": {name: [list(p) for p in m.parts] for name, m in self.layers().items()}}
 
     @classmethod
     def from_record(cls, base: nn.Module, record: dict) -> LoRAModel:
         """Rebuild around `base` (adapters freshly initialised; the checkpoint's tensors are loaded after)."""
         layers = {name: [Part(*p) for p in parts] for name, parts in record["layers"].items()}
-        return _inject(base, layers, record["dropout"], record["base_sha256"], record.get("base_path"))
+        return _inject(base, layers, record["dropout"], record["base_sha256"], record.get("base_path"),
+                       train_also=tuple(record.get("train_also", ())))
 
 
 # ---------------------------------------------------------------------------------- apply
@@ -148,11 +152,16 @@ def plan(model: nn.Module, r: int, alpha: float, targets: list[str] | tuple[str,
 
 
 def _inject(model: nn.Module, layers: dict[str, list[Part]], dropout: float, fp: str, base_path: str | None,
-            tensors: dict | None = None) -> LoRAModel:
+            tensors: dict | None = None, train_also: tuple[str, ...] = ()) -> LoRAModel:
     """Replace each named linear by a LoRALinear with its parts (A, B from `tensors` when given), freeze
-    everything else, and wrap."""
+    everything else but the modules `train_also` names, and wrap."""
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"LoRA dropout must be in [0, 1), got {dropout}")
+    also = {t: [m for name, m in model.named_modules() if _matches(name, t)] for t in train_also}
+    unmatched = [t for t, ms in also.items() if not ms]
+    if unmatched:
+        raise ValueError(f"LoRA train_also {unmatched[0]!r} matches no module of this model; its top-level modules: "
+                         f"{', '.join(name for name, _ in model.named_children())}")
     if any(isinstance(m, LoRALinear) for m in model.modules()):
         raise ValueError("the model already has LoRA adapters; load a fresh base model, or merge and unload them "
                          "first (lmforge.lora.unload)")
@@ -174,16 +183,21 @@ def _inject(model: nn.Module, layers: dict[str, list[Part]], dropout: float, fp:
         setattr(model.get_submodule(parent) if parent else model, child, layer)
         layer.lora_A.requires_grad_(True)
         layer.lora_B.requires_grad_(True)
-    return LoRAModel(model, dropout, fp, base_path)
+    for ms in also.values():  # trained in full beside the adapters: a new head (PEFT's modules_to_save)
+        for m in ms:
+            m.requires_grad_(True)
+    return LoRAModel(model, dropout, fp, base_path, train_also)
 
 
 def apply(model: nn.Module, r: int = 8, alpha: float = 16, dropout: float = 0.05,
-          targets: list[str] | tuple[str, ...] = ("qkv",), base_path: str | None = None) -> LoRAModel:
+          targets: list[str] | tuple[str, ...] = ("qkv",), base_path: str | None = None,
+          train_also: list[str] | tuple[str, ...] = ()) -> LoRAModel:
     """Adapters of rank r on the layers `targets` names, scale alpha / r, dropout on their input (PEFT's
-    lora_dropout); everything else frozen. Returns the LoRAModel around `model` (changed in place).
-    base_path: where the base weights came from (a run directory), recorded as the adapter's base."""
+    lora_dropout); everything else frozen but the modules `train_also` names (e.g. a new value head, which has
+    no pretrained weights to keep; PEFT's modules_to_save). Returns the LoRAModel around `model` (changed in
+    place). base_path: where the base weights came from (a run directory), recorded as the adapter's base."""
     layers = plan(model, r, alpha, targets)
-    return _inject(model, layers, dropout, fingerprint(model), base_path)
+    return _inject(model, layers, dropout, fingerprint(model), base_path, train_also=tuple(train_also))
 
 
 def trainable(model: nn.Module) -> tuple[int, int]:
@@ -249,6 +263,9 @@ def save_adapter(model: LoRAModel, directory: str | Path) -> Path:
 
     if not isinstance(model, LoRAModel):
         raise ValueError("save_adapter takes the LoRAModel that lmforge.lora.apply or load_adapter returned")
+    if model.train_also:
+        raise ValueError(f"the model also trains {', '.join(model.train_also)} in full; a PEFT adapter file holds "
+                         f"the LoRA tensors only. Save the run (its model.safetensors has every tensor) instead")
     family, cfg = _family(model.base)
     adapter_config, tensors = to_peft(family, cfg, model.layers(), model.dropout, model.base_path)
     directory = Path(directory)

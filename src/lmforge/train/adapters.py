@@ -34,12 +34,12 @@ def adapt(model: torch.nn.Module, run_config: dict | None) -> torch.nn.Module:
     model_section = (run_config or {}).get("model") or {}
     pointer = opts.base or model_section.get("from") or model_section.get("init")
     return apply(model, r=opts.r, alpha=opts.alpha, dropout=opts.dropout, targets=opts.targets,
-                 base_path=str(pointer) if pointer is not None else None)
+                 base_path=str(pointer) if pointer is not None else None, train_also=opts.train_also)
 
 
 def save_adapter_of(model: torch.nn.Module, run_dir: Path) -> None:
     """run_dir/adapter/ in PEFT's format, when `model` is a LoRA model of a family with a Hugging Face form."""
-    if isinstance(model, LoRAModel):
+    if isinstance(model, LoRAModel) and not model.train_also:
         family = getattr(type(getattr(model.base, "config", None)), "family", None)
         if family in FAMILIES and FAMILIES[family].hf:
             save_adapter(model, Path(run_dir) / ADAPTER_DIR)
