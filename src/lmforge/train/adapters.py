@@ -31,8 +31,11 @@ def adapt(model: torch.nn.Module, run_config: dict | None) -> torch.nn.Module:
     if opts.base is not None:
         source = load_model(opts.base, base_only=True)
         load_state(model, source.state_dict(), f"lora.base {opts.base}")
+    # where the base came from: lora.base, else the recipe's own pointer (sft's recipe.init, finetune's model.from)
+    recipe_section = (run_config or {}).get("recipe") or {}
     model_section = (run_config or {}).get("model") or {}
-    pointer = opts.base or model_section.get("from") or model_section.get("init")
+    pointer = opts.base or (recipe_section.get("init") if isinstance(recipe_section, dict) else None) \
+        or model_section.get("from")
     return apply(model, r=opts.r, alpha=opts.alpha, dropout=opts.dropout, targets=opts.targets,
                  base_path=str(pointer) if pointer is not None else None, train_also=opts.train_also)
 
