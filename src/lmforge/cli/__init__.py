@@ -16,7 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("info", "Show a run or model directory: config, parameters, step, last metrics"),
     "tokenizer": ("tokenizer", "Train, inspect and compare tokenizers"),
     "translate": ("translate", "Translate English with an encoder-decoder run (transformer, lstm)"),
-    "eval": ("eval", "Evaluate a model: eval bleu RUN --data FILE.tsv (BLEU, chrF); eval wordnet RUN (fine-tuned tasks)"),
+    "eval": ("eval", "Evaluate a model: eval bleu RUN --data FILE.tsv (BLEU, chrF); eval wordnet RUN (fine-tuned tasks); eval poems RUN (poem form and rhyme)"),
     "sample": ("sample", "Continue a prompt with a trained model"),
     "generate": ("generate", "Generate text and show the distribution behind every token"),
     "chat": ("chat", "Chat in the terminal with a system prompt, streaming, /regen and /reset"),

@@ -18,7 +18,8 @@ from lmforge.cli.generate import add_sampling_arguments, load_run, token_text
 def add_arguments(p) -> None:
     p.add_argument("run", help="an lmforge run/model directory or a Hugging Face directory (with tokenizer.json; "
                                "its chat_template is used when it has one)")
-    p.add_argument("--system", default="", help="system prompt: who the assistant is")
+    p.add_argument("--system", default=None, help="system prompt: who the assistant is (default: the one an sft "
+                                                  "run was trained with, its run.json data.system; else none)")
     add_sampling_arguments(p, temperature=0.8, max_new_tokens=200)
     p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default 0.95; 1 = off)")
 
@@ -111,8 +112,24 @@ class Session:
         return True
 
 
+def trained_system_prompt(run_dir) -> str:
+    """The system prompt an SFT run was trained with (run.json: recipe sft, data.system), else ""."""
+    import json
+    from pathlib import Path
+
+    path = Path(run_dir) / "run.json"
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return ""  # not ours to judge here: loading the run says what is wrong with it
+    data = saved.get("data") if isinstance(saved, dict) else None
+    return data.get("system", "") if isinstance(data, dict) and isinstance(data.get("system"), str) else ""
+
+
 def run(args) -> int:
     from lmforge.data.hf_chat import load_chat_template
+    if args.system is None:
+        args.system = trained_system_prompt(args.run)
     model, tok = load_run(args.run)
     session = Session(model, tok, args, load_chat_template(args.run))
     print("lmforge chat: /regen /reset /probs on|off /quit; Ctrl-C stops an answer")

@@ -9,6 +9,9 @@ Splits never change between versions, so val/test losses are comparable across r
   if i % 20 == 18, test if i % 20 == 19, else train (5% / 5% / 90%).
 - poems-zh: Tang and Song poems, one per line of JSON; rendered as "title\\nauthor\\nline...\\n".
   Same rule by poem index as zh-prose.
+- zh-base: the Chinese pretraining mix of the poem task (configs/zh-base.yaml): zh-prose's split, then the
+  poems of lmforge.data.poems' split of the same name (split by poem, seeded: not the index rule above, so no
+  held-out poem of the task is pretrained on), the train poems repeated ZH_BASE_POEM_REPEAT times.
 - gettext-en-de, gettext-en-zh: message pairs rendered as "en\\tde\\n" lines, split by program
   (the `domain` column) so test messages come from programs never seen in training: sorted
   domains, domain j goes to val if j % 20 == 18, test if j % 20 == 19.
@@ -35,6 +38,12 @@ CORPORA = {
     "gettext-en-de": "gettext-en-de.tsv.xz",
     "gettext-en-zh": "gettext-en-zh.tsv.xz",
 }
+
+# Corpora made of the bundled ones. zh-base: zh-prose + the poems' split (see the module docstring).
+COMPOSED = ("zh-base",)
+# The train poems are 25k characters beside 860k of prose: repeated 4 times they are about a tenth of the
+# pretraining text, so the base model has seen the shape of a poem before SFT asks for one.
+ZH_BASE_POEM_REPEAT = 4
 
 KJV_VAL_BOOKS = ("Ruth", "Ecclesiastes", "Mark")
 KJV_TEST_BOOKS = ("Jonah", "Lamentations", "James")
@@ -74,10 +83,17 @@ def _by_index(items: list[str]) -> dict[str, str]:
 
 def splits(corpus: str) -> dict[str, str]:
     """{"train": text, "val": text, "test": text} for a bundled corpus name or a text-file path."""
+    if corpus == "zh-base":
+        from .poems import pretraining_text
+
+        prose = splits("zh-prose")
+        return {s: prose[s] + pretraining_text(s) * (ZH_BASE_POEM_REPEAT if s == "train" else 1)
+                for s in ("train", "val", "test")}
     if corpus not in CORPORA:
         path = Path(corpus)
         if not path.is_file():
-            raise ValueError(f"unknown corpus {corpus!r}: not a bundled corpus ({', '.join(CORPORA)}) and not a file")
+            raise ValueError(f"unknown corpus {corpus!r}: not a bundled corpus ({', '.join((*CORPORA, *COMPOSED))}) "
+                             "and not a file")
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as e:

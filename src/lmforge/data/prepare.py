@@ -25,7 +25,8 @@ def prepare(cfg, run_dir: str | Path, tokenizer=None):
     Several processes (DDP) may call this at once: each file is written atomically with the same bytes.
     """
     data_dir = Path(run_dir) / "data"
-    meta = {"corpus": cfg.corpus, "tokenizer": cfg.tokenizer}
+    chat_tokens = getattr(cfg, "chat_tokens", False)
+    meta = {"corpus": cfg.corpus, "tokenizer": cfg.tokenizer, **({"chat_tokens": True} if chat_tokens else {})}
     if tokenizer is not None and all(_matches(data_dir / s, meta, tokenizer.vocab_size) for s in SPLITS):
         return tokenizer, {s: open_tokens(data_dir / s) for s in SPLITS}
     text = splits(cfg.corpus)
@@ -35,7 +36,12 @@ def prepare(cfg, run_dir: str | Path, tokenizer=None):
     if tokenizer is None:
         from lmforge.tokenizers import CharTokenizer
 
-        tokenizer = CharTokenizer.train(text["train"] + text["val"] + text["test"])
+        # chat_tokens: the chat template's role markers as special tokens (ids 0-3), so that a model
+        # pretrained here can be fine-tuned to chat (the sft recipe) without growing its vocabulary
+        from lmforge.data.chat import CHAT_SPECIAL_TOKENS
+
+        tokenizer = CharTokenizer.train(text["train"] + text["val"] + text["test"],
+                                        special_tokens=CHAT_SPECIAL_TOKENS if chat_tokens else ())
     out = {}
     for s in SPLITS:
         write_tokens(data_dir / s, tokenizer.encode(text[s]), tokenizer.vocab_size, meta={**meta, "split": s})

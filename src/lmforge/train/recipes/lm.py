@@ -24,6 +24,7 @@ class DataConfig(Config):
     corpus: str = "kjv"
     tokenizer: typing.Literal["char"] = "char"  # the other tokenizers arrive with their own issue
     block_size: int = 256  # tokens per training window (T); nanoGPT shakespeare_char uses 256
+    chat_tokens: bool = False  # give the tokenizer the chat template's markers (lmforge.data.chat), for a later SFT
 
     def __post_init__(self):
         check(self.block_size > 0, "DataConfig", f"block_size must be positive, got {self.block_size}")
