@@ -77,3 +77,31 @@ def test_lora_options_are_checked_before_training(base_run, tmp_path):
     with pytest.raises(ValueError, match="'c_attn' matches no linear layer"):
         recipes.train(cfg, tmp_path / "x")
     assert load_run_config(TINY).lora is None  # no section: full fine-tuning
+
+
+def test_lora_sft_by_config(tmp_path):
+    """The sft recipe knows nothing of LoRA: the `lora:` section alone makes it LoRA-SFT, on recipe.init's weights."""
+    from lmforge.data import chat, poems
+    from lmforge.models import build_model, save_model
+    from lmforge.tokenizers import CharTokenizer, save_tokenizer
+    from lmforge.train.recipes import run_config
+
+    text = "".join(poems.SYSTEM_PROMPT + e.prompt + e.answer + "\n" for s in poems.SPLITS
+                   for e in poems.examples(s, 4, free=True))
+    tok = CharTokenizer.train(text, special_tokens=chat.CHAT_SPECIAL_TOKENS)
+    torch.manual_seed(0)
+    init = tmp_path / "init"
+    save_model(build_model("gpt", dict(vocab_size=tok.vocab_size, max_len=512, d_model=16, n_heads=2, n_layers=1)),
+               init)
+    save_tokenizer(tok, init)
+    cfg = run_config({"recipe": {"name": "sft", "init": str(init)}, "data": {"phrasings": 1, "free": False},
+                      "train": {"max_steps": 2, "batch_size": 2, "eval_interval": 2, "eval_steps": 1,
+                                "progress": False, "dtype": "fp32"},
+                      "lora": {"r": 2, "targets": ["q", "v"]}})
+    assert recipes.train(cfg, tmp_path / "run") == 0
+    model = lmforge.load(tmp_path / "run")
+    assert isinstance(model, lora.LoRAModel) and model.base_path == str(init)
+    base = load_file(init / "model.safetensors")
+    weights = load_file(tmp_path / "run" / "model.safetensors")
+    assert all(torch.equal(weights["base." + k], v) for k, v in base.items())
+    assert (tmp_path / "run" / "adapter" / "adapter_model.safetensors").is_file()
