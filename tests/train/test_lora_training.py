@@ -77,6 +77,9 @@ def test_lora_options_are_checked_before_training(base_run, tmp_path):
     with pytest.raises(ValueError, match="'c_attn' matches no linear layer"):
         recipes.train(cfg, tmp_path / "x")
     assert load_run_config(TINY).lora is None  # no section: full fine-tuning
+    bundled = load_run_config(TINY.parent / "sft-poems-lora.yaml")
+    assert bundled.NAME == "sft" and bundled.lora.targets == ["q", "v", "out", "fc1", "fc2"]
+    assert recipes.run_config(bundled.to_dict()) == bundled  # what run.json holds reads back the same
 
 
 def test_lora_sft_by_config(tmp_path):
