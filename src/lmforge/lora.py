@@ -136,8 +136,9 @@ def plan(model: nn.Module, r: int, alpha: float, targets: list[str] | tuple[str,
                     out.setdefault(name, []).append(Part(s, start, stop, r, alpha / r))
                     found += 1
         if not found:
-            names = sorted({re.sub(r"\.[0-9]+\.", ".N.", n) for n in linears})
-            fused = sorted({n[:-len("qkv")] + "{q,k,v}" for n in names if _slices(model, n.replace(".N.", ".0."))})
+            generic = lambda n: re.sub(r"\.[0-9]+\.", ".N.", n)  # noqa: E731 -- blocks.3.attn.qkv -> blocks.N.attn.qkv
+            names = sorted({generic(n) for n in linears})
+            fused = sorted({generic(n)[:-len("qkv")] + "{q,k,v}" for n in linears if _slices(model, n)})
             raise ValueError(f"LoRA target {target!r} matches no linear layer of this model. Its linear layers "
                              f"(N = layer index): {', '.join(names)}" + (f"; slices of the fused projection: "
                              f"{', '.join(fused)}" if fused else "") +
@@ -146,8 +147,9 @@ def plan(model: nn.Module, r: int, alpha: float, targets: list[str] | tuple[str,
         rows = sorted((p.start, p.stop, p.name) for p in parts)
         for (a0, a1, an), (b0, b1, bn) in zip(rows, rows[1:]):
             if b0 < a1:
-                raise ValueError(f"LoRA targets overlap on {name}: {'qkv (all rows)' if 'all' in (an, bn) else an} "
-                                 f"and {bn if an != 'all' else bn}; adapt either all of qkv or its slices q, k, v")
+                which = " and ".join(sorted({"all of the layer" if n == "all" else n for n in (an, bn)}))
+                raise ValueError(f"LoRA targets overlap on {name}: {which}; adapt either all of a fused qkv or its "
+                                 f"slices q, k, v, and name each layer once")
     return out
 
 
