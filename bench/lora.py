@@ -116,7 +116,8 @@ def main() -> None:
         mem[kind] = json.loads(out.strip().splitlines()[-1])
     steps = {kind: build(args, kind, args.device)[2] for kind in ("full", "lora")}
     times = interleaved(steps, rounds=args.rounds, iters=args.iters, warmup=1, device=args.device, log=None)
-    c = _cfg(args)
+    from lmforge.models.gpt.config import GPTConfig
+    c = GPTConfig.from_dict(_cfg(args)).to_dict()
     print(f"LoRA vs full fine-tuning: GPT {c['n_layers']} x {c['d_model']} ({args.preset} shape, vocab {args.vocab}), "
           f"batch {args.batch} x {args.block}, fp32, LoRA r={args.r} alpha={2 * args.r} on {args.targets}; "
           f"{args.rounds} interleaved rounds of {args.iters} steps -- {machine_line(info)}\n")
