@@ -215,8 +215,36 @@ class RecipeOptions(Config):
 
 
 @dataclasses.dataclass
+class LoRAOptions(Config):
+    """A run's `lora:` section: train low-rank adapters on the model the recipe builds or loads, not its weights
+    (Hu et al. 2021; lmforge.lora). Any recipe: the Trainer applies it. Absent (or null): full fine-tuning.
+
+        lora: {r: 8, alpha: 16, dropout: 0.05, targets: [qkv, out], base: runs/base}
+    """
+
+    r: int = 8  # rank of each adapter; PEFT's default. Hu et al. Table 6: r = 1..8 on W_q, W_v already suffices
+    alpha: float = 16.0  # scale alpha / r (paper sec. 4.1); 16 with r = 8 (scale 2) is the usual PEFT pairing
+    dropout: float = 0.05  # on the adapters' input (PEFT's lora_dropout); Hu et al. used 0.1 for GPT-2 (Table 11)
+    # our module names, matched as PEFT matches target_modules (the name, or its end after a "."): qkv (the fused
+    # q/k/v, one A), q / k / v (its slices), out, fc1, fc2, gate (lmforge.lora)
+    targets: list[str] = dataclasses.field(default_factory=lambda: ["qkv"])
+    base: str | None = None  # a run/model directory whose weights the adapters train on (None: the recipe's own)
+    # modules trained in full beside the adapters, by the same name rule: a new head (value, reward) that has no
+    # pretrained weights to keep (PEFT's modules_to_save)
+    train_also: list[str] = dataclasses.field(default_factory=list)
+
+    def __post_init__(self):
+        n = "lora"
+        check(self.r > 0, n, f"r must be positive, got {self.r}")
+        check(self.alpha > 0, n, f"alpha must be positive, got {self.alpha}")
+        check(0 <= self.dropout < 1, n, f"dropout must be in [0, 1), got {self.dropout}")
+        check(bool(self.targets) and all(isinstance(t, str) and t for t in self.targets), n,
+              f"targets must name at least one module, e.g. [qkv, out]; got {self.targets!r}")
+
+
+@dataclasses.dataclass
 class RunConfig(Config):
-    """One training run: sections `recipe`, `model`, `data`, `train`.
+    """One training run: sections `recipe`, `model`, `data`, `train`, and optionally `lora` (LoRAOptions).
 
     Example (YAML):
         recipe: lm                                   # or a mapping: {name: translation, minutes: 30}
@@ -233,9 +261,10 @@ class RunConfig(Config):
     data: Config = dataclasses.field(default_factory=RecipeOptions)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     recipe: Config = dataclasses.field(default_factory=RecipeOptions)
+    lora: LoRAOptions | None = None  # adapters instead of full fine-tuning (LoRAOptions); None: train every weight
 
     NAME: ClassVar[str] = ""  # the recipe's name in the registry (lmforge.train.recipes.RECIPES)
-    SECTIONS: ClassVar[tuple[str, ...]] = ("model", "data", "train", "recipe")
+    SECTIONS: ClassVar[tuple[str, ...]] = ("model", "data", "train", "recipe", "lora")
     DEFAULT_FAMILY: ClassVar[str] = "gpt"
 
     @staticmethod
@@ -270,8 +299,9 @@ class RunConfig(Config):
     def from_dict(cls, d: dict[str, Any], *, ignore: tuple[str, ...] = ()):
         s = cls._sections(d)
         hints = typing.get_type_hints(cls)
+        lora = LoRAOptions.from_dict(s["lora"]) if d.get("lora") is not None else None  # `lora: {}`: the defaults
         return cls(model=s["model"], data=hints["data"].from_dict(s["data"]), train=TrainConfig.from_dict(s["train"]),
-                   recipe=hints["recipe"].from_dict(s["recipe"]))
+                   recipe=hints["recipe"].from_dict(s["recipe"]), lora=lora)
 
     def to_dict(self) -> dict[str, Any]:
         d = super().to_dict()
@@ -313,8 +343,10 @@ class RunConfig(Config):
             if section not in self.SECTIONS or not key:
                 raise ValueError(f"--set {a!r}: the key must be section.key with section one of "
                                  f"{', '.join(self.SECTIONS)} (e.g. train.lr=3e-4)")
+            if section == "lora" and d["lora"] is None:
+                d["lora"] = {}  # --set lora.r=8 turns LoRA on, with the other defaults
             if section != "model":
-                allowed = type(getattr(self, section)).allowed_keys()
+                allowed = (LoRAOptions if section == "lora" else type(getattr(self, section))).allowed_keys()
                 if key not in allowed:
                     raise ValueError(f"--set {a!r}: unknown key {key!r} in {section}. Allowed keys: {', '.join(allowed)}")
             import yaml

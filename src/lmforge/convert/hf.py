@@ -84,8 +84,18 @@ def load_hf(directory: str | Path):
 
 def save_hf(model, directory: str | Path) -> None:
     """Write a directory that transformers' from_pretrained loads (AutoModelForCausalLM, AutoModelForSeq2SeqLM
-    for T5, the encoders' classes)."""
+    for T5, the encoders' classes).
+
+    A LoRA model (lmforge.lora) writes its base weights there and its adapter, in PEFT's format, in
+    directory/adapter (peft.PeftModel.from_pretrained(that model, directory/adapter)); merge and unload it
+    first (lmforge.lora.merge, unload) for one model with the adapters folded in."""
     from safetensors.torch import save_file
+
+    from lmforge.lora import LoRAModel, save_adapter
+    if isinstance(model, LoRAModel):
+        save_hf(model.base, directory)  # the LoRA layers keep the base's tensor names; their own are not read
+        save_adapter(model, Path(directory) / "adapter")
+        return
     adapter = lookup(model.config.family).hf_adapter()
     if adapter is None:
         have = [f.name for f in FAMILIES.values() if f.hf]

@@ -110,6 +110,7 @@ def load_state(model, state: dict, source: str) -> None:
 # lmforge.train.checkpoint.config_record). kind -> "module:Class"; the class rebuilds itself around a loaded
 # base with `Class.from_record(base, record)`. Post-training recipes register theirs.
 WRAPPERS: dict[str, str] = {
+    "lora": "lmforge.lora:LoRAModel",  # Hu et al. 2021: low-rank adapters (lmforge.lora)
     "value_head": "lmforge.train.value:ValueModel",  # PPO's policy with its value head
     "reward": "lmforge.train.reward_model:RewardModel",  # a scalar head on the last token (Ouyang et al. 2022 sec. 3.5)
 }
@@ -138,7 +139,9 @@ def load_model(directory: str | Path, *, base_only: bool = False):
         wrapper = wrapper.get("base") if isinstance(wrapper, dict) else None
     if base_only:
         prefix = "base." * len(records)
-        load_state(model, {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, source)
+        own = model.state_dict()  # a wrapper's tensors inside its base (LoRA's adapters on its linears) are not the base's
+        load_state(model, {k[len(prefix):]: v for k, v in state.items()
+                           if k.startswith(prefix) and k[len(prefix):] in own}, source)
         return model
     unknown = [r.get("kind") for r in records if r.get("kind") not in WRAPPERS]
     if unknown:

@@ -32,6 +32,7 @@ from lmforge.kernels import accelerate
 from lmforge.objectives import LossOutput
 from lmforge.train import checkpoint as ckpt
 from lmforge.train import dist as parallel
+from lmforge.train.adapters import adapt, save_adapter_of
 from lmforge.train.dist import Dist, resolve_device
 from lmforge.train.optim import Schedule, build_optimizer
 from lmforge.train.precision import choose_dtype
@@ -136,6 +137,7 @@ class Trainer:
         self.device = resolve_device(config.device, self.dist.local_rank)
         self.sharded = config.parallel == "fsdp"
         self.dist.init(self.device, group=self.sharded)
+        model = adapt(model, run_config)  # the run's `lora:` section: adapters, the rest frozen (train.adapters)
         self.model = model.to(self.device)  # the unwrapped module (no DDP, no compile): what is saved and returned
         self.companions = self._freeze(companions or {})
         if self.device.type == "cpu":  # the oneDNN forward for large training products (lmforge.kernels)
@@ -284,6 +286,8 @@ class Trainer:
         if self.dist.is_main and self.out_dir is not None:
             ckpt.save_checkpoint(self.out_dir, self.model, state, metrics=self.metrics,
                                  tokenizer=self.tokenizer, run_config=self.run_config, weights=weights)
+            if not self.sharded:
+                save_adapter_of(self.model, self.out_dir)  # a LoRA run: adapter/ in PEFT's format too
         self.dist.barrier()
 
     def resume(self) -> None:

@@ -79,3 +79,20 @@ def state_from_hf(hf_state: dict, c: GPTConfig) -> dict:
 def state_to_hf(state: dict, c: GPTConfig) -> dict:
     return {hf_name: (state[ours].t().contiguous() if t else state[ours].contiguous())
             for hf_name, ours, t in _key_pairs(c)}
+
+
+# PEFT's LoRA on GPT-2: its linears are Conv1D, weights (in, out), so adapters merge transposed
+# (peft LoraConfig.fan_in_fan_out); the adapter tensors themselves are nn.Linear-shaped either way.
+FAN_IN_FAN_OUT = True
+
+
+def linear_rows(c: GPTConfig):
+    """(our linear module, HF module, first row, end row, part name) for every adaptable linear: where each of
+    our layers' output rows lives in transformers' GPT2LMHeadModel. One to one: our fused `qkv` is HF's fused
+    `c_attn`, so an adapter on all of qkv is PEFT's target_modules=["c_attn"] (part "all")."""
+    d = c.d_model
+    for i in range(c.n_layers):
+        h, b = f"transformer.h.{i}.", f"blocks.{i}."
+        for ours, hf_name, rows in (("attn.qkv", "attn.c_attn", 3 * d), ("attn.out", "attn.c_proj", d),
+                                    ("ffn.fc1", "mlp.c_fc", c.d_ff), ("ffn.fc2", "mlp.c_proj", d)):
+            yield b + ours, h + hf_name, 0, rows, "all"

@@ -191,3 +191,23 @@ def state_to_hf(state: dict, c: LlamaConfig) -> dict:
     if not c.tie_embeddings:
         out["lm_head.weight"] = state["lm_head.proj.weight"]
     return {k: v.contiguous() for k, v in out.items()}
+
+
+def linear_rows(c: LlamaConfig):
+    """(our linear module, HF module, first row, end row, part name) for every adaptable linear: where each of
+    our layers' output rows lives in transformers' model. Our fused `qkv` is HF's q_proj, k_proj, v_proj (rows
+    q, then k, then v), so a PEFT adapter on q_proj is our part "q" of qkv, and an adapter on all of qkv (one A)
+    is written as three PEFT adapters sharing that A. GLM-4 fuses gate and up in one `gate_up_proj` where we
+    keep two layers: an adapter there cannot be mapped row for row, so GLM's MLP is left out (attention only)."""
+    sizes = [c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim, c.n_kv_heads * c.head_dim]
+    for i in range(c.n_layers):
+        h, b = f"model.layers.{i}.", f"blocks.{i}."
+        start = 0
+        for p, n in zip("qkv", sizes):
+            yield b + "attn.qkv", h + f"self_attn.{p}_proj", start, start + n, p
+            start += n
+        yield b + "attn.out", h + "self_attn.o_proj", 0, c.d_model, "all"
+        if c.layout != "glm":
+            for ours, hf_name, rows in (("ffn.gate", "gate_proj", c.d_ff), ("ffn.fc1", "up_proj", c.d_ff),
+                                        ("ffn.fc2", "down_proj", c.d_model)):
+                yield b + ours, h + f"mlp.{hf_name}", 0, rows, "all"
