@@ -34,9 +34,11 @@ class Stage:
     file appears when the stage is done)."""
     name: str
     config: str = ""  # configs/*.yaml, relative to the repository
-    links: dict[str, str] = field(default_factory=dict)  # config key -> stage whose directory it takes
+    # config key -> the stage whose directory it takes, or "STAGE/FILE" for a file in that directory
+    links: dict[str, str] = field(default_factory=dict)
     make: Callable | None = None
     output: str = ""  # a non-training stage's result file, in its directory
+    inputs: tuple[str, ...] = ()  # a non-training stage: the training stages it is made from
     minutes: float = 0  # expected wall time on 2 shared cores (the whole pipeline: about an hour)
 
 
@@ -68,22 +70,54 @@ def make_eval(out_dir: Path, dirs: dict[str, Path], options: dict) -> None:
               f"{r['distinct_2']:.3f} | {r['n']} |" for k, r in rows.items()]
     (out_dir / "table.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     # written last, it marks the stage done for these checkpoints (a longer run of a stage makes it stale)
-    atomic_write_json(out_dir / "eval.json", {"options": options, "inputs": input_steps(dirs), "runs": rows})
+    atomic_write_json(out_dir / "eval.json", {"options": options, "inputs": input_steps(dirs, EVAL_RUNS), "runs": rows})
     print("\n".join(lines))
 
 
-# THE stage table. The lead plugs the later stages in between sft and eval, e.g.
-#   Stage("pairs", make=pairs.make, output="pairs.jsonl", minutes=5),            # two SFT samples per prompt
-#   Stage("reward", "configs/reward-poems.yaml", {"recipe.init": "sft", "data.pairs": "pairs"}, minutes=5),
-#   Stage("ppo", "configs/ppo-poems.yaml", {"recipe.init": "sft", "recipe.reward": "reward"}, minutes=10),
-#   Stage("ppo-scorer", ...), Stage("dpo", ...), Stage("grpo", ...), Stage("lora-sft", ...)
-# and adds their names to EVAL_RUNS.
+def make_pairs(out_dir: Path, dirs: dict[str, Path], options: dict) -> None:
+    """Preference pairs for the reward model and DPO (lmforge.eval.preferences.make_pairs, as `lmforge pairs`):
+    `samples` SFT answers per train / val prompt, the best and the worst by the poem scorer, ties dropped.
+    Options: samples (4), phrasings (1), limit (0 = every prompt), temperature (1), seed (0)."""
+    from lmforge.data.preferences import write_pairs
+    from lmforge.eval.preferences import make_pairs as sample_pairs
+    from lmforge.io import atomic_write_json
+
+    stats = {}
+    for split in ("train", "val"):
+        pairs, stats[split] = sample_pairs(dirs["sft"], split, samples=int(options.get("samples", 4)),
+                                           phrasings=int(options.get("phrasings", 1)),
+                                           limit=int(options.get("limit", 0)),
+                                           temperature=float(options.get("temperature", 1.0)),
+                                           seed=int(options.get("seed", 0)) + (split == "val"), progress=True)
+        if not pairs:
+            raise ValueError(f"pairs: every {split} prompt's samples tied; set pairs.samples higher "
+                             f"(now {options.get('samples', 4)})")
+        write_pairs(out_dir / f"pairs-{split}.jsonl", pairs)
+        s = stats[split]
+        print(f"  {split}: {s['pairs']} pairs from {s['prompts']} prompts ({s['ties']} tied); chosen score "
+              f"{s['chosen_score']:.3f}, rejected {s['rejected_score']:.3f}", flush=True)
+    atomic_write_json(out_dir / "pairs.json", {"options": options, "inputs": input_steps(dirs, ("sft",)),
+                                               "stats": stats})
+
+
+# THE stage table, in order; a stage's links name the earlier stages it reads. Minutes: on 2 cores alone.
 STAGES = (
     Stage("base", "configs/zh-base.yaml", minutes=12),
     Stage("sft", "configs/sft-poems.yaml", {"recipe.init": "base"}, minutes=6),
-    Stage("eval", make=make_eval, output="eval.json", minutes=3),
+    Stage("lora-sft", "configs/sft-poems-lora.yaml", {"recipe.init": "base"}, minutes=5),
+    Stage("pairs", make=make_pairs, output="pairs.json", inputs=("sft",), minutes=4),
+    Stage("reward", "configs/reward-poems.yaml",
+          {"recipe.sft": "sft", "data.pairs": "pairs/pairs-train.jsonl", "data.val_pairs": "pairs/pairs-val.jsonl"},
+          minutes=4),
+    Stage("dpo", "configs/dpo-poems.yaml",
+          {"recipe.sft": "sft", "data.pairs": "pairs/pairs-train.jsonl", "data.val_pairs": "pairs/pairs-val.jsonl"},
+          minutes=4),
+    Stage("ppo-scorer", "configs/ppo-poems.yaml", {"recipe.sft": "sft"}, minutes=8),
+    Stage("ppo", "configs/ppo-poems.yaml", {"recipe.sft": "sft", "recipe.reward": "reward"}, minutes=8),
+    Stage("grpo", "configs/grpo-poems.yaml", {"recipe.sft": "sft"}, minutes=8),
+    Stage("eval", make=make_eval, output="eval.json", minutes=4),
 )
-EVAL_RUNS = ("sft",)  # the runs the eval table compares, in its order
+EVAL_RUNS = ("sft", "lora-sft", "dpo", "ppo-scorer", "ppo", "grpo")  # the runs the eval table compares, in its order
 
 
 def overrides_for(stage: str, sets: list[str]) -> list[str]:
@@ -110,9 +144,24 @@ def trained_steps(run_dir: Path) -> int | None:
     return load_train_state(run_dir / STATE)["step"] if (run_dir / STATE).exists() else None
 
 
-def input_steps(dirs: dict[str, Path]) -> dict[str, int | None]:
-    """The checkpoint step of every compared run: what an eval table was made from."""
-    return {name: trained_steps(dirs[name]) for name in EVAL_RUNS if name in dirs}
+def input_steps(dirs: dict[str, Path], names) -> dict[str, int | None]:
+    """The checkpoint step of each named run: what a non-training stage's output was made from."""
+    return {name: trained_steps(dirs[name]) for name in names if name in dirs}
+
+
+def stage_inputs(stage: Stage) -> tuple[str, ...]:
+    return EVAL_RUNS if stage.make is make_eval else stage.inputs
+
+
+def link_path(dirs: dict[str, Path], link: str) -> Path:
+    """A link's path: a stage's directory ("sft") or a file in it ("pairs/pairs-train.jsonl")."""
+    source, _, rest = link.partition("/")
+    return dirs[source] / rest if rest else dirs[source]
+
+
+def is_done(stage: Stage, run_dir: Path) -> bool:
+    """Whether a stage has a result another stage can read: a checkpoint, or a non-training stage's output."""
+    return (run_dir / stage.output).is_file() if stage.make is not None else trained_steps(run_dir) is not None
 
 
 def status(stage: Stage, run_dir: Path, sets: list[str], dirs: dict[str, Path]) -> tuple[str, object]:
@@ -126,10 +175,10 @@ def status(stage: Stage, run_dir: Path, sets: list[str], dirs: dict[str, Path]) 
             made_from = json.loads(path.read_text(encoding="utf-8")).get("inputs")
         except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
             return "start", None  # damaged: made again
-        return ("done" if made_from == input_steps(dirs) else "start"), None
+        return ("done" if made_from == input_steps(dirs, stage_inputs(stage)) else "start"), None
     from lmforge.train.recipes import load_run_config
 
-    links = [f"{k}={dirs[v]}" for k, v in stage.links.items()]
+    links = [f"{k}={link_path(dirs, v)}" for k, v in stage.links.items()]
     cfg = load_run_config(ROOT / stage.config, links + overrides_for(stage.name, sets))
     step = trained_steps(run_dir)
     if step is None:
@@ -150,9 +199,11 @@ def run(out: Path, sets: list[str] = (), only: list[str] | None = None, options:
     for i, stage in enumerate(STAGES, 1):
         if only and stage.name not in only:
             continue
-        for key, source in stage.links.items():
-            if trained_steps(dirs[source]) is None:
-                raise ValueError(f"stage {stage.name} needs {source} ({key}) but {dirs[source]} holds no run: run "
+        by_name = {s.name: s for s in STAGES}
+        for key, link in stage.links.items():
+            source = link.partition("/")[0]
+            if not is_done(by_name[source], dirs[source]):
+                raise ValueError(f"stage {stage.name} needs {source} ({key}) but {dirs[source]} holds no result: run "
                                  f"the pipeline with {source} first")
         what, cfg = status(stage, dirs[stage.name], list(sets), dirs)
         report[stage.name] = what
@@ -165,7 +216,8 @@ def run(out: Path, sets: list[str] = (), only: list[str] | None = None, options:
         t0 = time.perf_counter()
         if stage.make is not None:
             dirs[stage.name].mkdir(parents=True, exist_ok=True)
-            stage.make(dirs[stage.name], dirs, dict(options or {}))
+            sets_here = dict(kv.split("=", 1) for kv in overrides_for(stage.name, sets) if "train." not in kv)
+            stage.make(dirs[stage.name], dirs, {**(options or {} if stage.make is make_eval else {}), **sets_here})
         else:
             # resumed or not, the stage trains with the pipeline's config (its file, links and --set), not the
             # one saved in the run directory: a config changed since the interruption (e.g. a new max_steps)

@@ -195,7 +195,10 @@ def generate_poems(model, tokenizer, examples, *, n: int = 1, temperature: float
     if n < 1:
         raise ValueError(f"n (poems per title) must be >= 1, got {n}")
     marked = chat.has_markers(tokenizer)
+    # the end-of-turn marker ends an answer; so does any other special token (a weak model may write the next
+    # turn's role marker): it is not poem text, and as text ("<|user|>") the char tokenizer could not read it back
     stop_ids = [tokenizer.special_tokens[chat.END]] if marked else []
+    stop_ids += [i for i in tokenizer.special_tokens.values() if i not in stop_ids]
     prompts, budgets = [], []
     for ex in examples:
         msgs = poems.messages(ex.prompt)
