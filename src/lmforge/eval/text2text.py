@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from lmforge.data.text2text import LANG
 
-from .translation import score_translations
+from .translation import decode_sources, score_translations
 
 
 def accuracy(hyps: list[str], refs: list[str]) -> float:
@@ -21,29 +21,13 @@ def accuracy(hyps: list[str], refs: list[str]) -> float:
 
 def generate(model, tok, sources: list[str], *, beam: int = 0, alpha: float = 0.6, batch_size: int = 32) -> list[str]:
     """Sources (task prefix included) -> decoded outputs. A source is cut to the model's max_len - 1 tokens + </s>."""
-    import torch
-
-    from lmforge.generate.seq2seq import beam_search, greedy
-
     eos, c = tok.special_tokens["</s>"], model.config
     limit = getattr(c, "max_len", None)
     ids = []
     for s in sources:
         x = tok.encode(s, add_special_tokens=False)
         ids.append((x[:limit - 1] if limit else x) + [eos])
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths together: less padding
-    out = [""] * len(ids)
-    device = next(model.parameters()).device
-    for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
-        src = torch.full((len(chunk), max(len(ids[i]) for i in chunk)), c.pad_id, dtype=torch.long)
-        for r, i in enumerate(chunk):
-            src[r, :len(ids[i])] = torch.tensor(ids[i])
-        src = src.to(device)
-        hyps = greedy(model, src) if beam == 0 else beam_search(model, src, beam=beam, alpha=alpha)
-        for i, h in zip(chunk, hyps):
-            out[i] = tok.decode(h, skip_special_tokens=True)
-    return out
+    return decode_sources(model, tok, ids, beam=beam, alpha=alpha, batch_size=batch_size)
 
 
 def evaluate(model, tok, examples, *, beam: int = 0, batch_size: int = 32) -> dict:

@@ -111,9 +111,6 @@ def translate(model, tokenizer, texts: list[str], *, beam: int = 4, alpha: float
     A source longer than the model's max_len is truncated (its end is dropped) with a warning, so one
     long message does not stop the evaluation of a whole test set.
     """
-    import torch
-
-    from lmforge.generate.seq2seq import beam_search, greedy
     c = model.config
     for i, t in enumerate(texts):
         if not isinstance(t, str) or not t.strip():
@@ -125,6 +122,16 @@ def translate(model, tokenizer, texts: list[str], *, beam: int = 4, alpha: float
         ids.append(s)
     if truncated and warn is not None:
         warn(f"warning: {truncated} source sentence(s) longer than max_len - 1 = {c.max_len - 1} tokens were truncated")
+    return decode_sources(model, tokenizer, ids, beam=beam, alpha=alpha, batch_size=batch_size)
+
+
+def decode_sources(model, tokenizer, ids: list[list[int]], *, beam: int, alpha: float, batch_size: int) -> list[str]:
+    """Source id lists (each ending in </s>) -> decoded outputs in their order, greedy (beam 0) or beam search;
+    batched by similar length, so there is little padding."""
+    import torch
+
+    from lmforge.generate.seq2seq import beam_search, greedy
+    c = model.config
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths together: less padding
     out = [""] * len(ids)
     device = next(model.parameters()).device
