@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "chat": ("chat", "Chat in the terminal with a system prompt, streaming, /regen and /reset"),
     "embed": ("embed", "Sentence vectors from an encoder (BERT, MiniLM); --word: a word in context; --plot: PCA; --search"),
     "fill-mask": ("fill_mask", "Top-k tokens with probabilities at each [MASK] (BERT); --attention draws its maps"),
+    "infill": ("infill", "Fill each [MASK] of a text, one after another, with a GLM; --show probs: every step"),
     "serve": ("serve", "Serve a model: OpenAI-compatible API with continuous batching, web explorer at /"),
 }
 

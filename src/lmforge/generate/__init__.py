@@ -8,8 +8,9 @@ Knows no tokenizer and no concrete model family (DESIGN.md: generation knows no 
 """
 from lmforge.generate.beam import Hypothesis, beam_search, beam_search_batch, length_penalty
 from lmforge.generate.decode import Engine, Sequence, first_divergence, generate
+from lmforge.generate.infill import Fill, filled, infill
 from lmforge.generate.sampling import FILTERS, SamplingParams
 from lmforge.generate.steps import Alternative, Step
 
 __all__ = ["generate", "Step", "Alternative", "Engine", "Sequence", "SamplingParams", "FILTERS",
-           "first_divergence", "beam_search", "beam_search_batch", "Hypothesis", "length_penalty"]
+           "first_divergence", "infill", "Fill", "filled", "beam_search", "beam_search_batch", "Hypothesis", "length_penalty"]

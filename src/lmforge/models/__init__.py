@@ -55,6 +55,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("llama", "LlamaConfig", "Llama", "decoder", recipe="lm", hf=True),  # Touvron et al. 2023; Qwen2, GLM-4
     Family("bert", "BERTConfig", "BERT", "encoder", recipe="mlm", hf=True),  # Devlin et al. 2019
     Family("distilbert", "DistilBERTConfig", "DistilBERT", "encoder", recipe="distill", hf=True),  # Sanh et al. 2019
+    Family("glm", "GLMConfig", "GLM", "decoder", recipe="blank"),  # Du et al. 2022, blank infilling (GLM-4: llama)
 )}
 
 

@@ -10,12 +10,12 @@ from lmforge.nn.feedforward import FeedForward
 from lmforge.nn.embeddings import Embeddings
 from lmforge.nn.heads import LMHead, MLMHead
 from lmforge.nn.init import init_weights
-from lmforge.nn.masks import causal_mask, combine, ensure_self, padding_mask, prefix_mask
+from lmforge.nn.masks import causal_mask, combine, ensure_self, padding_mask, prefix_mask, prefix_padding_mask
 from lmforge.nn.norms import LayerNorm, RMSNorm
 from lmforge.nn.positions import (LearnedPositions, Positions2D, RelativePositionBias, apply_rope, rope_cache,
                                   sinusoidal)
 
 __all__ = ["attention", "MultiHeadAttention", "Block", "KVCache", "LayerCache", "FeedForward", "Embeddings", "LMHead", "MLMHead",
-           "init_weights", "causal_mask", "combine", "ensure_self", "padding_mask", "prefix_mask", "LayerNorm",
+           "init_weights", "causal_mask", "combine", "ensure_self", "padding_mask", "prefix_mask", "prefix_padding_mask", "LayerNorm",
            "RMSNorm", "LearnedPositions", "Positions2D", "RelativePositionBias", "apply_rope", "rope_cache",
            "sinusoidal"]

@@ -29,6 +29,20 @@ def prefix_mask(T: int, prefix_len: int, *, device=None) -> Tensor:
     return m
 
 
+def prefix_padding_mask(prefix: Tensor, keep: Tensor, T: int) -> Tensor:
+    """(B, 1, T, S) mask of a batch of prefix-LM rows (GLM: part A bidirectional, part B causal) for the last
+    T of S columns as queries. prefix (B, S): True on a row's part-A columns; keep (B, S): False on padding.
+
+    A part-A query sees every part-A key of its row (and nothing of part B); a part-B query sees part A and
+    the part-B keys up to itself (Du et al. 2022, fig. 2(d)). Never a padding key; every query at least
+    itself (`ensure_self`), so a padding query stays finite. With prefix [[T, T, F, F]], keep all True and
+    T = S = 4 it is prefix_mask(4, 2). Rows may have their part A in different columns (left padding)."""
+    S = keep.size(1)
+    query_in_b = ~prefix[:, S - T:, None]  # (B, T, 1)
+    allowed = prefix[:, None, :] | (query_in_b & causal_mask(T, S, device=keep.device))  # (B, T, S)
+    return ensure_self((allowed & keep[:, None, :])[:, None], S - T)
+
+
 def padding_mask(keep: Tensor) -> Tensor:
     """keep (B, S), 1 for real tokens, 0 for padding -> (B, 1, 1, S) key mask broadcastable over heads and queries."""
     return keep.bool()[:, None, None, :]

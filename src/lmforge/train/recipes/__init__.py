@@ -30,6 +30,7 @@ RECIPES: dict[str, str] = {  # name -> module; later issues add mlm, finetune, s
     "mlm": "lmforge.train.recipes.mlm",  # Devlin et al. 2019: masked LM + next-sentence prediction (BERT)
     "finetune": "lmforge.train.recipes.finetune",  # Devlin et al. 2019 sec. 4: an encoder + a head on labelled data
     "distill": "lmforge.train.recipes.distill",  # Sanh et al. 2019: a half-depth student learns from a frozen teacher
+    "blank": "lmforge.train.recipes.blank",  # Du et al. 2022: GLM's autoregressive blank infilling
 }
 
 
