@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lmforge.data import poems as P
-from lmforge.eval.infill import (HAN, MAX_LINE, Blank, blanks, fill_left, fill_masked, held_out_poems,
+from lmforge.eval.infill import (HAN, MAX_LINE, Blank, blanks, fill_blank, fill_left, fill_masked, held_out_poems,
                                  pretraining_text, render, score, summarize, verses)
 from lmforge.models import build_model
 from lmforge.tokenizers import CharTokenizer
@@ -92,6 +92,7 @@ def test_fill_left_is_greedy_decoding_up_to_the_first_non_han_character(setup):
     torch.manual_seed(0)
     gpt = build_model("gpt", dict(vocab_size=tok.vocab_size, max_len=128, d_model=32, n_heads=2, n_layers=2)).eval()
     fills = fill_left(gpt, tok, bl, budget=40)
+    assert any(fills)  # the comparison below is not of empty strings only
     for b, fill in zip(bl, fills):
         ids = tok.encode(b.left[-40:])
         written = ""
@@ -133,3 +134,27 @@ def test_fill_masked_one_pass_and_iterative_by_hand(setup):
             todo.remove(k)
         assert fi == tok.decode([ids[j] for j in at])
         assert len(f1) == len(fi) == len(b.answer)
+
+
+def test_fill_blank_is_glm_infill_one_prompt_at_a_time(setup):
+    """The batched fill (through generate) equals lmforge.generate.infill's, prompt by prompt, cut at the first
+    non-Han token (infill stops only at <eop>)."""
+    from lmforge.generate.infill import infill
+
+    tok, bl = setup
+    s = tok.special_tokens
+    torch.manual_seed(1)  # a random tied GLM mostly repeats <sop>; this seed writes Han characters in some blanks
+    glm = build_model("glm", dict(vocab_size=tok.vocab_size, max_len=96, d_model=32, n_heads=2, n_layers=2,
+                                  pad_id=s["<pad>"], mask_id=s["[MASK]"], smask_id=s["[sMASK]"],
+                                  gmask_id=s["[gMASK]"], sop_id=s["<sop>"], eop_id=s["<eop>"])).eval()
+    fills = fill_blank(glm, tok, bl, budget=40)
+    assert any(fills)
+    for b, fill in zip(bl, fills):
+        left, right = b.window(40)
+        (one,) = infill(glm, tok.encode(left) + [s["[MASK]"]] + tok.encode(right), max_tokens=MAX_LINE)
+        text = ""
+        for t in one.tokens:
+            if not HAN.match(tok.inv_vocab[t]):
+                break
+            text += tok.inv_vocab[t]
+        assert fill == text
