@@ -164,8 +164,9 @@ def run(cfg: Run, out: Path, resume: bool = False) -> dict:
     text = splits(d.corpus)
     tokens = {split: np.asarray(tok.encode(text[split]), dtype=np.int64) for split in ("train", "val")}
     ends = [tok.vocab[c] for c in d.sentence_ends if c in tok.vocab]
-    # part A + part B = the window + one <sop> per span; at most ceil(ratio * n) spans (each covers a token)
-    length = d.block_size + max(math.ceil(d.ratio * d.block_size), 1)
+    # part A + part B = the window + two positions per span (its blank in part A, its <sop> in part B: the span's
+    # own tokens move from A to B); at most ceil(ratio * n) spans (each covers a token)
+    length = d.block_size + 2 * max(math.ceil(d.ratio * d.block_size), 1)
     model = build_model(cfg, tok, length, "data.block_size + its spans")
     common = dict(block_size=d.block_size, blank_tokens=blank_tokens, pad_id=ids["pad_id"], data=d,
                   sentence_end_ids=ends, rank=dist.rank, world_size=dist.world_size)
