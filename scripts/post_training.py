@@ -62,16 +62,60 @@ def make_eval(out_dir: Path, dirs: dict[str, Path], options: dict) -> None:
         r = evaluate_poems(lmforge.load(run_dir), load_tokenizer(run_dir), examples, n=int(options.get("n", 4)),
                            temperature=float(options.get("temperature", 1.0)), seed=int(options.get("seed", 0)),
                            system=saved.get("data", {}).get("system") or poems.SYSTEM_PROMPT)
+        scored = [e for e in examples if e.form]
+        n = int(options.get("n", 4))
+        prompts = [scored[i // n].prompt for i in range(len(r["samples"]))]
+        texts = [s["text"] for s in r["samples"]]
+        system = saved.get("data", {}).get("system") or poems.SYSTEM_PROMPT
+        if name != "sft" and "sft" in dirs and (dirs["sft"] / "train_state.pt").is_file():
+            r["kl_to_sft"] = kl_to_reference(lmforge.load(run_dir), lmforge.load(dirs["sft"]),
+                                             load_tokenizer(run_dir), prompts, texts, system)
+        r["train_minutes"] = train_minutes(run_dir)
         rows[name] = r
+        kl = f", KL to SFT {r['kl_to_sft']:.2f} nats" if "kl_to_sft" in r else ""
         print(f"  {name}: mean score {r['mean_score']:.3f}, format {100 * r['format_rate']:.1f}%, "
-              f"rhyme {100 * r['rhyme_rate']:.1f}% ({r['n']} poems)", flush=True)
-    lines = ["| run | mean score | format rate | rhyme rate | distinct-2 | poems |", "|---|---|---|---|---|---|"]
-    lines += [f"| {k} | {r['mean_score']:.3f} | {100 * r['format_rate']:.1f}% | {100 * r['rhyme_rate']:.1f}% | "
-              f"{r['distinct_2']:.3f} | {r['n']} |" for k, r in rows.items()]
+              f"rhyme {100 * r['rhyme_rate']:.1f}% ({r['n']} poems){kl}", flush=True)
+    lines = ["| run | mean score | format rate | rhyme rate | KL to SFT (nats per answer) | distinct-2 | "
+             "train minutes | poems |", "|---|---|---|---|---|---|---|---|"]
+    for k, r in rows.items():
+        kl = f"{r['kl_to_sft']:.2f}" if "kl_to_sft" in r else "-"
+        lines.append(f"| {k} | {r['mean_score']:.3f} | {100 * r['format_rate']:.1f}% | {100 * r['rhyme_rate']:.1f}% | "
+                     f"{kl} | {r['distinct_2']:.3f} | {r['train_minutes']:.1f} | {r['n']} |")
     (out_dir / "table.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     # written last, it marks the stage done for these checkpoints (a longer run of a stage makes it stale)
     atomic_write_json(out_dir / "eval.json", {"options": options, "inputs": input_steps(dirs, EVAL_RUNS), "runs": rows})
     print("\n".join(lines))
+
+
+def kl_to_reference(policy, reference, tokenizer, prompts: list[str], texts: list[str], system: str) -> float:
+    """KL(policy || reference) in nats per answer, estimated on the policy's own samples (drawn at temperature 1):
+    the mean over answers of log policy(y | x) - log reference(y | x), summed over the answer's tokens and its
+    end-of-turn marker (the k1 estimator, Schulman 2020, "Approximating KL divergence"; unbiased for samples
+    from the policy). The answers are the eval's texts encoded again in the chat template."""
+    import torch
+
+    from lmforge.data.preferences import encode_completion
+    from lmforge.objectives.preference import sequence_logps
+
+    def logp(model, ids, mask):
+        out = model(ids)
+        return sequence_logps(getattr(out, "logits", out), ids, mask)
+
+    policy.eval()
+    reference.eval()
+    diffs = []
+    with torch.no_grad():
+        for prompt, text in zip(prompts, texts):
+            ids, mask = encode_completion(tokenizer, prompt, text, system)
+            ids, mask = torch.tensor([ids]), torch.tensor([mask])
+            diffs.append(float(logp(policy, ids, mask) - logp(reference, ids, mask)))
+    return sum(diffs) / len(diffs)
+
+
+def train_minutes(run_dir: Path) -> float:
+    """The stage's own training wall-clock (the last metrics row's elapsed_s), in minutes."""
+    rows = (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    return json.loads(rows[-1]).get("elapsed_s", 0.0) / 60 if rows else 0.0
 
 
 def make_pairs(out_dir: Path, dirs: dict[str, Path], options: dict) -> None:

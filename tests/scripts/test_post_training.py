@@ -70,6 +70,15 @@ def test_every_stage_runs_then_a_second_call_skips_them(tmp_path, capsys, monkey
     result = json.loads((out / "eval" / "eval.json").read_text())
     assert list(result["runs"]) == list(pt.EVAL_RUNS) and result["runs"]["sft"]["n"] == 2
     assert (out / "pairs" / "pairs-train.jsonl").is_file() and (out / "pairs" / "pairs-val.jsonl").is_file()
+    assert "kl_to_sft" not in result["runs"]["sft"]
+    assert all(isinstance(r["kl_to_sft"], float) and r["train_minutes"] >= 0
+               for k, r in result["runs"].items() if k != "sft")
+    import lmforge
+    from lmforge.tokenizers import load_tokenizer
+    sft = lmforge.load(out / "sft")
+    texts = [s["text"] for s in result["runs"]["sft"]["samples"]]
+    prompts = [e.prompt for e in poems.examples("test") if e.form][:len(texts)]
+    assert pt.kl_to_reference(sft, sft, load_tokenizer(out / "sft"), prompts, texts, poems.SYSTEM_PROMPT) == 0.0
     assert (out / "eval" / "table.md").read_text().startswith("| run | mean score |")
     stamp = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
     assert pt.run(out, sets, options=EVAL) == dict.fromkeys(STAGES, "done")
