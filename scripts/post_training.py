@@ -82,6 +82,7 @@ def make_eval(out_dir: Path, dirs: dict[str, Path], options: dict) -> None:
         lines.append(f"| {k} | {r['mean_score']:.3f} | {100 * r['format_rate']:.1f}% | {100 * r['rhyme_rate']:.1f}% | "
                      f"{kl} | {r['distinct_2']:.3f} | {r['train_minutes']:.1f} | {r['n']} |")
     (out_dir / "table.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    plot_rl(dirs, out_dir / "rl.png")
     # written last, it marks the stage done for these checkpoints (a longer run of a stage makes it stale)
     atomic_write_json(out_dir / "eval.json", {"options": options, "inputs": input_steps(dirs, EVAL_RUNS), "runs": rows})
     print("\n".join(lines))
@@ -110,6 +111,31 @@ def kl_to_reference(policy, reference, tokenizer, prompts: list[str], texts: lis
             ids, mask = torch.tensor([ids]), torch.tensor([mask])
             diffs.append(float(logp(policy, ids, mask) - logp(reference, ids, mask)))
     return sum(diffs) / len(diffs)
+
+
+def plot_rl(dirs: dict[str, Path], path: Path) -> None:
+    """Reward and KL to the SFT model against the step for the RL stages (their metrics.jsonl rows)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for name in ("ppo-scorer", "ppo", "grpo"):
+        f = dirs.get(name, Path("-")) / "metrics.jsonl"
+        if not f.is_file():
+            continue
+        rows = [json.loads(x) for x in f.read_text(encoding="utf-8").splitlines() if x.strip()]
+        rows = [r for r in rows if "reward" in r]
+        for ax, key in zip(axes, ("reward", "kl")):
+            ax.plot([r["step"] for r in rows], [r[key] for r in rows], label=name)
+    axes[0].set(xlabel="step", ylabel="mean reward of the rollout", title="reward (ppo: the reward model's)")
+    axes[1].set(xlabel="step", ylabel="nats per answer", title="KL to the SFT model (k1, on the rollout)")
+    for ax in axes:
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def train_minutes(run_dir: Path) -> float:

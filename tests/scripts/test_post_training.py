@@ -80,6 +80,7 @@ def test_every_stage_runs_then_a_second_call_skips_them(tmp_path, capsys, monkey
     prompts = [e.prompt for e in poems.examples("test") if e.form][:len(texts)]
     assert pt.kl_to_reference(sft, sft, load_tokenizer(out / "sft"), prompts, texts, poems.SYSTEM_PROMPT) == 0.0
     assert (out / "eval" / "table.md").read_text().startswith("| run | mean score |")
+    assert (out / "eval" / "rl.png").stat().st_size > 0
     stamp = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
     assert pt.run(out, sets, options=EVAL) == dict.fromkeys(STAGES, "done")
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == stamp  # nothing rewritten
