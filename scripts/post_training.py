@@ -147,7 +147,8 @@ def train_minutes(run_dir: Path) -> float:
 def make_pairs(out_dir: Path, dirs: dict[str, Path], options: dict) -> None:
     """Preference pairs for the reward model and DPO (lmforge.eval.preferences.make_pairs, as `lmforge pairs`):
     `samples` SFT answers per train / val prompt, the best and the worst by the poem scorer, ties dropped.
-    Options: samples (4), phrasings (1), limit (0 = every prompt), temperature (1), seed (0)."""
+    Options: samples (4), phrasings (4: every prompt phrasing of a poem), limit (0 = every prompt), temperature
+    (1), seed (0)."""
     from lmforge.data.preferences import write_pairs
     from lmforge.eval.preferences import make_pairs as sample_pairs
     from lmforge.io import atomic_write_json
@@ -155,7 +156,7 @@ def make_pairs(out_dir: Path, dirs: dict[str, Path], options: dict) -> None:
     stats = {}
     for split in ("train", "val"):
         pairs, stats[split] = sample_pairs(dirs["sft"], split, samples=int(options.get("samples", 4)),
-                                           phrasings=int(options.get("phrasings", 1)),
+                                           phrasings=int(options.get("phrasings", 4)),
                                            limit=int(options.get("limit", 0)),
                                            temperature=float(options.get("temperature", 1.0)),
                                            seed=int(options.get("seed", 0)) + (split == "val"), progress=True)
