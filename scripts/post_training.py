@@ -173,7 +173,7 @@ def make_pairs(out_dir: Path, dirs: dict[str, Path], options: dict) -> None:
 
 # THE stage table, in order; a stage's links name the earlier stages it reads. Minutes: on 2 cores alone.
 STAGES = (
-    Stage("base", "configs/zh-base.yaml", minutes=12),
+    Stage("base", "configs/zh-base.yaml", minutes=24),
     Stage("sft", "configs/sft-poems.yaml", {"recipe.init": "base"}, minutes=6),
     Stage("lora-sft", "configs/sft-poems-lora.yaml", {"recipe.init": "base"}, minutes=5),
     Stage("pairs", make=make_pairs, output="pairs.json", inputs=("sft",), minutes=4),
