@@ -162,3 +162,46 @@ class DecoderOnlyDecoding:
         out = self(ids, cache=state.cache, positions=positions, attention_mask=mask, need_weights=need_weights,
                    keep_logits=1)
         return DecodeOutput.of(out.logits[:, -1], out.attentions, state.keep)
+
+
+class EncoderDecoderDecoding:
+    """The teacher-forced forward and the decoding protocol (prefill / decode_step) of an encoder-decoder,
+    written once for the Transformer and T5. A family defines `encode(src, src_keep) -> (memory, src_keep, probs)`,
+    `decode(tgt, memory, src_keep, *, cache, positions, tgt_keep, need_weights) -> (h, selfs, crosses)`,
+    `head(h) -> logits`, the `decoder_start` id, and holds `tok_emb` and `decoder` (blocks with `attn`)."""
+
+    def forward(self, src: Tensor, tgt: Tensor, targets: Tensor | None = None, *, src_keep: Tensor | None = None,
+                need_weights: bool = False) -> ModelOutput:
+        """Teacher forcing: src (B, S), tgt (B, T) = <start> y1 .. y_{T-1} (HF's decoder_input_ids), targets (B, T)
+        = y1 .. y_T (-100 = ignore). src_keep (B, S): 1 on real source tokens (HF's attention_mask; default
+        src != pad_id). attentions: decoder self-attention per layer; cross_attentions: (B, nh, T, S) per layer."""
+        memory, src_keep, _ = self.encode(src, src_keep)
+        h, selfs, crosses = self.decode(tgt, memory, src_keep, need_weights=need_weights)
+        logits = self.head(h)  # (B, T, vocab)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
+        return ModelOutput(logits=logits, loss=loss, attentions=selfs, cross_attentions=crosses, hidden_states=h)
+
+    def prefill(self, prompts, *, capacity: int | None = None, use_cache: bool = True,
+                need_weights: bool = False) -> tuple[EncoderDecoderState, DecodeOutput]:
+        """Sources (id lists) -> encode once, feed the start token -> (state, the first target token's logits)."""
+        c, p = self.config, self.tok_emb.weight
+        src, keep = pad_rows(prompts, c.pad_id, device=p.device)  # right padding, as in training; keep by position
+        memory, src_keep, _ = self.encode(src, keep)
+        B, attn = src.size(0), self.decoder[0].attn
+        cache = KVCache(len(self.decoder), B, attn.n_kv_heads, attn.head_dim, min(capacity or c.max_len, c.max_len),
+                        device=p.device, dtype=p.dtype) if use_cache else None
+        state = EncoderDecoderState(Context(B, cache, ids=not use_cache, device=p.device), memory, src_keep)
+        out = self.decode_step(state, torch.full((B, 1), self.decoder_start, device=p.device),
+                               need_weights=need_weights)
+        if use_cache:
+            state.memory = None  # every layer now has the source's keys/values in the cache
+        return state, out
+
+    def decode_step(self, state: EncoderDecoderState, ids: Tensor, *, need_weights: bool = False) -> DecodeOutput:
+        """Feed (B, 1) target ids -> the next token's logits; rows of a joined state keep their own positions."""
+        ids, positions, keep = state.context.feed(ids)
+        h, selfs, crosses = self.decode(ids, state.memory, state.src_keep, cache=state.context.cache,
+                                        positions=positions, tgt_keep=keep, need_weights=need_weights)
+        return DecodeOutput.of(self.head(h[:, -1]), selfs, state.context.keep, crosses, state.src_keep)

@@ -20,20 +20,16 @@ values and, after the first step, the cross-attention keys and values of the sou
 """
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lmforge.models.outputs import DecodeOutput, ModelOutput
-from lmforge.models.protocol import EncoderDecoderState
+from lmforge.models.protocol import EncoderDecoderDecoding
 from lmforge.models.t5.config import T5Config
 from lmforge.nn import (Block, FeedForward, KVCache, LMHead, MultiHeadAttention, RelativePositionBias, RMSNorm,
                         init_weights, padding_mask)
-from lmforge.nn.cache import Context
-from lmforge.nn.masks import causal_padding_mask, pad_rows
+from lmforge.nn.masks import causal_padding_mask
 
 
-class T5(nn.Module):
+class T5(EncoderDecoderDecoding, nn.Module):
     def __init__(self, config: T5Config):
         super().__init__()
         self.config = c = config
@@ -73,12 +69,13 @@ class T5(nn.Module):
         return self.drop(self.enc_norm(x)), src_keep, (probs if need_weights else None)
 
     def decode(self, tgt: Tensor, memory: Tensor | None, src_keep: Tensor, *, cache: KVCache | None = None,
-               tgt_keep: Tensor | None = None, need_weights: bool = False):
+               positions: Tensor | None = None, tgt_keep: Tensor | None = None, need_weights: bool = False):
         """tgt (B, T) after `cache.length` cached positions -> (hidden (B, T, d_model), self probs, cross probs).
 
         The relative bias depends only on column distances, so left-padded rows (decoding rows that started at
         different times) need no positions of their own: tgt_keep (B, past + T), True on real tokens, masks
-        their padding. Without it the mask is causal (right padding never reaches a real token)."""
+        their padding. Without it the mask is causal (right padding never reaches a real token). `positions`
+        (the decoding protocol's per-row positions) is not read, for the same reason."""
         past = cache.length if cache is not None else 0
         T = tgt.size(1)
         if past + T > self.config.max_len:
@@ -103,42 +100,8 @@ class T5(nn.Module):
         `scale_decoder_outputs`): the embedding has unit-variance entries, so logits stay of order one."""
         return self.lm_head(h * self.config.d_model ** -0.5 if self.config.rescale_head else h)
 
-    def forward(self, src: Tensor, tgt: Tensor, targets: Tensor | None = None, *, src_keep: Tensor | None = None,
-                need_weights: bool = False) -> ModelOutput:
-        """Teacher forcing: src (B, S), tgt (B, T) = <start> y1 .. y_{T-1} (HF's decoder_input_ids), targets (B, T)
-        = y1 .. y_T (-100 = ignore). src_keep (B, S): 1 on real source tokens (HF's attention_mask; default
-        src != pad_id). attentions: decoder self-attention per layer; cross_attentions: (B, nh, T, S) per layer."""
-        memory, src_keep, _ = self.encode(src, src_keep)
-        h, selfs, crosses = self.decode(tgt, memory, src_keep, need_weights=need_weights)
-        logits = self.head(h)  # (B, T, vocab)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
-        return ModelOutput(logits=logits, loss=loss, attentions=selfs, cross_attentions=crosses, hidden_states=h)
-
-    # ---------------------------------------------------------------- decoding protocol (models.protocol)
+    # ---------------------------------------------------------------- decoding protocol (forward, prefill and
+    # decode_step: models.protocol.EncoderDecoderDecoding)
     @property
     def decoder_start(self) -> int:
         return self.config.decoder_start_id  # T5: <pad> (HF decoder_start_token_id = pad_token_id)
-
-    def prefill(self, prompts, *, capacity: int | None = None, use_cache: bool = True,
-                need_weights: bool = False) -> tuple[EncoderDecoderState, DecodeOutput]:
-        """Sources (id lists) -> encode once, feed the start token -> (state, the first target token's logits)."""
-        c, p = self.config, self.tok_emb.weight
-        src, keep = pad_rows(prompts, c.pad_id, device=p.device)  # right padding, as in training; keep by position
-        memory, src_keep, _ = self.encode(src, keep)
-        B = src.size(0)
-        cache = KVCache(c.n_dec_layers, B, c.n_heads, c.head_dim, min(capacity or c.max_len, c.max_len),
-                        device=p.device, dtype=p.dtype) if use_cache else None
-        state = EncoderDecoderState(Context(B, cache, ids=not use_cache, device=p.device), memory, src_keep)
-        out = self.decode_step(state, torch.full((B, 1), c.decoder_start_id, device=p.device),
-                               need_weights=need_weights)
-        if use_cache:
-            state.memory = None  # every layer now has the source's keys/values in the cache
-        return state, out
-
-    def decode_step(self, state: EncoderDecoderState, ids: Tensor, *, need_weights: bool = False) -> DecodeOutput:
-        ids, _, keep = state.context.feed(ids)
-        h, selfs, crosses = self.decode(ids, state.memory, state.src_keep, cache=state.context.cache, tgt_keep=keep,
-                                        need_weights=need_weights)
-        return DecodeOutput.of(self.head(h[:, -1]), selfs, state.context.keep, crosses, state.src_keep)

@@ -18,20 +18,16 @@ next token's logits (and, on request, the cross-attention over the source).
 from __future__ import annotations
 
 import math
-import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lmforge.models.transformer.config import TransformerConfig
-from lmforge.models.outputs import DecodeOutput, ModelOutput
-from lmforge.models.protocol import EncoderDecoderState
+from lmforge.models.protocol import EncoderDecoderDecoding
 from lmforge.nn import (Block, FeedForward, KVCache, LayerNorm, LMHead, MultiHeadAttention,
                         init_weights, padding_mask, sinusoidal)
-from lmforge.nn.cache import Context
-from lmforge.nn.masks import causal_padding_mask, pad_rows
+from lmforge.nn.masks import causal_padding_mask
 
 
-class Transformer(nn.Module):
+class Transformer(EncoderDecoderDecoding, nn.Module):
     def __init__(self, config: TransformerConfig):
         super().__init__()
         self.config = c = config
@@ -103,42 +99,12 @@ class Transformer(nn.Module):
             cache.advance(T)
         return x, (selfs if need_weights else None), (crosses if need_weights else None)
 
-    def forward(self, src: Tensor, tgt: Tensor, targets: Tensor | None = None, *, src_keep: Tensor | None = None,
-                need_weights: bool = False) -> ModelOutput:
-        """Teacher forcing: src (B, S), tgt (B, T) = <s> y1 .. y_{T-1}, targets (B, T) = y1 .. y_T (-100 = ignore).
+    def head(self, h: Tensor) -> Tensor:
+        """Decoder hidden states -> logits (the output softmax's input; the tied embedding, Vaswani et al. sec. 3.4)."""
+        return self.lm_head(h)
 
-        attentions: decoder self-attention per layer; cross_attentions: (B, nh, T, S) per decoder layer.
-        """
-        memory, src_keep, _ = self.encode(src, src_keep)
-        h, selfs, crosses = self.decode(tgt, memory, src_keep, need_weights=need_weights)
-        logits = self.lm_head(h)  # (B, T, vocab)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
-        return ModelOutput(logits=logits, loss=loss, attentions=selfs, cross_attentions=crosses, hidden_states=h)
-
-    # ---------------------------------------------------------------- decoding protocol (models.protocol)
+    # ---------------------------------------------------------------- decoding protocol (forward, prefill and
+    # decode_step: models.protocol.EncoderDecoderDecoding)
     @property
     def decoder_start(self) -> int:
         return self.config.bos_id  # the prompt is the source; the target starts from <s>
-
-    def prefill(self, prompts, *, capacity: int | None = None, use_cache: bool = True,
-                need_weights: bool = False) -> tuple[EncoderDecoderState, DecodeOutput]:
-        """Sources (id lists) -> encode once, feed <s> -> (state, the first target token's logits)."""
-        c, p = self.config, self.tok_emb.weight
-        src, _ = pad_rows(prompts, c.pad_id, device=p.device)  # right padding, as in training
-        memory, src_keep, _ = self.encode(src)
-        B = src.size(0)
-        cache = KVCache(c.n_dec_layers, B, c.n_heads, c.d_model // c.n_heads, min(capacity or c.max_len, c.max_len),
-                        device=p.device, dtype=p.dtype) if use_cache else None
-        state = EncoderDecoderState(Context(B, cache, ids=not use_cache, device=p.device), memory, src_keep)
-        out = self.decode_step(state, torch.full((B, 1), c.bos_id, device=p.device), need_weights=need_weights)
-        if use_cache:
-            state.memory = None  # every layer now has the source's keys/values in the cache
-        return state, out
-
-    def decode_step(self, state: EncoderDecoderState, ids: Tensor, *, need_weights: bool = False) -> DecodeOutput:
-        ids, positions, keep = state.context.feed(ids)
-        h, selfs, crosses = self.decode(ids, state.memory, state.src_keep, cache=state.context.cache,
-                                        positions=positions, tgt_keep=keep, need_weights=need_weights)
-        return DecodeOutput.of(self.lm_head(h[:, -1]), selfs, state.context.keep, crosses, state.src_keep)
