@@ -194,3 +194,22 @@ class PairBatches:
 
     def batch_tokens(self, batch) -> int:
         return int(batch[1].sum())  # real tokens, not padding
+
+
+def per_pair(model, batches: "PairBatches", value) -> tuple[list[float], list[float]]:
+    """(chosen values, rejected values) of every pair, in order (batches: PairBatches with shuffle=False), with
+    the model in eval mode and no gradients; value(model, ids, mask, completion_mask) -> (2B,) for one batch
+    (its chosen rows, then its rejected rows). The reward recipe scores rewards this way, DPO log-probs."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    chosen, rejected = [], []
+    with torch.no_grad():
+        for i in range(len(batches)):
+            v = value(model, *(t.to(device) for t in batches.get(i))).float().tolist()
+            chosen += v[:len(v) // 2]
+            rejected += v[len(v) // 2:]
+    model.train(was_training)
+    return chosen, rejected

@@ -76,22 +76,10 @@ def dpo_loss(beta: float):
 
 def logps(model, batches) -> tuple[list[float], list[float]]:
     """(log pi(chosen), log pi(rejected)) of every pair, in order (batches: PairBatches with shuffle=False)."""
-    import torch
-
+    from lmforge.data.preferences import per_pair
     from lmforge.objectives.preference import sequence_logps
 
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    chosen, rejected = [], []
-    with torch.no_grad():
-        for i in range(len(batches)):
-            ids, _, completion = (t.to(device) for t in batches.get(i))
-            lp = sequence_logps(model(ids).logits, ids, completion).tolist()
-            chosen += lp[:len(lp) // 2]
-            rejected += lp[len(lp) // 2:]
-    model.train(was_training)
-    return chosen, rejected
+    return per_pair(model, batches, lambda m, ids, _, completion: sequence_logps(m(ids).logits, ids, completion))
 
 
 def evaluate(policy, ref, batches, beta: float) -> dict:

@@ -165,20 +165,9 @@ def reward_loss(model, batch):
 
 def rewards(model, batches) -> tuple[list[float], list[float]]:
     """(chosen rewards, rejected rewards) of every pair, in order (batches: PairBatches with shuffle=False)."""
-    import torch
+    from lmforge.data.preferences import per_pair
 
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    chosen, rejected = [], []
-    with torch.no_grad():
-        for i in range(len(batches)):
-            ids, mask, _ = (t.to(device) for t in batches.get(i))
-            r = model(ids, mask).float().tolist()
-            chosen += r[:len(r) // 2]
-            rejected += r[len(r) // 2:]
-    model.train(was_training)
-    return chosen, rejected
+    return per_pair(model, batches, lambda m, ids, mask, _: m(ids, mask))
 
 
 def evaluate(model, pairs: list, batches) -> dict:
