@@ -74,6 +74,7 @@ def test_every_stage_runs_then_a_second_call_skips_them(tmp_path, capsys, monkey
     assert "kl_to_sft" not in result["runs"]["sft"]
     assert all(isinstance(r["kl_to_sft"], float) and r["train_minutes"] >= 0
                for k, r in result["runs"].items() if k != "sft")
+    assert result["runs"]["dpo"]["kl_to_sft"] != 0.0  # DPO's steps moved the policy away from its reference
     import lmforge
     from lmforge.tokenizers import load_tokenizer
     sft = lmforge.load(out / "sft")
