@@ -1,20 +1,28 @@
-"""CPU fast paths for the products lmforge.nn writes as plain PyTorch; nn/ works without this package.
+"""CPU fast paths for the products lmforge.nn writes as plain PyTorch, each chosen by timing; nn/ works without this package.
 
-lmforge.nn is the reference math: its layers are torch.nn.Linear and F.linear. This package holds the
+lmforge.nn is the reference math: its layers are torch.nn.Linear and F.linear. This package holds
 faster ways to compute the same products on CPU, each agreeing with F.linear to float rounding, each
 behind a process-wide switch, and applied only by the code that wants them:
 
-| path | what it does | when | switch |
+| path | what it does | candidate for | switch |
 |---|---|---|---|
-| few rows (`fewrow.py`) | 1-2 rows: W cut into blocks times the rows as columns, one bmm; 3-32 rows: the output features split across threads | fp32 inference on CPU, 1-32 rows (decoding) | `set_few_rows` (packed copies included) |
-| packed (`packed.py`) | 3-32 rows: oneDNN on a copy of W reordered for its kernel; costs a second copy of the weights | inside a `PackedWeights` table (the decoding Engine holds one) | `set_packing`, `lmforge serve --no-pack` |
-| large oneDNN (`onednn.py`) | oneDNN's fp32 kernel instead of torch's default BLAS; in training the forward only | fp32 on CPU, from 2^28 multiply-adds (a training batch, a long prefill) | `set_large_onednn` |
+| few rows (`fewrow.py`) | the column form: W cut into blocks times the rows as columns, one bmm; the thread split: the output features split across threads | fp32 inference on CPU, 1-32 rows (decoding) | `set_few_rows` (packed copies included) |
+| packed (`packed.py`) | oneDNN on a copy of W reordered for its kernel; costs a second copy of the weights | 3-32 rows, inside a `PackedWeights` table (the decoding Engine holds one) | `set_packing`, `lmforge serve --no-pack` |
+| oneDNN (`onednn.py`) | oneDNN's fp32 kernel instead of torch's default BLAS; in training the forward only | fp32 on CPU, more than 32 rows (a training batch, a prefill) | `set_large_onednn` |
 | huge pages (`hugepages.py`) | the model's weights moved into 2 MiB transparent huge pages | when asked: `huge_page_weights(model)` | `set_huge_pages` |
 
-`set_enabled(False)` turns all four off (True turns them on). `linear.py` chooses between the first three
-per product; the few-row products and packing were measured 1.1-2.5x F.linear, large oneDNN 1.17-1.50x
-MKL, huge pages 1.04-1.17x the read speed, on an AMD EPYC Zen 4 (each module gives its figures and the
-bench command that measures them).
+Which product runs is measured, never assumed (`tune.py`): the first time `linear.py` needs a kind of
+product (a weight shape, rows rounded up to a power of two, the dtype and the thread count), it times
+the candidates, torch's F.linear always among them, and keeps the fastest; a fast path must beat F.linear
+by 5% to be taken, so none is slower than torch's default beyond noise. The choices are kept in a JSON
+file per CPU model and torch version in the user's cache directory (LMFORGE_CACHE_DIR, else
+XDG_CACHE_HOME/lmforge, else ~/.cache/lmforge), so the next process starts tuned. (On an AMD EPYC Zen 4
+the few-row paths measured 1.1-2.5x F.linear; on an Intel Xeon with AVX-512, where MKL's few-row kernel
+uses every thread, the column form measured 0.4-0.55x: why no constant can choose.) The training dtype
+`auto` (lmforge.train.precision) keeps its measured choice in the same cache.
+
+Switches: `set_enabled(False)` (or LMFORGE_FAST_PATHS=0) turns all four paths off (True turns them on);
+`set_tuning(False)` (or LMFORGE_TUNING=0) times nothing new: a product not in the cache takes F.linear.
 
 How they are applied:
 - `accelerate(model)` makes a model's torch.nn.Linear layers and lmforge.nn.LMHead compute with
@@ -27,15 +35,17 @@ How they are applied:
   the model they load (lmforge.cli.generate.load_run).
 
     from lmforge import kernels
-    kernels.accelerate(model)          # model's linears now take the fast paths
+    kernels.accelerate(model)          # model's linears now take the fast paths measured fastest here
     kernels.set_enabled(False)         # ... or none of them, process-wide
     kernels.restore(model)             # plain PyTorch again
 """
+from lmforge.kernels import tune
 from lmforge.kernels.apply import accelerate, restore, set_enabled
 from lmforge.kernels.hugepages import huge_page_weights, set_huge_pages
 from lmforge.kernels.linear import Linear, LMHead, linear, set_few_rows
 from lmforge.kernels.onednn import set_large_onednn
 from lmforge.kernels.packed import PackedWeights, set_packing
+from lmforge.kernels.tune import set_tuning
 
 __all__ = ["accelerate", "restore", "set_enabled", "linear", "Linear", "LMHead", "PackedWeights", "set_few_rows",
-           "set_packing", "set_large_onednn", "huge_page_weights", "set_huge_pages"]
+           "set_packing", "set_large_onednn", "huge_page_weights", "set_huge_pages", "set_tuning", "tune"]

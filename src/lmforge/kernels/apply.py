@@ -8,11 +8,14 @@ that calls `linear`). Subclasses of nn.Linear (an adapter's layer, a quantised o
 may compute something else. `restore(model)` changes the classes back. Both are idempotent and cheap (one
 walk over the modules), and leave the weights' memory where it is (huge pages are a separate step:
 lmforge.kernels.hugepages).
+
+`set_enabled(False)`, or LMFORGE_FAST_PATHS=0 in the environment, turns every fast path off.
 """
 from __future__ import annotations
 
 from torch import nn
 
+from lmforge.kernels import tune
 from lmforge.kernels.hugepages import set_huge_pages
 from lmforge.kernels.linear import Linear, LMHead, set_few_rows
 from lmforge.kernels.onednn import set_large_onednn
@@ -46,8 +49,13 @@ def restore(model: nn.Module) -> nn.Module:
 def set_enabled(enabled: bool) -> None:
     """Every fast path on or off at once: the few-row products, the packed copies (off frees them), oneDNN
     for large products and huge-page weights. Off, an accelerated model computes F.linear, as plain
-    PyTorch would (e.g. to compare numbers); on turns each path back on."""
+    PyTorch would (e.g. to compare numbers); on turns each path back on. LMFORGE_FAST_PATHS=0 in the
+    environment starts a process with them off."""
     set_few_rows(enabled)
     set_packing(enabled)
     set_large_onednn(enabled)
     set_huge_pages(enabled)
+
+
+if not tune.env_switch("LMFORGE_FAST_PATHS"):
+    set_enabled(False)

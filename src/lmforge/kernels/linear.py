@@ -1,17 +1,18 @@
-"""`linear(x, weight, bias)`: F.linear, with the CPU fast paths chosen per product; and the modules that use it.
+"""`linear(x, weight, bias)`: F.linear, or a faster product for it chosen by timing; and the modules that use it.
 
 Which product takes which path (fp32 on CPU; everything else is F.linear):
 
-- 1-2 rows (one or two sequences decoding): the column form (lmforge.kernels.fewrow.columns).
-- 3-32 rows (batched decoding; the server): oneDNN on a packed copy of the weight, inside a PackedWeights
-  table (lmforge.kernels.packed); without one, with packing off or without oneDNN, the thread split
-  (lmforge.kernels.fewrow.split).
-- At least 2^28 multiply-adds (a training batch, a 512-token prefill): oneDNN's kernel
-  (lmforge.kernels.onednn), in training for the forward only.
+- 1-32 rows without gradients (decoding: batch x new tokens): the fastest of F.linear, the column form and
+  the thread split (lmforge.kernels.fewrow), and from 3 rows oneDNN on a packed copy of the weight
+  (lmforge.kernels.packed; only inside a PackedWeights table, so a batch-1 decode never holds its weights
+  twice). Timed per weight shape, rows rounded up to a power of two, and thread count: `_few_row_calls`
+  says what is timed.
+- More than 32 rows (a training batch, a prefill): the faster of F.linear (torch's default BLAS) and
+  oneDNN's kernel (lmforge.kernels.onednn), timed per shape and row count; in training for the forward only.
 
-The few-row paths never run where autograd records (training keeps F.linear there). Medium products
-(33 rows and more, under the large size), bf16 (whose kernel already uses every thread) and small
-matrices (where the bookkeeping costs more than it saves, and which stay in cache anyway) keep F.linear.
+The timing, its cache on disk and its switches are lmforge.kernels.tune's: a choice is made the first time
+a key is needed, on the machine at hand, and a fast path replaces F.linear only where it measured at least
+5% faster. The few-row paths never run where autograd records (training keeps F.linear there).
 `set_few_rows(False)` sends every 1-32-row product to F.linear.
 
 `Linear` and `LMHead` are lmforge.nn's torch.nn.Linear and LMHead computed by `linear`: the same
@@ -19,19 +20,22 @@ parameters, state-dict names and init. lmforge.kernels.accelerate puts them in p
 """
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lmforge.kernels import tune
 from lmforge.kernels.fewrow import columns, split
-from lmforge.kernels.onednn import large_onednn, train_linear
-from lmforge.kernels.packed import packed
+from lmforge.kernels.onednn import forward as onednn_forward
+from lmforge.kernels.onednn import large_onednn, onednn_available, train_linear
+from lmforge.kernels.packed import _PACK_HINT, packed
 from lmforge.nn.heads import LMHead as PlainLMHead
 
-_FEW_ROWS = 32                # up to this many rows (batch x new tokens) these paths win
-_COLUMN_ROWS = 2              # up to this many rows the column form beats the packed product
-_MIN_COLUMN_WEIGHT = 1 << 17  # 384 x 384 read from memory: 1.8x F.linear; already in cache it loses 3 us of 14
-_MIN_SPLIT_WEIGHT = 1 << 19   # 768 x 768 is the smallest GPT-2 matrix and gains 1.14x from the split; 128 x 128 loses 3x
+_FEW_ROWS = 32  # up to this many rows a product reads its weights more than it computes: the decoding paths
 
 _few_rows = True
 
@@ -43,36 +47,115 @@ def set_few_rows(enabled: bool) -> None:
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """F.linear(x, weight, bias); few-row fp32 inference on CPU takes a faster product, and so do large fp32
-    products on CPU, with or without gradients (module docstring)."""
-    out_f, in_f = weight.shape
-    if x.numel() > _FEW_ROWS * in_f and large_onednn(x, weight, bias):
-        if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
-                                        or (bias is not None and bias.requires_grad)):
-            return train_linear(x, weight, bias)
-        y = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, in_f), weight, bias, "none", [], "")
-        return y.view(*x.shape[:-1], out_f)  # a prefill, an evaluation: the same forward, nothing to save
-    if (x.numel() > _FEW_ROWS * in_f or not _few_rows  # training batches stop here
-            or not x.is_cpu or x.dtype != torch.float32
-            or weight.numel() < _MIN_COLUMN_WEIGHT or not weight.is_contiguous()
-            or (bias is not None and not bias.is_contiguous())
-            or (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
-                                             or (bias is not None and bias.requires_grad)))):
+    """F.linear(x, weight, bias), by the product timed fastest for its kind on this machine (module docstring)."""
+    in_f = weight.size(1)
+    if x.numel() > _FEW_ROWS * in_f:
+        if large_onednn(x, weight, bias) and _large_choice(x, weight, bias) == "onednn":
+            return train_linear(x, weight, bias) if _records_grad(x, weight, bias) else onednn_forward(x, weight, bias)
         return F.linear(x, weight, bias)
-    threads = torch.get_num_threads()
+    if not (_few_rows and min(x.numel(), weight.numel()) > 0 and _few_row_eligible(x, weight, bias)):
+        return F.linear(x, weight, bias)
+    return _few_row_product(x, weight, bias)
+
+
+def _records_grad(x: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
+    return torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
+                                        or (bias is not None and bias.requires_grad))
+
+
+def _few_row_eligible(x: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
+    """fp32 on CPU, contiguous weight and bias, nothing for autograd to record, no autocast (whose products are
+    bf16), not being traced by torch.compile (which sees F.linear)."""
+    return (x.is_cpu and x.dtype == torch.float32 and weight.dtype == torch.float32 and weight.is_contiguous()
+            and (bias is None or bias.is_contiguous()) and not _records_grad(x, weight, bias)
+            and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling())
+
+
+def _large_choice(x: Tensor, weight: Tensor, bias: Tensor | None) -> str:
+    """"onednn" or "F.linear" for this shape, timed on this very product the first time (3 rounds: each call
+    can take a second; the weight is read once for many rows, so copies are not needed as for few rows)."""
+    out_f, in_f = weight.shape
+    rows = tune.bucket(x.numel() // in_f)
+    key = f"large {out_f}x{in_f} rows<={rows} float32 threads={torch.get_num_threads()}"
+    calls = {"F.linear": lambda: F.linear(x, weight, bias), "onednn": lambda: onednn_forward(x, weight, bias)}
+    return tune.choose(key, ("F.linear", "onednn"), lambda: tune.measure(calls, rounds=3))[0]
+
+
+def _few_row_product(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """x times W^T by the first usable product in this key's order (packed: once its copy exists)."""
+    out_f, in_f = weight.shape
     rows = x.reshape(-1, in_f)
     if not rows.is_contiguous():
         rows = rows.contiguous()
-    chunks = max(2, threads)
-    if rows.size(0) <= _COLUMN_ROWS and out_f >= 128 * chunks:
-        y = columns(rows, weight, bias, chunks)
-    elif rows.size(0) > _COLUMN_ROWS and (copy := packed(weight)) is not None:
-        y = torch.ops.mkldnn._linear_pointwise(rows, copy, bias, "none", [], "")
-    elif threads >= 2 and out_f >= 64 * threads and weight.numel() >= _MIN_SPLIT_WEIGHT:
-        y = split(rows, weight, bias, threads)
-    else:
-        return F.linear(x, weight, bias)
-    return y.view(*x.shape[:-1], out_f)
+    threads, m = torch.get_num_threads(), tune.bucket(rows.size(0))
+    names = _few_row_names(m, out_f, threads)
+    key = f"few_rows {out_f}x{in_f} rows<={m} float32 threads={threads}"
+    order = tune.choose(key, names, lambda: tune.measure(_few_row_calls(names, m, weight, bias, threads)))
+    for name in order:
+        if name == "columns":
+            y = columns(rows, weight, bias, max(2, threads))
+        elif name == "split":
+            y = split(rows, weight, bias, threads)
+        elif name == "packed" and (copy := packed(weight)) is not None:
+            y = torch.ops.mkldnn._linear_pointwise(rows, copy, bias, "none", [], "")
+        elif name == "F.linear":
+            break
+        else:
+            continue  # no packed copy yet (or none here), or a name from another version's cache
+        return y.view(*x.shape[:-1], out_f)
+    return F.linear(x, weight, bias)
+
+
+def _few_row_names(m: int, out_f: int, threads: int) -> tuple[str, ...]:
+    """The candidates for `m` rows: F.linear (the default) first."""
+    names = ["F.linear"]
+    if out_f >= max(2, threads):
+        names.append("columns")  # at least one output per block
+    if threads >= 2 and out_f >= threads:
+        names.append("split")    # one slice per thread: one thread has nothing to split
+    if m > 2 and onednn_available():
+        names.append("packed")   # a second copy of the weights: not for one or two sequences
+    return tuple(names)
+
+
+def _few_row_calls(names: tuple[str, ...], m: int, weight: Tensor, bias: Tensor | None,
+                   threads: int) -> dict[str, Callable[[], object]]:
+    """What is timed for each candidate: `m` rows times each of enough copies of the weight that they come from
+    memory, not from a cache, as in a decode step (which reads every matrix of the model once)."""
+    copies = [weight] + [weight.clone() for _ in range(_stream_copies(weight) - 1)]
+    # any values will do; a generator of its own, so that timing draws nothing from the caller's random stream
+    x = torch.randn(m, weight.size(1), generator=torch.Generator().manual_seed(0))
+    one = {"F.linear": lambda w: F.linear(x, w, bias), "columns": lambda w: columns(x, w, bias, max(2, threads)),
+           "split": lambda w: split(x, w, bias, threads)}
+    calls = {n: (lambda f=one[n]: [f(w) for w in copies]) for n in names if n in one}
+    if "packed" in names:
+        try:
+            packs = [torch.ops.mkldnn._reorder_linear_weight(w, _PACK_HINT) for w in copies]
+            calls["packed"] = lambda: [torch.ops.mkldnn._linear_pointwise(x, p, bias, "none", [], "") for p in packs]
+        except (AttributeError, RuntimeError):  # a torch without oneDNN's reorder: not a candidate here
+            pass
+    return calls
+
+
+def _stream_copies(weight: Tensor) -> int:
+    """Copies of `weight` that fill twice the last-level cache, 64 MiB at least; at most 64 (a model made of
+    matrices under 1 MiB mostly sits in cache when it runs, too)."""
+    return max(1, min(64, -(-_stream_bytes() // (weight.numel() * weight.element_size()))))
+
+
+@functools.cache
+def _stream_bytes() -> int:
+    """Twice the largest CPU cache Linux reports for cpu0, or 64 MiB if that is more (or nothing is reported)."""
+    largest = 0
+    for size in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
+        try:
+            text = size.read_text().strip()
+        except OSError:
+            continue
+        units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+        if text[:-1].isdigit() and text[-1] in units:
+            largest = max(largest, int(text[:-1]) * units[text[-1]])
+    return max(64 << 20, 2 * largest)
 
 
 class Linear(nn.Linear):

@@ -1,9 +1,10 @@
-"""Large fp32 products on CPU by oneDNN's kernel instead of torch's default BLAS (MKL).
+"""Products of more than 32 rows in fp32 on CPU by oneDNN's kernel instead of torch's default BLAS (MKL).
 
-From 2^28 multiply-adds on (GPT-2 small's training step at batch 4 x 256, a 512-token prefill; not the
-nanoGPT CPU shape), oneDNN's fp32 linear is 1.17-1.50x torch's default for the GPT-2 matrices on our AMD
-EPYC (Zen 4), most for the 50257-way head (`python bench/gpt2_step.py --products`). In training only the
-forward takes it (`_TrainLinear`): oneDNN's backward products were not faster there, so they stay MKL's.
+Which kernel is faster depends on the CPU and the shape: on an AMD EPYC (Zen 4) oneDNN's fp32 linear was
+1.17-1.50x torch's default for the GPT-2 matrices at batch 4 x 256, most for the 50257-way head (`python
+bench/gpt2_step.py --products`). So lmforge.kernels.linear times the two for each shape and row count
+(lmforge.kernels.tune) and takes oneDNN only where it measured faster. In training only the forward takes
+it (`_TrainLinear`): oneDNN's backward products were not faster there, so they stay MKL's.
 `set_large_onednn(False)` turns this path off.
 """
 from __future__ import annotations
@@ -12,8 +13,6 @@ import functools
 
 import torch
 from torch import Tensor
-
-_MIN_ONEDNN_MACS = 1 << 28  # products from here on take oneDNN's fp32 kernel (1024 x 768 x 768 = 2^29.2)
 
 _large_onednn_on = True
 
@@ -32,10 +31,10 @@ def onednn_available() -> bool:
 
 
 def large_onednn(x: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
-    """A large fp32 product on CPU, outside bf16 autocast (where F.linear computes in bf16) and outside
-    torch.compile (which traces F.linear)."""
+    """oneDNN can take this fp32 product on CPU: contiguous operands, outside bf16 autocast (where F.linear
+    computes in bf16) and outside torch.compile (which traces F.linear). Whether it should is timed."""
     return (_large_onednn_on and x.dtype == torch.float32 and weight.dtype == torch.float32 and x.is_cpu
-            and x.numel() * weight.size(0) >= _MIN_ONEDNN_MACS and weight.is_contiguous()
+            and weight.is_contiguous()
             and (bias is None or (bias.dtype == torch.float32 and bias.is_contiguous()))
             and not torch.is_autocast_enabled("cpu") and onednn_available() and not torch.compiler.is_compiling())
 
@@ -64,3 +63,9 @@ class _TrainLinear(torch.autograd.Function):
 
 
 train_linear = _TrainLinear.apply  # (x, weight, bias) -> y, recorded by autograd: oneDNN's forward, F.linear's backward
+
+
+def forward(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """oneDNN's fp32 linear of x (..., in) without gradients: a prefill, an evaluation."""
+    y = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.size(-1)), weight, bias, "none", [], "")
+    return y.view(*x.shape[:-1], weight.size(0))
