@@ -12,6 +12,14 @@ from tr_helpers import memo_config, memo_pairs, write_tsv  # noqa: E402  (tests/
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def kernel_tuning_cache(tmp_path_factory):
+    """lmforge.kernels.tune keeps its timings in a folder of the test session, never in the user's cache (and
+    every session times afresh). Subprocesses (the CLI, the server) inherit it."""
+    os.environ["LMFORGE_CACHE_DIR"] = str(tmp_path_factory.mktemp("lmforge-cache"))
+    yield os.environ["LMFORGE_CACHE_DIR"]
+
+
 def pytest_addoption(parser):
     parser.addoption("--runslow", action="store_true", default=False, help="also run checks marked slow")
 

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from lmforge import kernels
 from lmforge.config import TrainConfig
 from lmforge.models import build_model
+from lmforge.kernels.tune import forced
 from lmforge.nn import LMHead
 
 needs_onednn = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
@@ -64,12 +65,13 @@ def test_a_subclass_of_linear_is_left_alone():
 def test_outputs_equal_with_and_without_kernels_and_the_fast_paths_ran(threads, batched_calls, tied, rows):
     model = gpt(tied)
     ids = torch.randint(0, 512, (rows, 1))
-    with torch.no_grad():
+    # the column form (1-2 rows) or the thread split (8 rows, no table entered), as if timed fastest
+    with torch.no_grad(), forced("columns" if rows <= 2 else "split"):
         plain = model(ids).logits
         assert batched_calls == []  # nn/ alone: F.linear
         kernels.accelerate(model)
         fast = model(ids).logits
-        assert batched_calls  # the column form (1-2 rows) or the thread split (8 rows, no table entered)
+        assert batched_calls
         torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-4)
         kernels.restore(model)
         batched_calls.clear()
@@ -82,7 +84,8 @@ def test_a_large_training_product_takes_the_onednn_forward_only_when_accelerated
     x = torch.randn(1024, 768, requires_grad=True)
     assert type(layer(x).grad_fn).__name__ != "_TrainLinearBackward"
     kernels.accelerate(layer)
-    y = layer(x)
+    with forced("onednn"):
+        y = layer(x)
     assert type(y.grad_fn).__name__ == "_TrainLinearBackward"
     kernels.restore(layer)
     torch.testing.assert_close(y, layer(x), rtol=1e-5, atol=1e-5)
@@ -91,7 +94,7 @@ def test_a_large_training_product_takes_the_onednn_forward_only_when_accelerated
 def test_set_enabled_false_makes_an_accelerated_model_plain(threads, batched_calls):
     model = gpt()
     ids = torch.randint(0, 512, (1, 1))
-    with torch.no_grad():
+    with torch.no_grad(), forced("columns", "onednn"):  # the fast paths preferred: the switch must still win
         plain = model(ids).logits
         kernels.accelerate(model)
         kernels.set_enabled(False)

@@ -2,8 +2,16 @@
 import pytest
 import torch
 
+from lmforge.kernels.tune import Tuner, using
 from lmforge.models import build_model
 from lmforge.train.precision import choose_dtype, cpu_flags
+
+
+@pytest.fixture(autouse=True)
+def fresh_choices():
+    """Each test times afresh: `auto`'s measured choice is cached (lmforge.kernels.tune), per model shape."""
+    with using(Tuner()):
+        yield
 
 
 def tiny(vocab):
@@ -29,3 +37,22 @@ def test_auto_takes_bf16_only_for_a_clear_measured_win(monkeypatch, fp32_s, bf16
     monkeypatch.setattr(precision, "_seconds", lambda fn, device, bf16, budget: bf16_s if bf16 else fp32_s)
     use, why = choose_dtype("auto", torch.device("cpu"), tiny(20), probe=lambda: None)
     assert use is chosen and f"{fp32_s / bf16_s:.2f}x" in why and "training step" in why
+
+
+def test_auto_keeps_its_measured_choice_for_the_next_run(monkeypatch, tmp_path):
+    """The timing is cached on disk per model shape and batch: a second run (a fresh process: a fresh Tuner on the
+    same file) takes the same choice without timing; another shape is timed."""
+    import lmforge.train.precision as precision
+    monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx512_bf16"})
+    calls = []
+    probe = lambda: calls.append(1)  # noqa: E731  (timed for real: a few hundred calls in ~0.2 s)
+    path = tmp_path / "tune.json"
+    with using(Tuner(path)):
+        first = choose_dtype("auto", torch.device("cpu"), tiny(20), probe=probe, probe_key="batch=4")
+    assert calls and "measured" in first[1] and "cached" not in first[1]
+    calls.clear()
+    with using(Tuner(path)):
+        again = choose_dtype("auto", torch.device("cpu"), tiny(20), probe=probe, probe_key="batch=4")
+        assert calls == [] and again[0] == first[0] and "measured" in again[1] and "cached" in again[1]
+        choose_dtype("auto", torch.device("cpu"), tiny(24), probe=probe, probe_key="batch=4")  # another shape
+        assert calls

@@ -204,7 +204,8 @@ class Trainer:
 
     def _choose_dtype(self) -> tuple[bool, str]:
         """(bf16?, why): rank 0 decides (and times alone, while the others wait): every rank must run the same dtype."""
-        choice = choose_dtype(self.cfg.dtype, self.device, self.model, self._probe()) if self.dist.is_main else None
+        choice = (choose_dtype(self.cfg.dtype, self.device, self.model, self._probe(),
+                               probe_key=f"batch={self.cfg.batch_size}") if self.dist.is_main else None)
         return self.dist.broadcast(choice)
 
     def _probe(self) -> Callable[[], Any]:

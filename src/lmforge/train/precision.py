@@ -1,23 +1,15 @@
 """Which precision to train in: `train.dtype` fp32, bf16 (autocast), or auto (bf16 only where it is faster)."""
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from typing import Any, Callable
 
 import torch
 
-
-def cpu_flags() -> set[str]:
-    """CPU feature flags from /proc/cpuinfo (Linux); empty elsewhere."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
+from lmforge.kernels import tune
+from lmforge.kernels.tune import cpu_flags
 
 
 def _seconds(fn: Callable[[], Any], device: torch.device, bf16: bool, budget: float) -> float:
@@ -38,7 +30,7 @@ MIN_SPEEDUP = 1.1  # bf16 costs precision; take it only for a clear win
 
 
 def choose_dtype(requested: str, device: torch.device, model: torch.nn.Module | None = None,
-                 probe: Callable[[], Any] | None = None) -> tuple[bool, str]:
+                 probe: Callable[[], Any] | None = None, probe_key: str = "") -> tuple[bool, str]:
     """(use bf16 autocast?, why). "auto" picks bf16 only where it is faster.
 
     CUDA: bf16 whenever the GPU supports it (Ampere and later run it on tensor cores).
@@ -47,7 +39,10 @@ def choose_dtype(requested: str, device: torch.device, model: torch.nn.Module | 
     a small model spends its time in casts, norms and softmax, where bf16 gains nothing. So a
     flagged CPU is confirmed by timing `probe()` (the trainer passes forward + backward on its first
     batch; default: the model's largest matmul) ~0.1 s each way, and bf16 must be
-    at least MIN_SPEEDUP times faster.
+    at least MIN_SPEEDUP times faster. The outcome is kept in lmforge.kernels.tune's cache on disk, keyed by
+    the model's parameter shapes, `probe_key` (the trainer gives its batch size) and the thread count, so
+    the next run of the same shape here does not time again; with tuning off (LMFORGE_TUNING=0) a shape
+    not in the cache takes fp32.
     """
     if requested == "fp32":
         return False, "fp32 requested"
@@ -70,7 +65,33 @@ def choose_dtype(requested: str, device: torch.device, model: torch.nn.Module | 
             return True, f"CPU has {', '.join(native)}: bf16"
         w, x = w.detach(), torch.randn(512, w.shape[1], device=w.device)
         probe, what = (lambda: x @ w.T), "the model's largest matmul"
-    fp32, bf16 = _seconds(probe, device, False, 0.1), _seconds(probe, device, True, 0.1)
-    speedup = fp32 / bf16
-    verdict = "bf16" if speedup >= MIN_SPEEDUP else "fp32"
-    return verdict == "bf16", f"CPU has {', '.join(native)}; {what} measured {speedup:.2f}x the fp32 speed in bf16: {verdict}"
+    return _timed_choice(probe, device, what, f"{_shapes_key(model)} {probe_key}".strip(), native)
+
+
+def _timed_choice(probe: Callable[[], Any], device: torch.device, what: str, shapes: str,
+                  native: list[str]) -> tuple[bool, str]:
+    """fp32 or bf16 by timing probe() ~0.1 s each way, or by the cached outcome of an earlier timing."""
+    key = f"dtype {device.type} {'step' if 'step' in what else 'matmul'} {shapes} threads={torch.get_num_threads()}"
+    timed = []
+
+    def seconds() -> dict[str, float]:
+        timed.append(True)
+        return {"fp32": _seconds(probe, device, False, 0.1), "bf16": _seconds(probe, device, True, 0.1)}
+
+    verdict = tune.choose(key, ("fp32", "bf16"), seconds, margin=MIN_SPEEDUP)[0]
+    record = tune.tuner().records.get(key)
+    if record is None:  # tuning off and nothing cached (or a forced choice)
+        return verdict == "bf16", f"CPU has {', '.join(native)}; not timed (tuning off): {verdict}"
+    speedup = record["ms"]["fp32"] / record["ms"]["bf16"]
+    when = "" if timed else " (an earlier run on this machine, cached)"
+    return verdict == "bf16", (f"CPU has {', '.join(native)}; {what} measured {speedup:.2f}x the fp32 speed in "
+                               f"bf16{when}: {verdict}")
+
+
+def _shapes_key(model: torch.nn.Module | None) -> str:
+    """The model's parameter count and a short hash of its parameter shapes: what the timing depends on."""
+    if model is None:
+        return "model=none"
+    shapes = [tuple(p.shape) for p in model.parameters()]
+    digest = hashlib.sha1(repr(shapes).encode()).hexdigest()[:10]
+    return f"params={sum(p.numel() for p in model.parameters())}/{digest}"
