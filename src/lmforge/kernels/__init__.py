@@ -39,7 +39,6 @@ How they are applied:
     kernels.set_enabled(False)         # ... or none of them, process-wide
     kernels.restore(model)             # plain PyTorch again
 """
-from lmforge.kernels import tune
 from lmforge.kernels.apply import accelerate, restore, set_enabled
 from lmforge.kernels.hugepages import huge_page_weights, set_huge_pages
 from lmforge.kernels.linear import Linear, LMHead, linear, set_few_rows
@@ -48,4 +47,4 @@ from lmforge.kernels.packed import PackedWeights, set_packing
 from lmforge.kernels.tune import set_tuning
 
 __all__ = ["accelerate", "restore", "set_enabled", "linear", "Linear", "LMHead", "PackedWeights", "set_few_rows",
-           "set_packing", "set_large_onednn", "huge_page_weights", "set_huge_pages", "set_tuning", "tune"]
+           "set_packing", "set_large_onednn", "huge_page_weights", "set_huge_pages", "set_tuning"]

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from torch import nn
 
-from lmforge.kernels import tune
 from lmforge.kernels.hugepages import set_huge_pages
 from lmforge.kernels.linear import Linear, LMHead, set_few_rows
 from lmforge.kernels.onednn import set_large_onednn
 from lmforge.kernels.packed import set_packing
+from lmforge.kernels.tune import env_switch
 from lmforge.nn.heads import LMHead as PlainLMHead
 
 _FAST = {nn.Linear: Linear, PlainLMHead: LMHead}
@@ -57,5 +57,5 @@ def set_enabled(enabled: bool) -> None:
     set_huge_pages(enabled)
 
 
-if not tune.env_switch("LMFORGE_FAST_PATHS"):
+if not env_switch("LMFORGE_FAST_PATHS"):
     set_enabled(False)

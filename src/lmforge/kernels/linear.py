@@ -28,11 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lmforge.kernels import tune
 from lmforge.kernels.fewrow import columns, split
 from lmforge.kernels.onednn import forward as onednn_forward
 from lmforge.kernels.onednn import large_onednn, onednn_available, train_linear
 from lmforge.kernels.packed import _PACK_HINT, packed
+from lmforge.kernels.tune import bucket, choose, measure
 from lmforge.nn.heads import LMHead as PlainLMHead
 
 _FEW_ROWS = 32  # up to this many rows a product reads its weights more than it computes: the decoding paths
@@ -75,10 +75,10 @@ def _large_choice(x: Tensor, weight: Tensor, bias: Tensor | None) -> str:
     """"onednn" or "F.linear" for this shape, timed on this very product the first time (3 rounds: each call
     can take a second; the weight is read once for many rows, so copies are not needed as for few rows)."""
     out_f, in_f = weight.shape
-    rows = tune.bucket(x.numel() // in_f)
+    rows = bucket(x.numel() // in_f)
     key = f"large {out_f}x{in_f} rows<={rows} float32 threads={torch.get_num_threads()}"
     calls = {"F.linear": lambda: F.linear(x, weight, bias), "onednn": lambda: onednn_forward(x, weight, bias)}
-    return tune.choose(key, ("F.linear", "onednn"), lambda: tune.measure(calls, rounds=3))[0]
+    return choose(key, ("F.linear", "onednn"), lambda: measure(calls, rounds=3))[0]
 
 
 def _few_row_product(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
@@ -87,10 +87,10 @@ def _few_row_product(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     rows = x.reshape(-1, in_f)
     if not rows.is_contiguous():
         rows = rows.contiguous()
-    threads, m = torch.get_num_threads(), tune.bucket(rows.size(0))
+    threads, m = torch.get_num_threads(), bucket(rows.size(0))
     names = _few_row_names(m, out_f, threads)
     key = f"few_rows {out_f}x{in_f} rows<={m} float32 threads={threads}"
-    order = tune.choose(key, names, lambda: tune.measure(_few_row_calls(names, m, weight, bias, threads)))
+    order = choose(key, names, lambda: measure(_few_row_calls(names, m, weight, bias, threads)))
     for name in order:
         if name == "columns":
             y = columns(rows, weight, bias, max(2, threads))
