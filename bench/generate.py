@@ -1,6 +1,7 @@
 """Generation benchmarks, ratios measured in one run (these machines are noisy: contenders interleaved).
 
     python bench/generate.py                 # all five; --only decode|server|ttft|linear|hugepages; --repeats N
+    python bench/generate.py --only linear --threads 1   # the chosen kernels, one thread
 
 1. Decode tokens/s, batch 1, GPT-2-124M shape (random weights), 32-token prompt, 256 new tokens, greedy,
    fp32: lmforge.generate (full Step records; the CPU fast paths of lmforge.kernels and, as `lmforge
@@ -11,8 +12,9 @@
    bf16 too where the CPU has native bf16 (avx512_bf16 / amx).
 2. Server: aggregate streamed tokens/s with 8 concurrent clients vs 1 (continuous batching).
 3. Time to first token for a 512-token prompt (124M shape), vs HF generate(max_new_tokens=1).
-4. The products under decoding: GB/s of weights read by lmforge.kernels.linear vs F.linear for the GPT-2
-   matrices at 1, 2 and 8 rows, one and all threads, with more matrices than the cache holds.
+4. The products: per path (few rows: 1, 2, 8 rows; large: 256 rows) and GPT-2 matrix, the kernel
+   lmforge.kernels.tune chooses on this machine and its speed relative to F.linear (interleaved, weights
+   streamed from memory), one and all threads (`--threads N`: N only).
 5. The same one-row products over all of GPT-2 small's weights, from torch's allocations vs from huge
    pages (lmforge.kernels.huge_page_weights, which the decoding CLI and the server apply), interleaved.
 """
@@ -165,43 +167,53 @@ def bench_server(clients: int = 8, tokens: int = 128, threads: int | None = None
         proc.wait(10)
 
 
-def bench_linear(repeats: int) -> dict:
-    """Weights read per second (GB/s) by lmforge.kernels.linear (inside a PackedWeights table, as in the Engine) and
-    by F.linear, interleaved, for each GPT-2 matrix shape and the tied head, at 1, 2 and 8 rows; at 8 rows also
-    lmforge outside a table (the thread split).
-    Enough copies of each matrix to exceed 256 MB, so every product streams its weights from memory as in
-    real decoding."""
+def bench_linear(repeats: int, thread_counts: list[int]) -> dict:
+    """Per path and GPT-2 matrix shape: the product lmforge.kernels.tune chooses on this machine and its speed
+    relative to F.linear. A fresh Tuner (memory only: the user's cache is neither read nor written) times the
+    candidates as in real use; then the chosen product (through lmforge.kernels.linear, inside a PackedWeights
+    table as in the decoding Engine) and F.linear are timed again, interleaved, over enough copies of the
+    matrix to exceed 256 MB, so the few-row products stream their weights from memory as in decoding.
+    Rows: 1, 2 and 8 (few rows: decoding) and 256 (the large path: a prefill, a training batch; one copy, as
+    its weights are read once for many rows). A ratio under 1 beyond noise would break the promise that a
+    fast path is never slower than torch's default."""
     import torch.nn.functional as F
 
     from lmforge.kernels import PackedWeights, linear
-    all_threads = torch.get_num_threads()
-    table = PackedWeights()  # as the decoding Engine holds one
+    from lmforge.kernels.packed import _PACK_AFTER
+    from lmforge.kernels.tune import Tuner, using
+    tuner, table = Tuner(), PackedWeights()
 
-    def packed(x, w):
-        with table:
-            return linear(x, w)
+    def ours(x, weights):
+        with using(tuner), table:
+            return [linear(x, w) for w in weights]
 
     out = {}
+    print(f"{'path':<9} {'matrix':<11} {'rows':>4} {'threads':>7}  {'chosen':<9} {'vs F.linear (best; median)':<27} "
+          "tuner's timing: each candidate vs F.linear", flush=True)
     for shape in [(2304, 768), (768, 768), (3072, 768), (768, 3072), (50257, 768)]:
         copies = max(2, (256 << 20) // (shape[0] * shape[1] * 4))
         weights = [torch.randn(shape) for _ in range(copies)]
-        gb = copies * shape[0] * shape[1] * 4 / 1e9
-        for threads in sorted({1, all_threads}):
+        for threads in thread_counts:
             set_threads(threads)
-            for rows in (1, 2, 8):
-                x = torch.randn(rows, shape[1])
-                steps = {"lmforge": lambda: [packed(x, w) for w in weights],
-                         "F.linear": lambda: [F.linear(x, w) for w in weights]}
-                if rows == 8:
-                    steps["split"] = lambda: [linear(x, w) for w in weights]  # outside a table: no packing
+            for rows in (1, 2, 8, 256):
+                x, ws = torch.randn(rows, shape[1]), (weights if rows <= 32 else weights[:1])
+                before = set(tuner.records)
                 with torch.no_grad():
-                    times = interleaved(steps, rounds=repeats, iters=1, warmup=1, log=None)
-                key = f"{shape[0]}x{shape[1]} rows={rows} threads={threads}"
-                out[key] = {f"{name}_GBps": round(gb / min(t), 1) for name, t in times.items()}
-                out[key]["ratio"] = round(ratio(times["lmforge"], times["F.linear"])["best"], 2)
-                print(key, out[key], flush=True)
+                    for _ in range(_PACK_AFTER):  # timed by the tuner at the first call; packed from the 4th
+                        ours(x, ws[:1])
+                    times = interleaved({"lmforge": lambda: ours(x, ws), "F.linear": lambda: [F.linear(x, w) for w in ws]},
+                                        rounds=repeats, iters=1, warmup=1, log=None)
+                key, = set(tuner.records) - before
+                record = tuner.records[key]
+                r = ratio(times["lmforge"], times["F.linear"])
+                row = {"path": key.split()[0], "chosen": record["order"][0], "ratio_best": round(r["best"], 2),
+                       "ratio_median": round(r["median"], 2),
+                       "tuner": {n: round(record["ms"]["F.linear"] / ms, 2) for n, ms in record["ms"].items()}}
+                out[f"{shape[0]}x{shape[1]} rows={rows} threads={threads}"] = row
+                cands = " ".join(f"{n} {v:.2f}" for n, v in row["tuner"].items() if n != "F.linear")
+                print(f"{row['path']:<9} {shape[0]}x{shape[1]:<6} {rows:>4} {threads:>7}  {row['chosen']:<9} "
+                      f"{row['ratio_best']:.2f}x; {row['ratio_median']:.2f}x{'':<15} {cands}", flush=True)
         table.clear()  # this shape's packed copies
-    set_threads(all_threads)
     return out
 
 
@@ -244,6 +256,8 @@ def main() -> None:
     p.add_argument("--only", choices=["decode", "server", "ttft", "linear", "hugepages"])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--server-threads", type=int, default=None, help="`lmforge serve --threads N` for --only server")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads for --only linear (default: one thread, then all of them)")
     args = p.parse_args()
     print("machine:", machine_line(machine()), flush=True)
     results = {}
@@ -260,7 +274,9 @@ def main() -> None:
         results["server"] = bench_server(threads=args.server_threads)
         print(json.dumps(results["server"], indent=1), flush=True)
     if args.only in (None, "linear"):
-        results["linear"] = bench_linear(args.repeats)
+        all_threads = torch.get_num_threads()
+        results["linear"] = bench_linear(args.repeats, [args.threads] if args.threads else sorted({1, all_threads}))
+        set_threads(all_threads)
     if args.only in (None, "hugepages"):
         results["hugepages"] = bench_hugepages(args.repeats)
         print(json.dumps(results["hugepages"], indent=1), flush=True)
