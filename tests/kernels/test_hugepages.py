@@ -7,8 +7,16 @@ import torch
 from lmforge.models import build_model, load_model, save_model
 from lmforge.kernels import huge_page_weights, set_huge_pages
 from lmforge.kernels.hugepages import HUGE_PAGE, available
+from lmforge.kernels.tune import forced
 
 needs_thp = pytest.mark.skipif(not available(), reason="no transparent huge pages here (not Linux, or THP 'never')")
+
+
+@pytest.fixture(autouse=True)
+def huge_pages_pay():
+    """Moving is timed (hugepages.pays); these tests are about moving, so huge pages are taken as if faster."""
+    with forced("huge_pages"):
+        yield
 
 
 def model():
@@ -116,3 +124,4 @@ def test_the_cli_moves_the_models_it_loads_for_decoding(tmp_path):
     save_tokenizer(CharTokenizer.train("abc"), tmp_path)
     m, _ = load_run(str(tmp_path))
     assert any(s <= m.tok_emb.weight.data_ptr() < e for s, e in advised_mappings())
+

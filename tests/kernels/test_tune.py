@@ -12,9 +12,10 @@ import torch
 import torch.nn.functional as F
 
 from lmforge import kernels
-from lmforge.kernels import linear, tune
+from lmforge.kernels import hugepages, linear, tune
 from lmforge.kernels.packed import _PACK_AFTER
 from lmforge.kernels.tune import Tuner, forced, measure, using
+from lmforge.models import build_model
 
 
 def sleeper(seconds):
@@ -199,6 +200,20 @@ def test_every_fast_path_off_gives_f_linear_exactly(threads, batched_calls, rows
     finally:
         kernels.set_enabled(True)
     assert batched_calls == []
+
+
+@pytest.mark.skipif(not hugepages.available(), reason="no transparent huge pages here (not Linux, or THP 'never')")
+def test_a_model_moves_to_huge_pages_only_where_they_measured_faster(tmp_path):
+    torch.manual_seed(0)
+    m = build_model("gpt", dict(vocab_size=4096, max_len=64, d_model=128, n_heads=4, n_layers=1, dropout=0.0))
+    ptr = m.tok_emb.weight.data_ptr()
+    with forced():  # torch's allocation first, as where huge pages did not measure faster
+        assert kernels.huge_page_weights(m) == 0 and m.tok_emb.weight.data_ptr() == ptr
+    with using(Tuner(tmp_path / "tune.json")) as t:  # timed for real, now
+        moved = kernels.huge_page_weights(m)
+    (key, record), = t.records.items()
+    assert key.startswith("huge_pages ") and set(record["ms"]) == {"torch_alloc", "huge_pages"}
+    assert (moved > 0) == (record["order"][0] == "huge_pages") == (m.tok_emb.weight.data_ptr() != ptr)
 
 
 def run_python(code, **env):

@@ -7,6 +7,10 @@ of GPT-2 small's weights (`lmforge.kernels.linear`) read 1.04-1.07x faster at 2 
 at one thread from huge pages (26.0 -> 27.9 and 21.9 -> 25.7 GB/s, per-round medians; AMD EPYC Zen 4,
 torch 2.13, 2026-11-23: `python bench/generate.py --only hugepages`, both copies interleaved in one
 process).
+That gain depends on the machine (its TLB, its memory), so it is timed here before any model moves:
+`pays()` reads a 128 MiB matrix by one-row products from torch's allocation and from huge pages,
+interleaved (lmforge.kernels.tune: once per machine, thread count and torch version, then cached), and a
+model moves only where huge pages measured at least 5% faster.
 Any program can have this: torch itself does it for every large allocation when started with
 THP_MEM_ALLOC_ENABLE=1.
 
@@ -15,8 +19,8 @@ MADV_HUGEPAGE and points each parameter at its part (`p.data = ...`): the same P
 values, new memory, for as long as the model lives. Nothing calls it behind a caller's back: the
 decoding Engine and generate() call it when asked (`huge_pages=True`), and the CLI's decoding commands
 and the server ask for it on the models they load. A model is moved once. It does nothing where the
-kernel has no transparent huge pages (not Linux, or THP set to "never"), or after
-`set_huge_pages(False)`. Do not call it while another thread runs the same model: the old memory is
+kernel has no transparent huge pages (not Linux, or THP set to "never"), where they did not measure
+faster, or after `set_huge_pages(False)`. Do not call it while another thread runs the same model: the old memory is
 freed under it.
 """
 from __future__ import annotations
@@ -28,7 +32,10 @@ import threading
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from lmforge.kernels.tune import choose, measure
 
 HUGE_PAGE = 2 << 20  # x86-64 and arm64 (4 KiB base pages): a PMD-sized transparent huge page
 _ALIGN = 64  # each tensor starts on a cache line
@@ -36,6 +43,7 @@ _ALIGN = 64  # each tensor starts on a cache line
 _enabled = True
 _lock = threading.Lock()
 _MARK = "_lmforge_huge_page_ptr"  # set on a moved parameter: where its data went (a later .data = x is seen)
+_PROBE = (8192, 4096)  # 128 MiB of fp32 timed by `pays`: more than any cache, as a decode step's weights
 
 
 def set_huge_pages(enabled: bool) -> None:
@@ -56,6 +64,32 @@ def available() -> bool:
     return "[never]" not in mode
 
 
+def pays() -> bool:
+    """Do one-row products (a decode step) read faster from huge pages than from torch's own allocation here?
+    Timed once per machine and thread count (lmforge.kernels.tune), then cached."""
+    key = f"huge_pages {_PROBE[0]}x{_PROBE[1]} rows<=1 float32 threads={torch.get_num_threads()}"
+    return choose(key, ("torch_alloc", "huge_pages"), _time_both)[0] == "huge_pages"
+
+
+def _time_both() -> dict[str, float]:
+    """F.linear of one row by the same 128 MiB matrix, in torch's allocation and in huge pages, interleaved."""
+    normal = torch.randn(_PROBE, generator=torch.Generator().manual_seed(0))  # not the caller's random stream
+    arena, offset = _arena(normal.numel() * normal.element_size())
+    huge = torch.frombuffer(arena, dtype=normal.dtype, count=normal.numel(), offset=offset).view(_PROBE)
+    huge.copy_(normal)
+    x = torch.ones(1, _PROBE[1])
+    return measure({"torch_alloc": lambda: F.linear(x, normal), "huge_pages": lambda: F.linear(x, huge)})
+
+
+def _arena(nbytes: int) -> tuple[mmap.mmap, int]:
+    """(memory advised for huge pages, the offset in it where a huge page starts, `nbytes` of room from there)."""
+    # Private anonymous memory, so it is what the advice applies to (a shared mapping is shmem, with its own
+    # THP setting). One huge page more than needed, to start on a huge-page boundary.
+    arena = mmap.mmap(-1, nbytes + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    arena.madvise(mmap.MADV_HUGEPAGE)
+    return arena, -torch.frombuffer(arena, dtype=torch.uint8, count=1).data_ptr() % HUGE_PAGE
+
+
 def _movable(p: nn.Parameter) -> bool:
     """A CPU parameter not moved yet, that is its storage's only content (a view into a bigger tensor is left
     alone: moving it would break the sharing), not in shared memory (torch.multiprocessing), not an inference
@@ -66,7 +100,8 @@ def _movable(p: nn.Parameter) -> bool:
 
 
 def huge_page_weights(model: nn.Module) -> int:
-    """Move `model`'s CPU parameters into huge-page-backed memory; returns the bytes moved (0: nothing done)."""
+    """Move `model`'s CPU parameters into huge-page-backed memory where that measured faster (`pays`); returns
+    the bytes moved (0: nothing done)."""
     if not (_enabled and available()):
         return 0
     with _lock:
@@ -74,13 +109,9 @@ def huge_page_weights(model: nn.Module) -> int:
         owners = collections.Counter(p.data_ptr() for p in params)
         params = [p for p in params if owners[p.data_ptr()] == 1]  # two Parameters on one storage stay tied
         sizes = [-(-p.numel() * p.element_size() // _ALIGN) * _ALIGN for p in params]
-        if sum(sizes) < HUGE_PAGE:  # not even one huge page to gain
+        if sum(sizes) < HUGE_PAGE or not pays():  # not even one huge page to gain, or no gain measured here
             return 0
-        # Private anonymous memory, so it is what the advice applies to (a shared mapping is shmem, with its
-        # own THP setting). One huge page more than needed, to start the tensors on a huge-page boundary.
-        arena = mmap.mmap(-1, sum(sizes) + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-        arena.madvise(mmap.MADV_HUGEPAGE)
-        offset = -torch.frombuffer(arena, dtype=torch.uint8, count=1).data_ptr() % HUGE_PAGE
+        arena, offset = _arena(sum(sizes))
         with torch.no_grad():
             for p, size in zip(params, sizes):
                 # Each tensor keeps the mapping alive (frombuffer holds a reference to it) and has a storage of
