@@ -1,19 +1,20 @@
 """Few-row fp32 products on CPU (token-by-token decoding) that use every thread.
 
 Decoding one token multiplies a single row by every weight matrix: a matrix-vector product, limited by
-how fast the weights stream from memory. On CPU, torch's fp32 product with 1-32 rows runs on one thread
-whatever `torch.set_num_threads` says (MKL's small-M path) and reads ~12 GB/s on our test machine, where
-a plain sum reads ~28 GB/s on one thread. Two forms here, each with the same arithmetic per output as
-F.linear, so results agree with it to float rounding:
+how fast the weights stream from memory. On an AMD EPYC Zen 4, torch's fp32 product with 1-32 rows runs
+on one thread whatever `torch.set_num_threads` says (MKL's small-M path) and reads ~12 GB/s, where a plain
+sum reads ~28 GB/s on one thread. Two forms here, each with the same arithmetic per output as F.linear,
+so results agree with it to float rounding:
 
-- `columns`, for 1-2 rows: W's rows cut into equal blocks, each times the rows held as (in, M) columns,
-  all in one `torch.bmm`. One row reads 24-33 GB/s at 2 threads (1.6-2.5x F.linear) for the GPT-2
-  matrices and head, 18-27 GB/s on one thread (1.2-2.1x).
-- `split`, for 3-32 rows when no packed copy is at hand (lmforge.kernels.packed): the output features cut
-  into one slice per thread, handed to `torch.baddbmm` as a batch so every thread works: 1.1-1.7x
-  F.linear at 8 rows, 2 threads.
+- `columns`: W's rows cut into equal blocks, each times the rows held as (in, M) columns, all in one
+  `torch.bmm`. One row read 24-33 GB/s at 2 threads (1.6-2.5x F.linear) for the GPT-2 matrices and head
+  on the Zen 4, 18-27 GB/s on one thread (1.2-2.1x).
+- `split`: the output features cut into one slice per thread, handed to `torch.baddbmm` as a batch so
+  every thread works: 1.1-1.7x F.linear at 8 rows, 2 threads, on the Zen 4.
 
-Figures: `python bench/generate.py --only linear` (AMD EPYC Zen 4, 2 cores, torch 2.13, 2026-11-23).
+Figures: `python bench/generate.py --only linear` (AMD EPYC Zen 4, 2 cores, torch 2.13, 2026-11-23). On
+other CPUs they can lose to F.linear (an Intel Xeon with AVX-512: 0.41-0.55x), so neither is used untimed:
+lmforge.kernels.linear times both against F.linear (and the packed product) per shape and row count.
 """
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 
 oneDNN's linear on a copy of W that oneDNN has reordered for its kernel ("packed") is 1.3-2.5x the
 thread split of lmforge.kernels.fewrow at 8 rows (`python bench/generate.py --only linear`, AMD EPYC
-Zen 4, 2 cores, torch 2.13). Only inside a `PackedWeights` table (the decoding Engine holds one): the
+Zen 4, 2 cores, torch 2.13); lmforge.kernels.linear takes it for 3-32 rows where it is timed fastest
+on the machine at hand. Only inside a `PackedWeights` table (the decoding Engine holds one): the
 copy is made after a weight has been used this way a few times (a one-off prefill never pays for it),
 kept while the weight is unchanged and the table lives, and costs memory: the weights are held twice.
 `set_packing(False)` (`lmforge serve --no-pack`) turns it off and frees the copies.
