@@ -12,7 +12,8 @@ Which product takes which path (fp32 on CPU; everything else is F.linear):
 
 The timing, its cache on disk and its switches are lmforge.kernels.tune's: a choice is made the first time
 a key is needed, on the machine at hand, and a fast path replaces F.linear only where it measured at least
-5% faster. The few-row paths never run where autograd records (training keeps F.linear there).
+5% faster. The few-row paths never run where autograd records (training keeps F.linear there), nor for
+weights under 256 x 256 (`_MIN_FEW_ROW_WEIGHT`: choosing would cost what such a product takes).
 `set_few_rows(False)` sends every 1-32-row product to F.linear.
 
 `Linear` and `LMHead` are lmforge.nn's torch.nn.Linear and LMHead computed by `linear`: the same
@@ -36,6 +37,9 @@ from lmforge.kernels.tune import bucket, choose, measure
 from lmforge.nn.heads import LMHead as PlainLMHead
 
 _FEW_ROWS = 32  # up to this many rows a product reads its weights more than it computes: the decoding paths
+# Below this many weights (256 x 256 in fp32: 256 KiB) a few-row F.linear takes a few microseconds, about what
+# choosing among the paths costs in Python (~5-10 us measured, torch 2.13): nothing to gain, so not even asked.
+_MIN_FEW_ROW_WEIGHT = 1 << 16
 
 _few_rows = True
 
@@ -53,7 +57,8 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         if large_onednn(x, weight, bias) and _large_choice(x, weight, bias) == "onednn":
             return train_linear(x, weight, bias) if _records_grad(x, weight, bias) else onednn_forward(x, weight, bias)
         return F.linear(x, weight, bias)
-    if not (_few_rows and min(x.numel(), weight.numel()) > 0 and _few_row_eligible(x, weight, bias)):
+    if not (_few_rows and x.numel() > 0 and weight.numel() >= _MIN_FEW_ROW_WEIGHT
+            and _few_row_eligible(x, weight, bias)):
         return F.linear(x, weight, bias)
     return _few_row_product(x, weight, bias)
 
@@ -84,13 +89,15 @@ def _large_choice(x: Tensor, weight: Tensor, bias: Tensor | None) -> str:
 def _few_row_product(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     """x times W^T by the first usable product in this key's order (packed: once its copy exists)."""
     out_f, in_f = weight.shape
-    rows = x.reshape(-1, in_f)
-    if not rows.is_contiguous():
-        rows = rows.contiguous()
-    threads, m = torch.get_num_threads(), bucket(rows.size(0))
+    threads, m = torch.get_num_threads(), bucket(x.numel() // in_f)
     names = _few_row_names(m, out_f, threads)
     key = f"few_rows {out_f}x{in_f} rows<={m} float32 threads={threads}"
     order = choose(key, names, lambda: measure(_few_row_calls(names, m, weight, bias, threads)))
+    if order[0] == "F.linear":
+        return F.linear(x, weight, bias)  # before any reshape: the choice costs this product no more
+    rows = x.reshape(-1, in_f)
+    if not rows.is_contiguous():
+        rows = rows.contiguous()
     for name in order:
         if name == "columns":
             y = columns(rows, weight, bias, max(2, threads))
@@ -106,6 +113,7 @@ def _few_row_product(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     return F.linear(x, weight, bias)
 
 
+@functools.cache  # asked at every call: a tuple per (rows, outputs, threads), made once
 def _few_row_names(m: int, out_f: int, threads: int) -> tuple[str, ...]:
     """The candidates for `m` rows: F.linear (the default) first."""
     names = ["F.linear"]
