@@ -8,7 +8,7 @@ at one thread from huge pages (26.0 -> 27.9 and 21.9 -> 25.7 GB/s, per-round med
 torch 2.13, 2026-11-23: `python bench/generate.py --only hugepages`, both copies interleaved in one
 process).
 That gain depends on the machine (its TLB, its memory), so it is timed here before any model moves:
-`pays()` reads a 128 MiB matrix by one-row products from torch's allocation and from huge pages,
+`pays()` reads 128 MiB of matrices by one-row products from torch's allocation and from huge pages,
 interleaved (lmforge.kernels.tune: once per machine, thread count and torch version, then cached), and a
 model moves only where huge pages measured at least 5% faster.
 Any program can have this: torch itself does it for every large allocation when started with
@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import collections
 import functools
+import itertools
+import math
 import mmap
 import threading
 from pathlib import Path
@@ -43,7 +45,7 @@ _ALIGN = 64  # each tensor starts on a cache line
 _enabled = True
 _lock = threading.Lock()
 _MARK = "_lmforge_huge_page_ptr"  # set on a moved parameter: where its data went (a later .data = x is seen)
-_PROBE = (8192, 4096)  # 128 MiB of fp32 timed by `pays`: more than any cache, as a decode step's weights
+_PROBE = (32, 1024, 1024)  # 32 matrices of 4 MiB in fp32 timed by `pays`: more than any cache, as a decode step's
 
 
 def set_huge_pages(enabled: bool) -> None:
@@ -67,18 +69,23 @@ def available() -> bool:
 def pays() -> bool:
     """Do one-row products (a decode step) read faster from huge pages than from torch's own allocation here?
     Timed once per machine and thread count (lmforge.kernels.tune), then cached."""
-    key = f"huge_pages {_PROBE[0]}x{_PROBE[1]} rows<=1 float32 threads={torch.get_num_threads()}"
+    key = f"huge_pages {_PROBE[0]}x{_PROBE[1]}x{_PROBE[2]} rows<=1 float32 threads={torch.get_num_threads()}"
     return choose(key, ("torch_alloc", "huge_pages"), _time_both)[0] == "huge_pages"
 
 
 def _time_both() -> dict[str, float]:
-    """F.linear of one row by the same 128 MiB matrix, in torch's allocation and in huge pages, interleaved."""
-    normal = torch.randn(_PROBE, generator=torch.Generator().manual_seed(0))  # not the caller's random stream
-    arena, offset = _arena(normal.numel() * normal.element_size())
-    huge = torch.frombuffer(arena, dtype=normal.dtype, count=normal.numel(), offset=offset).view(_PROBE)
-    huge.copy_(normal)
-    x = torch.ones(1, _PROBE[1])
-    return measure({"torch_alloc": lambda: F.linear(x, normal), "huge_pages": lambda: F.linear(x, huge)})
+    """Seconds per F.linear of one row by each of the same 32 matrices, in torch's allocation (one allocation
+    each, as a model's weights) and in huge pages, interleaved (lmforge.kernels.tune.measure)."""
+    gen = torch.Generator().manual_seed(0)  # not the caller's random stream
+    normal = [torch.randn(_PROBE[1:], generator=gen) for _ in range(_PROBE[0])]
+    arena, offset = _arena(sum(w.numel() * w.element_size() for w in normal))
+    huge = torch.frombuffer(arena, dtype=torch.float32, count=math.prod(_PROBE), offset=offset).view(_PROBE)
+    for h, w in zip(huge, normal):
+        h.copy_(w)
+    x = torch.ones(1, _PROBE[2])
+    calls = {name: (lambda it=itertools.cycle(ws): F.linear(x, next(it))) for name, ws in
+             (("torch_alloc", normal), ("huge_pages", list(huge)))}
+    return measure(calls, calls=_PROBE[0])
 
 
 def _arena(nbytes: int) -> tuple[mmap.mmap, int]:

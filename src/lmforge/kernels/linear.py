@@ -5,7 +5,7 @@ Which product takes which path (fp32 on CPU; everything else is F.linear):
 - 1-32 rows without gradients (decoding: batch x new tokens): the fastest of F.linear, the column form and
   the thread split (lmforge.kernels.fewrow), and from 3 rows oneDNN on a packed copy of the weight
   (lmforge.kernels.packed; only inside a PackedWeights table, so a batch-1 decode never holds its weights
-  twice). Timed per weight shape, rows rounded up to a power of two, and thread count: `_few_row_calls`
+  twice). Timed per weight shape, rows rounded up to a power of two, and thread count: `_time_few_rows`
   says what is timed.
 - More than 32 rows (a training batch, a prefill): the faster of F.linear (torch's default BLAS) and
   oneDNN's kernel (lmforge.kernels.onednn), timed per shape and row count; in training for the forward only.
@@ -22,6 +22,7 @@ parameters, state-dict names and init. lmforge.kernels.accelerate puts them in p
 from __future__ import annotations
 
 import functools
+import itertools
 from pathlib import Path
 from typing import Callable
 
@@ -92,7 +93,7 @@ def _few_row_product(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     threads, m = torch.get_num_threads(), bucket(x.numel() // in_f)
     names = _few_row_names(m, out_f, threads)
     key = f"few_rows {out_f}x{in_f} rows<={m} float32 threads={threads}"
-    order = choose(key, names, lambda: measure(_few_row_calls(names, m, weight, bias, threads)))
+    order = choose(key, names, lambda: _time_few_rows(names, m, weight, bias, threads))
     if order[0] == "F.linear":
         return F.linear(x, weight, bias)  # before any reshape: the choice costs this product no more
     rows = x.reshape(-1, in_f)
@@ -126,23 +127,27 @@ def _few_row_names(m: int, out_f: int, threads: int) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _few_row_calls(names: tuple[str, ...], m: int, weight: Tensor, bias: Tensor | None,
-                   threads: int) -> dict[str, Callable[[], object]]:
-    """What is timed for each candidate: `m` rows times each of enough copies of the weight that they come from
-    memory, not from a cache, as in a decode step (which reads every matrix of the model once)."""
+def _time_few_rows(names: tuple[str, ...], m: int, weight: Tensor, bias: Tensor | None,
+                   threads: int) -> dict[str, float]:
+    """Seconds per product of each candidate for `m` rows. Each call multiplies the next of enough copies of the
+    weight that they come from memory, not from a cache, as in a decode step (which reads every matrix of the
+    model once); a round goes once through the copies."""
     copies = [weight] + [weight.clone() for _ in range(_stream_copies(weight) - 1)]
     # any values will do; a generator of its own, so that timing draws nothing from the caller's random stream
     x = torch.randn(m, weight.size(1), generator=torch.Generator().manual_seed(0))
-    one = {"F.linear": lambda w: F.linear(x, w, bias), "columns": lambda w: columns(x, w, bias, max(2, threads)),
-           "split": lambda w: split(x, w, bias, threads)}
-    calls = {n: (lambda f=one[n]: [f(w) for w in copies]) for n in names if n in one}
+    products = {"F.linear": lambda w: F.linear(x, w, bias),
+                "columns": lambda w: columns(x, w, bias, max(2, threads)),
+                "split": lambda w: split(x, w, bias, threads)}
+    operands = {name: copies for name in names if name in products}
     if "packed" in names:
         try:
-            packs = [torch.ops.mkldnn._reorder_linear_weight(w, _PACK_HINT) for w in copies]
-            calls["packed"] = lambda: [torch.ops.mkldnn._linear_pointwise(x, p, bias, "none", [], "") for p in packs]
+            operands["packed"] = [torch.ops.mkldnn._reorder_linear_weight(w, _PACK_HINT) for w in copies]
+            products["packed"] = lambda p: torch.ops.mkldnn._linear_pointwise(x, p, bias, "none", [], "")
         except (AttributeError, RuntimeError):  # a torch without oneDNN's reorder: not a candidate here
             pass
-    return calls
+    # one product per call, each on the next copy: itertools.cycle(ws) goes round the copies
+    calls = {name: (lambda f=products[name], it=itertools.cycle(ws): f(next(it))) for name, ws in operands.items()}
+    return measure(calls, rounds=max(5, -(-20 // len(copies))), calls=len(copies))  # 20 calls at least
 
 
 def _stream_copies(weight: Tensor) -> int:

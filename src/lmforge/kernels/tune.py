@@ -7,12 +7,13 @@ uses both threads (issue 17). So the first time a product of one kind is needed 
 "few_rows 2304x768 rows<=1 float32 threads=2" -- its candidates are timed, torch's default always among
 them, and the outcome is kept:
 
-- timed: the candidates called in interleaved rounds (A B C A B C ..., so a burst of load from other
-  processes hits all of them alike), after one untimed call each (oneDNN builds its kernel, the memory is
-  touched); a candidate's time is its fastest round. Other processes only ever add time, so the fastest
-  round is the one closest to the candidate's own speed (the advice of Python's timeit). On our loaded
-  2-core machine the ratio of two products' fastest rounds stayed within 0.94-1.05 over four timings,
-  where the ratio of their medians ranged 0.54-1.79.
+- timed: each candidate is one short call (one product, on the next of its copies of the weight), made
+  `calls` times a round, in interleaved rounds (A A A B B B A A A B B B ..., so load from other
+  processes falls on all of them alike), after one untimed pass each (oneDNN builds its kernel, the
+  memory is touched); a candidate's time is the median of all its calls. A call is short next to the
+  time slices of other processes, so a process switch spoils a few calls, not the median. On our loaded
+  2-core machine (load 6) the ratio of two products timed this way stayed within 0.96-1.01 over four
+  timings; timed as whole rounds it ranged 0.59-1.07 by the fastest round and 0.54-1.79 by the median.
 - kept: an order of preference. The candidates faster than the default by at least `MARGIN` (5%: less is
   within the noise of a shared machine, and the default must never lose beyond noise), fastest first,
   then the default. The caller takes the first one it can use at that moment.
@@ -38,6 +39,7 @@ import json
 import os
 import platform
 import re
+import statistics
 import threading
 import time
 import warnings
@@ -47,7 +49,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 
 MARGIN = 1.05  # a candidate replaces the default only if at least 5% faster (the default wins ties and noise)
-ROUNDS = 5     # timed rounds per candidate; the fastest is kept
+ROUNDS = 5     # timed rounds per candidate
 
 
 def env_switch(name: str, default: bool = True) -> bool:
@@ -123,18 +125,21 @@ def cpu_flags() -> set[str]:
     return set()
 
 
-def measure(candidates: dict[str, Callable[[], object]], rounds: int = ROUNDS) -> dict[str, float]:
-    """Seconds per call of each candidate, its fastest of `rounds` interleaved rounds (after one untimed call each)."""
+def measure(candidates: dict[str, Callable[[], object]], rounds: int = ROUNDS, calls: int = 1) -> dict[str, float]:
+    """Median seconds per call of each candidate over `rounds` interleaved rounds of `calls` calls each, after
+    one untimed pass of `calls` calls each (module docstring: why short calls and the median)."""
     times: dict[str, list[float]] = {name: [] for name in candidates}
     with torch.no_grad():
         for fn in candidates.values():
-            fn()
+            for _ in range(calls):
+                fn()
         for _ in range(rounds):
             for name, fn in candidates.items():
-                t = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - t)
-    return {name: min(ts) for name, ts in times.items()}
+                for _ in range(calls):
+                    t = time.perf_counter()
+                    fn()
+                    times[name].append(time.perf_counter() - t)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def rank(seconds: dict[str, float], default: str, margin: float = MARGIN) -> tuple[str, ...]:
