@@ -193,7 +193,8 @@ def bench_linear(repeats: int, thread_counts: list[int]) -> dict:
     def per_product(x, weights):
         """Median seconds per product, lmforge's and F.linear's, each call on the next of `weights`."""
         ws = {name: itertools.cycle(weights) for name in ("lmforge", "F.linear")}
-        calls = {"lmforge": lambda: linear(x, next(ws["lmforge"])), "F.linear": lambda: F.linear(x, next(ws["F.linear"]))}
+        calls = {"lmforge": lambda: linear(x, next(ws["lmforge"])),
+                 "F.linear": lambda: F.linear(x, next(ws["F.linear"]))}
         with using(tuner), table:  # entered once, as the Engine enters its table once a step
             return measure(calls, rounds=max(repeats, -(-20 // len(weights))), calls=len(weights))
 
@@ -209,11 +210,11 @@ def bench_linear(repeats: int, thread_counts: list[int]) -> dict:
                 x, ws = torch.randn(rows, shape[1]), (weights if rows <= 32 else weights[:1])
                 before = set(tuner.records)
                 with torch.no_grad():
-                    for _ in range(_PACK_AFTER):  # timed by the tuner at the first call; packed from the 4th
-                        ours(x, ws[:1])
+                    for _ in range(_PACK_AFTER):  # timed by the tuner at the first call; every copy packed by the 4th
+                        ours(x, ws)
                     median = per_product(x, ws)
-                    times = interleaved({"lmforge": lambda: ours(x, ws), "F.linear": lambda: [F.linear(x, w) for w in ws]},
-                                        rounds=repeats, iters=1, warmup=1, log=None)
+                    steps = {"lmforge": lambda: ours(x, ws), "F.linear": lambda: [F.linear(x, w) for w in ws]}
+                    times = interleaved(steps, rounds=repeats, iters=1, warmup=1, log=None)
                 key, = set(tuner.records) - before
                 record = tuner.records[key]
                 r = ratio(times["lmforge"], times["F.linear"])

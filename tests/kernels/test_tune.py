@@ -60,7 +60,8 @@ def test_a_key_is_timed_once():
 def test_the_cache_is_written_and_read_back_by_a_fresh_tuner(tmp_path):
     path = tmp_path / "tune.json"
     first = Tuner(path)
-    order = first.choose("k", ("F.linear", "fast"), lambda: measure({"F.linear": sleeper(0.01), "fast": sleeper(0.001)}))
+    candidates = {"F.linear": sleeper(0.01), "fast": sleeper(0.001)}
+    order = first.choose("k", ("F.linear", "fast"), lambda: measure(candidates))
     assert order == ("fast", "F.linear")
     data = json.loads(path.read_text())
     assert data["cpu"] == tune.cpu_model() and data["torch"] == torch.__version__

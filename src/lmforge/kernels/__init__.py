@@ -1,4 +1,4 @@
-"""CPU fast paths for the products lmforge.nn writes as plain PyTorch, each chosen by timing; nn/ works without this package.
+"""CPU fast paths for the products lmforge.nn writes as plain PyTorch, each chosen by timing; nn/ works without them.
 
 lmforge.nn is the reference math: its layers are torch.nn.Linear and F.linear. This package holds
 faster ways to compute the same products on CPU, each agreeing with F.linear to float rounding, each

@@ -24,7 +24,6 @@ from __future__ import annotations
 import functools
 import itertools
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
