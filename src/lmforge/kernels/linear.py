@@ -77,13 +77,13 @@ def _few_row_eligible(x: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
 
 
 def _large_choice(x: Tensor, weight: Tensor, bias: Tensor | None) -> str:
-    """"onednn" or "F.linear" for this shape, timed on this very product the first time (3 rounds: each call
+    """"onednn" or "F.linear" for this shape, timed on this very product the first time (4 rounds: each call
     can take a second; the weight is read once for many rows, so copies are not needed as for few rows)."""
     out_f, in_f = weight.shape
     rows = bucket(x.numel() // in_f)
     key = f"large {out_f}x{in_f} rows<={rows} float32 threads={torch.get_num_threads()}"
     calls = {"F.linear": lambda: F.linear(x, weight, bias), "onednn": lambda: onednn_forward(x, weight, bias)}
-    return choose(key, ("F.linear", "onednn"), lambda: measure(calls, rounds=3))[0]
+    return choose(key, ("F.linear", "onednn"), lambda: measure(calls, rounds=4))[0]
 
 
 def _few_row_product(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
@@ -146,7 +146,7 @@ def _time_few_rows(names: tuple[str, ...], m: int, weight: Tensor, bias: Tensor 
             pass
     # one product per call, each on the next copy: itertools.cycle(ws) goes round the copies
     calls = {name: (lambda f=products[name], it=itertools.cycle(ws): f(next(it))) for name, ws in operands.items()}
-    return measure(calls, rounds=max(5, -(-20 // len(copies))), calls=len(copies))  # 20 calls at least
+    return measure(calls, rounds=max(6, -(-20 // len(copies))), calls=len(copies))  # 20 calls at least
 
 
 def _stream_copies(weight: Tensor) -> int:

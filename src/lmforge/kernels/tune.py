@@ -8,8 +8,9 @@ uses both threads (issue 17). So the first time a product of one kind is needed 
 them, and the outcome is kept:
 
 - timed: each candidate is one short call (one product, on the next of its copies of the weight), made
-  `calls` times a round, in interleaved rounds (A A A B B B A A A B B B ..., so load from other
-  processes falls on all of them alike), after one untimed pass each (oneDNN builds its kernel, the
+  `calls` times a round, in interleaved rounds (A A A B B B, then B B B A A A, ...: load from other
+  processes falls on all of them alike, and so does the place in a round, which matters: the same
+  product timed against itself read 1-2.5% slower in first place), after one untimed pass each (oneDNN builds its kernel, the
   memory is touched); a candidate's time is the median of all its calls. A call is short next to the
   time slices of other processes, so a process switch spoils a few calls, not the median. On our loaded
   2-core machine (load 6) the ratio of two products timed this way stayed within 0.96-1.01 over four
@@ -49,7 +50,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 
 MARGIN = 1.05  # a candidate replaces the default only if at least 5% faster (the default wins ties and noise)
-ROUNDS = 5     # timed rounds per candidate
+ROUNDS = 6     # timed rounds per candidate (even: each candidate is first in half of them)
 
 
 def env_switch(name: str, default: bool = True) -> bool:
@@ -126,15 +127,17 @@ def cpu_flags() -> set[str]:
 
 
 def measure(candidates: dict[str, Callable[[], object]], rounds: int = ROUNDS, calls: int = 1) -> dict[str, float]:
-    """Median seconds per call of each candidate over `rounds` interleaved rounds of `calls` calls each, after
-    one untimed pass of `calls` calls each (module docstring: why short calls and the median)."""
+    """Median seconds per call of each candidate over `rounds` (made even) interleaved rounds of `calls` calls
+    each, the order reversed every other round, after one untimed pass of `calls` calls each (module
+    docstring: why short calls, the median and the order)."""
     times: dict[str, list[float]] = {name: [] for name in candidates}
+    order = list(candidates.items())
     with torch.no_grad():
-        for fn in candidates.values():
+        for _, fn in order:
             for _ in range(calls):
                 fn()
-        for _ in range(rounds):
-            for name, fn in candidates.items():
+        for r in range(rounds + rounds % 2):
+            for name, fn in (order if r % 2 == 0 else order[::-1]):
                 for _ in range(calls):
                     t = time.perf_counter()
                     fn()
