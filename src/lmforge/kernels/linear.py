@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import itertools
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -32,8 +33,8 @@ from torch import Tensor, nn
 from lmforge.kernels.fewrow import columns, split
 from lmforge.kernels.onednn import forward as onednn_forward
 from lmforge.kernels.onednn import large_onednn, onednn_available, train_linear
-from lmforge.kernels.packed import _PACK_HINT, packed
-from lmforge.kernels.tune import bucket, choose, measure
+from lmforge.kernels.packed import _PACK_AFTER, PackedWeights, packed
+from lmforge.kernels.tune import bucket, choose, forced, measure
 from lmforge.nn.heads import LMHead as PlainLMHead
 
 _FEW_ROWS = 32  # up to this many rows a product reads its weights more than it computes: the decoding paths
@@ -92,7 +93,7 @@ def _few_row_product(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     threads, m = torch.get_num_threads(), bucket(x.numel() // in_f)
     names = _few_row_names(m, out_f, threads)
     key = f"few_rows {out_f}x{in_f} rows<={m} float32 threads={threads}"
-    order = choose(key, names, lambda: _time_few_rows(names, m, weight, bias, threads))
+    order = choose(key, names, lambda: _time_few_rows(names, m, weight, bias))
     if order[0] == "F.linear":
         return F.linear(x, weight, bias)  # before any reshape: the choice costs this product no more
     rows = x.reshape(-1, in_f)
@@ -126,27 +127,35 @@ def _few_row_names(m: int, out_f: int, threads: int) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _time_few_rows(names: tuple[str, ...], m: int, weight: Tensor, bias: Tensor | None,
-                   threads: int) -> dict[str, float]:
-    """Seconds per product of each candidate for `m` rows. Each call multiplies the next of enough copies of the
-    weight that they come from memory, not from a cache, as in a decode step (which reads every matrix of the
-    model once); a round goes once through the copies."""
+def _time_few_rows(names: tuple[str, ...], m: int, weight: Tensor, bias: Tensor | None) -> dict[str, float]:
+    """Seconds per product of each candidate for `m` rows as it would run: F.linear itself, and each fast path
+    through `linear` with that path forced, so its bookkeeping (a reshape, the packed copy's lookup: a few
+    microseconds) counts. Each call multiplies the next of enough copies of the weight that they come from
+    memory, not from a cache, as in a decode step (which reads every matrix of the model once)."""
     copies = [weight] + [weight.clone() for _ in range(_stream_copies(weight) - 1)]
     # any values will do; a generator of its own, so that timing draws nothing from the caller's random stream
     x = torch.randn(m, weight.size(1), generator=torch.Generator().manual_seed(0))
-    products = {"F.linear": lambda w: F.linear(x, w, bias),
-                "columns": lambda w: columns(x, w, bias, max(2, threads)),
-                "split": lambda w: split(x, w, bias, threads)}
-    operands = {name: copies for name in names if name in products}
-    if "packed" in names:
-        try:
-            operands["packed"] = [torch.ops.mkldnn._reorder_linear_weight(w, _PACK_HINT) for w in copies]
-            products["packed"] = lambda p: torch.ops.mkldnn._linear_pointwise(x, p, bias, "none", [], "")
-        except (AttributeError, RuntimeError):  # a torch without oneDNN's reorder: not a candidate here
-            pass
-    # one product per call, each on the next copy: itertools.cycle(ws) goes round the copies
-    calls = {name: (lambda f=products[name], it=itertools.cycle(ws): f(next(it))) for name, ws in operands.items()}
-    return measure(calls, rounds=max(6, -(-20 // len(copies))), calls=len(copies))  # 20 calls at least
+    table = PackedWeights()  # the packed candidate's copies: made here, freed with the table
+    with table, forced("packed"):
+        for _ in range(_PACK_AFTER if "packed" in names else 0):
+            for w in copies:
+                linear(x, w, bias)
+    calls = {"F.linear": _cycling(lambda w: F.linear(x, w, bias), copies)}
+    for name in names[1:]:
+        calls[name] = _cycling(lambda w, name=name: _forced_linear(name, x, w, bias), copies)
+    with table:
+        return measure(calls, rounds=max(6, -(-20 // len(copies))), calls=len(copies))  # 20 calls at least
+
+
+def _cycling(product: Callable[[Tensor], Tensor], weights: list[Tensor]) -> Callable[[], Tensor]:
+    """A call that applies `product` to the next of `weights`, going round them."""
+    it = itertools.cycle(weights)
+    return lambda: product(next(it))
+
+
+def _forced_linear(name: str, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    with forced(name):
+        return linear(x, weight, bias)
 
 
 def _stream_copies(weight: Tensor) -> int:
