@@ -22,8 +22,9 @@ def add_arguments(p) -> None:
                         "fewer can be faster: the HTTP side needs a core too (2 cores: --threads 1 measured "
                         "1.2-2x the tokens/s, BENCHMARKS.md)")
     p.add_argument("--no-pack", action="store_true",
-                   help="batched decoding on CPU keeps a oneDNN-packed copy of each large weight (1.3-2.5x faster "
-                        "at 3-32 rows, but the weights are held twice); this turns that off to save the memory")
+                   help="batched decoding on CPU keeps a oneDNN-packed copy of each weight where that timed faster "
+                        "(1.3-2.5x at 3-32 rows on a Zen 4, but the weights are held twice); this turns that off to "
+                        "save the memory")
 
 
 def run(args) -> int:

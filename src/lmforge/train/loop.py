@@ -110,9 +110,9 @@ class Trainer:
     disk is the full model, which lmforge.load reads as any other.
 
     What it does to `model` (and the companions): moves it to the device; on CPU also
-    lmforge.kernels.accelerate(model), so large fp32 products compute their forward with oneDNN (1.17-1.50x
-    torch's default BLAS for GPT-2's matrices; gradients exactly F.linear's) and evaluation's few-row
-    products take the decoding paths. The change is to the linear layers' class only (same Parameters, same
+    lmforge.kernels.accelerate(model), so fp32 products compute their forward with oneDNN where that timed
+    faster than torch's default BLAS on this machine (1.17-1.50x for GPT-2's matrices on a Zen 4; gradients
+    exactly F.linear's) and evaluation's few-row products take the decoding paths timed fastest. The change is to the linear layers' class only (same Parameters, same
     state-dict keys, outputs within float rounding): lmforge.kernels.restore(model) undoes it,
     lmforge.kernels.set_large_onednn(False) turns the path off."""
 
