@@ -9,12 +9,12 @@ them, and the outcome is kept:
 
 - timed: each candidate is one short call (one product, on the next of its copies of the weight), made
   `calls` times a round, in interleaved rounds (A A A B B B, then B B B A A A, ...: load from other
-  processes falls on all of them alike, and so does the place in a round, which matters: the same
-  product timed against itself read 1-2.5% slower in first place), after one untimed pass each (oneDNN builds its kernel, the
-  memory is touched); a candidate's time is the median of all its calls. A call is short next to the
-  time slices of other processes, so a process switch spoils a few calls, not the median. On our loaded
-  2-core machine (load 6) the ratio of two products timed this way stayed within 0.96-1.01 over four
-  timings; timed as whole rounds it ranged 0.59-1.07 by the fastest round and 0.54-1.79 by the median.
+  processes falls on all of them alike, and so does the place in a round, which matters: a product timed
+  against itself read 1-2.5% slower in first place), after one untimed pass each (oneDNN builds its
+  kernel, the memory is touched); a candidate's time is the median of all its calls. A call is short
+  next to the time slices of other processes, so a process switch spoils a few calls, not the median. On
+  our loaded 2-core machine (load 6) the ratio of two products timed this way stayed within 0.96-1.01 over
+  four timings; timed as whole rounds it ranged 0.59-1.07 by the fastest round and 0.54-1.79 by the median.
 - kept: an order of preference. The candidates faster than the default by at least `MARGIN` (5%: less is
   within the noise of a shared machine, and the default must never lose beyond noise), fastest first,
   then the default. The caller takes the first one it can use at that moment.
