@@ -60,7 +60,7 @@ def _avx2_kernel():
                 _extension = False
                 if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
                     from torch.utils.cpp_extension import load
-                    print("lmforge: building the int8 kernel (once; ~30 s)", file=sys.stderr, flush=True)
+                    print("lmforge: loading the int8 kernel (compiled the first time: ~30 s)", file=sys.stderr, flush=True)
                     try:
                         _extension = load("lmforge_int8", [str(Path(__file__).with_name("int8.cpp"))],
                                           extra_cflags=["-O3", "-mavx2", "-mfma"], verbose=False)
