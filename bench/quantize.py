@@ -4,10 +4,10 @@
     python bench/quantize.py --only decode --new 128     # or: linear, perplexity
     python bench/quantize.py --only perplexity --run runs/kjv-char
 
-1. linear: one decoding row through every matrix of GPT-2-124M (49 products, more bytes than the caches
-   hold), fp32 F.linear against each int8 product lmforge.kernels.int8 can choose from (dequantize +
-   F.linear, torch's _weight_int8pack_mm, lmforge's AVX2 kernel), interleaved; and which one
-   lmforge.kernels.int8 chose by timing.
+1. linear: one decoding row (and a 32-token prompt) through every matrix of GPT-2-124M (49 products, more
+   bytes than the caches hold), fp32 F.linear against each int8 product lmforge.kernels.int8 can choose
+   from (dequantize + F.linear, torch's _weight_int8pack_mm, lmforge's AVX2 kernel and its dequantize),
+   interleaved; and which one lmforge.kernels.int8 chose by timing.
 2. decode: tokens/s of lmforge.generate (greedy, 32-token prompt, as `lmforge generate --weights ...` runs it:
    huge-page weights, the CPU fast paths) on the GPT-2-124M shape (random weights: speed does not depend on
    them), fp32 vs int8 (vs bf16 with --bf16 or where the CPU has native bf16: without it, bf16 products are
@@ -65,22 +65,22 @@ def bytes_per_token(model) -> int:
     return sum(t.numel() * t.element_size() for t in tensors.values())
 
 
-def bench_linear(rounds: int) -> dict:
+def bench_linear(rounds: int, rows: int) -> dict:
     from lmforge.kernels import int8
     from lmforge.nn.quant import quantize_int8
     torch.manual_seed(0)
     weights = [torch.randn(s) * 0.02 for s in GPT2_MATRICES]
     quantized = [quantize_int8(w) for w in weights]
-    x = {k: torch.randn(1, k) for k in (768, 3072)}
+    x = {k: torch.randn(rows, k) for k in (768, 3072)}
     steps = {"fp32 F.linear": lambda: [F.linear(x[w.shape[1]], w) for w in weights]}
     for name, f in int8.candidates(x[768]).items():
         steps[f"int8 {name}"] = lambda f=f: [f(x[q.shape[1]], q, s) for q, s in quantized]
     times = interleaved(steps, rounds=rounds, iters=1, warmup=1, log=None)
     int8._chosen.clear()
-    for q, s in quantized:  # what the timing choice picks for each GPT-2 matrix at one row
+    for q, s in quantized:  # what the timing choice picks for each GPT-2 matrix
         int8.int8_linear(x[q.shape[1]], q, s)
     fp32 = times["fp32 F.linear"]
-    return {"ms_per_pass": {k: round(min(v) * 1e3, 2) for k, v in times.items()},
+    return {"rows": rows, "ms_per_pass": {k: round(min(v) * 1e3, 2) for k, v in times.items()},
             "speed_vs_fp32": {k: round(ratio(v, fp32)["best"], 2) for k, v in times.items()},
             "chosen": sorted({f"{k[1]}x{k[2]}: {v}" for k, v in int8.choices().items()})}
 
@@ -173,7 +173,7 @@ def main() -> None:
     print(machine_line(info), flush=True)
     results = {"machine": info}
     if args.only in (None, "linear"):
-        results["linear"] = bench_linear(args.rounds)
+        results["linear"] = [bench_linear(args.rounds, rows) for rows in (1, 32)]  # a decoding step; a prompt
         print(json.dumps({"linear": results["linear"]}, indent=1), flush=True)
     if args.only in (None, "decode"):
         kinds = ["fp32", "int8"] + (["bf16"] if args.bf16 or cpu_has_native_bf16() else [])

@@ -26,6 +26,7 @@ def test_every_candidate_matches_f_linear_on_the_dequantized_weight(rows, out_f,
     assert {"dequantize", "int8pack"} <= set(found)
     if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
         assert "avx2" in found  # built here (a compiler is part of the test environment)
+        assert ("avx2 dequantize" in found) == (rows > 1)
     for name, f in found.items():  # in_f 100: a tail after the 32-wide steps; fp32 sums in another order
         torch.testing.assert_close(f(x, q, scale), expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item(),
                                    msg=lambda m: f"{name}: {m}")

@@ -11,7 +11,10 @@ Candidates, each exact up to float rounding:
 - "avx2": lmforge's own kernel (int8.cpp): each int8 row widened to fp32 in registers, the weight read once
   at one byte per element. Built with torch.utils.cpp_extension the first time it is needed (a C++
   compiler and ninja; ~30 s, then cached by torch in its extensions directory); only on CPUs with AVX2.
-  Measured 2.75x the fp32 product over GPT-2-124M's 49 matrices at one row, one thread (bench/quantize.py).
+  Measured 2.8x the fp32 product over GPT-2-124M's 49 matrices at one row, one thread (bench/quantize.py).
+  It widens the weight again for every row, so for many rows (a prompt) there is also
+- "avx2 dequantize": the same kernel's vectorized dequantize into an fp32 copy, then F.linear: the weight is
+  converted once and the fp32 product does the rest.
 
 Which one runs is chosen by timing: the first product of each (rows bucket, out, in, dtype, threads) times
 every candidate on its real input (a few calls each, the fastest of them counts) and keeps the fastest for
@@ -83,6 +86,10 @@ def _avx2(x: Tensor, q: Tensor, scale: Tensor) -> Tensor:
     return _avx2_kernel().int8_linear(x, q, scale)
 
 
+def _avx2_dequantize(x: Tensor, q: Tensor, scale: Tensor) -> Tensor:
+    return F.linear(x, _avx2_kernel().dequantize(q, scale))
+
+
 def candidates(x: Tensor) -> dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]]:
     """The products that can compute x (M, K) @ int8 q (N, K) here: name -> f(x, q, scale) -> (M, N)."""
     out = {"dequantize": _dequantize}
@@ -90,6 +97,8 @@ def candidates(x: Tensor) -> dict[str, Callable[[Tensor, Tensor, Tensor], Tensor
         out["int8pack"] = _int8pack
     if x.dtype == torch.float32 and _avx2_kernel() is not None:
         out["avx2"] = _avx2
+        if x.size(0) > 1:  # one row: converting the whole weight first cannot beat converting it in registers
+            out["avx2 dequantize"] = _avx2_dequantize
     return out
 
 
