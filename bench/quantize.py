@@ -15,7 +15,8 @@
    sum over a 1 GiB tensor, this run) / the weight bytes a step reads (every linear weight, the head, norms
    and biases; one row of the embedding tables, not counted).
 3. perplexity: exp(mean cross-entropy) on the bundled KJV validation books of a trained run, fp32 vs int8
-   vs bf16 (non-overlapping windows of the model's context). Without --run, a small one is trained first
+   vs bf16 (non-overlapping windows of the model's context), and how many of 64 greedy tokens after the first
+   32 validation tokens equal fp32's. Without --run, a small one is trained first
    with `lmforge train configs/kjv-char.yaml` for --train-steps steps (a minute or two).
 """
 from __future__ import annotations
@@ -144,15 +145,20 @@ def perplexity(model, ids: torch.Tensor, window: int) -> float:
 def bench_perplexity(run: Path | None, steps: int) -> dict:
     import lmforge
     from lmforge.data.corpora import splits
+    from lmforge.generate import generate
     from lmforge.kernels import accelerate
     from lmforge.tokenizers import load_tokenizer
     run = run or train_run(steps)
     tok = load_tokenizer(run)
     ids = torch.tensor(tok.encode(splits("kjv")["val"]))
     out = {"run": str(run), "val_tokens": ids.numel()}
+    greedy = {}
     for kind in ("fp32", "int8", "bf16"):
         model = accelerate(lmforge.quantize(lmforge.load(run).eval(), kind))  # the products decoding uses
         out[kind] = round(perplexity(model, ids, model.config.max_len), 4)
+        greedy[kind] = [s.token for s in generate(model, ids[:32].tolist(), max_new_tokens=64, temperature=0)]
+    for kind in ("int8", "bf16"):  # greedy continuation of the first 32 validation tokens, 64 steps
+        out[f"{kind}_same_greedy_tokens_of_64"] = sum(a == b for a, b in zip(greedy[kind], greedy["fp32"]))
     out["int8_vs_fp32"] = round(out["int8"] / out["fp32"] - 1, 5)
     out["bf16_vs_fp32"] = round(out["bf16"] / out["fp32"] - 1, 5)
     return out
