@@ -17,8 +17,9 @@ Candidates, each exact up to float rounding:
   converted once and the fp32 product does the rest.
 
 Which one runs is chosen by timing: the first product of each (rows bucket, out, in, dtype, threads) times
-every candidate on its real input (a few calls each, the fastest of them counts) and keeps the fastest for
-the rest of the process. `choices()` says what was chosen; `set_int8(False)` sends every product to the
+every candidate on its real input (a few calls each, the fastest of them counts; at most _SAMPLE weights of
+it; a candidate far slower on its first call is not timed again) and keeps the fastest for the rest of the
+process. `choices()` says what was chosen; `set_int8(False)` sends every product to the
 reference (lmforge.nn.quant.Int8Linear's own forward), as `lmforge.kernels.set_enabled(False)` does.
 """
 from __future__ import annotations
@@ -35,7 +36,11 @@ from torch import Tensor
 
 from lmforge.nn.quant import Int8Linear as PlainInt8Linear
 
-_TRIALS = 3  # timed calls per candidate (after one warm-up call); the fastest counts
+_TRIALS = 3          # timed calls per candidate (after one warm-up call); the fastest counts
+_GIVE_UP = 4         # a candidate whose first call takes this many times the best so far is not timed further
+_SAMPLE = 1 << 23    # weights timed at most (8 MB in int8, more than a core's caches hold): a vocabulary-sized
+                     # head (GPT-2's 50257 x 768) is timed on its first rows, the choice is the same and the
+                     # first prompt does not wait seconds for the slow candidates
 
 _enabled = True
 _lock = threading.Lock()
@@ -109,7 +114,10 @@ def fastest(funcs: dict[str, Callable], *args) -> str:
     Example: fastest({"sleeps": lambda: time.sleep(0.01), "returns": lambda: None}) -> "returns"."""
     best, best_time = None, float("inf")
     for name, f in funcs.items():
+        t0 = time.perf_counter()
         f(*args)
+        if time.perf_counter() - t0 > _GIVE_UP * best_time:  # hopeless even allowing for a first call's setup
+            continue
         t = float("inf")
         for _ in range(_TRIALS):
             t0 = time.perf_counter()
@@ -136,7 +144,8 @@ def int8_linear(x: Tensor, q: Tensor, scale: Tensor, bias: Tensor | None = None)
     chosen = _chosen.get(key)
     if chosen is None:
         funcs = candidates(rows)
-        name = fastest(funcs, rows, q, scale)
+        sample = max(1, min(N, _SAMPLE // K))  # output rows timed
+        name = fastest(funcs, rows, q[:sample], scale[:sample])
         chosen = _chosen[key] = (name, funcs[name])
     y = chosen[1](rows, q, scale)
     if bias is not None:
