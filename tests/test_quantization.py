@@ -113,6 +113,10 @@ def test_bad_inputs_say_what_is_wrong(tmp_path):
     (tmp_path / "f" / "config.json").write_text(json.dumps({**config, "weights": "int3"}))
     with pytest.raises(ValueError, match="unknown weights 'int3'"):
         lmforge.load(tmp_path / "f")
+    # a Hugging Face directory holds float weights
+    from lmforge.convert.hf import save_hf
+    with pytest.raises(ValueError, match="weights are int8.*convert the fp32 model"):
+        save_hf(model, tmp_path / "hf")
 
 
 def test_a_layer_that_adds_to_nn_linear_is_refused():

@@ -68,7 +68,10 @@ def _avx2_kernel():
                 _extension = False
                 if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
                     from torch.utils.cpp_extension import load
-                    print("lmforge: loading the int8 kernel (compiled the first time: ~30 s)", file=sys.stderr, flush=True)
+                    # torch loads a kernel it built before at once; say why we wait only when it compiles
+                    note = threading.Timer(2.0, lambda: print("lmforge: compiling the int8 kernel (once; ~30 s)",
+                                                              file=sys.stderr, flush=True))
+                    note.start()
                     try:
                         _extension = load("lmforge_int8", [str(Path(__file__).with_name("int8.cpp"))],
                                           extra_cflags=["-O3", "-mavx2", "-mfma"], verbose=False)
@@ -76,6 +79,8 @@ def _avx2_kernel():
                         print(f"lmforge: the int8 kernel could not be built ({type(e).__name__}: "
                               f"{str(e).splitlines()[0] if str(e) else ''}); using torch's products",
                               file=sys.stderr)
+                    finally:
+                        note.cancel()
     return _extension or None
 
 
