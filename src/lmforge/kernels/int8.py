@@ -39,7 +39,7 @@ from lmforge.nn.quant import Int8Linear as PlainInt8Linear
 _TRIALS = 3          # timed calls per candidate (after one warm-up call); the fastest counts
 _GIVE_UP = 4         # a candidate whose first call takes this many times the best so far is not timed further
 _SAMPLE = 1 << 23    # weights timed at most (8 MB in int8, more than a core's caches hold): a vocabulary-sized
-                     # head (GPT-2's 50257 x 768) is timed on its first rows, the choice is the same and the
+                     # head (GPT-2's 50257 x 768) is timed on its first rows (each row costs the same), and the
                      # first prompt does not wait seconds for the slow candidates
 
 _enabled = True
