@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lmforge.cli.generate import load_run
+from lmforge.cli.generate import add_weights_argument, load_run
 from lmforge.data.hf_chat import load_chat_template
 from lmforge.tokenizers import eos_ids
 
@@ -24,6 +24,7 @@ def add_arguments(p) -> None:
     p.add_argument("--no-pack", action="store_true",
                    help="batched decoding on CPU keeps a oneDNN-packed copy of each large weight (1.3-2.5x faster "
                         "at 3-32 rows, but the weights are held twice); this turns that off to save the memory")
+    add_weights_argument(p)
 
 
 def run(args) -> int:
@@ -42,7 +43,7 @@ def run(args) -> int:
     if args.no_pack:
         from lmforge.kernels import set_packing
         set_packing(False)
-    model, tok = load_run(args.run)
+    model, tok = load_run(args.run, args.weights)
     template = load_chat_template(args.run)  # a syntax error in it stops here, before the server starts
     name = args.name or Path(args.run).resolve().name
     app = create_app(model, tok, name, Limits(max_tokens=args.max_tokens, max_body=args.max_body,
