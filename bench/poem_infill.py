@@ -11,7 +11,9 @@ items that quote a held-out line, plus the train poems repeated --poem-repeats t
 - bert (family bert, head mlm, recipe `mlm`'s loss without next-sentence pairs): BERT's 15% masking of each
   window; told the line's length, fills its [MASK]s in one pass and, as a second row, iteratively.
 - glm  (family glm, recipe `blank`'s objective): blank infilling of each window; sees both sides, writes
-  until <eop>.
+  until <eop>. Its [sMASK] rows cut out whole sentences, and here a sentence ends at "，" too: a poem's line
+  (句) ends in "，" or "。", so the sentence-level objective (Du et al. 2022 sec. 2.2) cuts out lines. It fills
+  each hole twice: marked [MASK] (the short-span blank) and [sMASK] (the sentence blank), two rows.
 
 Equal time under the same load: the three train in one process, interleaved step by step -- the next step
 always goes to the model that has trained least so far -- so a busy machine slows them alike. Each model's
@@ -111,7 +113,7 @@ def glm_contender(tok, tokens, args):
     from lmforge.models import build_model
     from lmforge.train.recipes.blank import BlankBatches, BlankDataConfig, blank_loss
 
-    data = BlankDataConfig(block_size=args.block)
+    data = BlankDataConfig(block_size=args.block, sentence_ends="，。！？；!?\n")  # a poem's line is a sentence
     s = tok.special_tokens
     bt = BlankTokens.from_vocab(s)
     ids = dict(pad_id=s["<pad>"], mask_id=bt.mask, smask_id=bt.smask, gmask_id=bt.gmask, sop_id=bt.sop, eop_id=bt.eop)
@@ -194,7 +196,8 @@ def fill_all(name: str, model, tok, blank_list, args) -> dict[str, list[str]]:
     if name == "bert":
         return {"BERT MLM, told the length, one pass": fill_masked(model, tok, blank_list, args.context, iterative=False),
                 "BERT MLM, told the length, iterative": fill_masked(model, tok, blank_list, args.context, iterative=True)}
-    return {"GLM (both sides)": fill_blank(model, tok, blank_list, args.context)}
+    return {"GLM (both sides), hole marked [MASK]": fill_blank(model, tok, blank_list, args.context),
+            "GLM (both sides), hole marked [sMASK]": fill_blank(model, tok, blank_list, args.context, blank="[sMASK]")}
 
 
 def plot(results: dict, path: Path, meta: dict) -> None:

@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "load": "lmforge.loading",
+    "quantize": "lmforge.quantization",
     "embed": "lmforge.embedding",
     "GPT": "lmforge.models.gpt.model",
     "GPTConfig": "lmforge.models.gpt.config",

@@ -6,8 +6,8 @@ import pytest
 
 from lmforge.data import chat
 from lmforge.data.poems import SYSTEM_PROMPT
-from lmforge.data.preferences import (Pair, PairBatches, encode_completion, encode_pair, rank, read_pairs,
-                                      write_pairs)
+from lmforge.data.preferences import (Pair, PairBatches, encode_completion, encode_pair, rank, rank_all,
+                                      read_pairs, write_pairs)
 from lmforge.tokenizers.char import CharTokenizer
 
 GOOD = {"prompt": "写一首五言绝句，题为《登鹳雀楼》", "chosen": "白日依山尽，黄河入海流。\n欲穷千里目，更上一层楼。",
@@ -21,6 +21,18 @@ def test_rank_keeps_best_and_worst_and_drops_ties():
     assert rank("p", ["a", "b", "c", "d"], [1.0, 0.0, 1.0, 0.0]).chosen == "a"  # the first of equal best
     with pytest.raises(ValueError, match="at least two completions"):
         rank("p", ["a"], [1.0])
+
+
+def test_rank_all_keeps_every_pair_with_different_scores():
+    pairs = rank_all("p", ["a", "b", "c", "d"], [0.5, 1.0, 0.5, 0.0], form="五言绝句")
+    assert [(p.chosen, p.rejected, p.chosen_score, p.rejected_score) for p in pairs] == [
+        ("b", "a", 1.0, 0.5), ("a", "d", 0.5, 0.0), ("b", "c", 1.0, 0.5), ("b", "d", 1.0, 0.0), ("c", "d", 0.5, 0.0)]
+    assert all(p.extra == {"form": "五言绝句"} for p in pairs)  # a and c tie: no pair between them
+    assert rank_all("p", ["a", "a", "b"], [0.5, 0.5, 0.0]) == [Pair("p", "a", "b", 0.5, 0.0)]  # one text once
+    assert rank_all("p", ["a", "b"], [0.75, 0.75]) == []
+    assert rank_all("p", ["a", "b"], [0.25, 0.75]) == [rank("p", ["a", "b"], [0.25, 0.75])]  # K = 2: rank's pair
+    with pytest.raises(ValueError, match="at least two completions"):
+        rank_all("p", ["a"], [1.0])
 
 
 def test_a_file_round_trips(tmp_path):

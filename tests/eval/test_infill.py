@@ -147,14 +147,17 @@ def test_fill_blank_is_glm_infill_one_prompt_at_a_time(setup):
     glm = build_model("glm", dict(vocab_size=tok.vocab_size, max_len=96, d_model=32, n_heads=2, n_layers=2,
                                   pad_id=s["<pad>"], mask_id=s["[MASK]"], smask_id=s["[sMASK]"],
                                   gmask_id=s["[gMASK]"], sop_id=s["<sop>"], eop_id=s["<eop>"])).eval()
-    fills = fill_blank(glm, tok, bl, budget=40)
-    assert any(fills)
-    for b, fill in zip(bl, fills):
-        left, right = b.window(40)
-        (one,) = infill(glm, tok.encode(left) + [s["[MASK]"]] + tok.encode(right), max_tokens=MAX_LINE)
-        text = ""
-        for t in one.tokens:
-            if not HAN.match(tok.inv_vocab[t]):
-                break
-            text += tok.inv_vocab[t]
-        assert fill == text
+    for blank in ("[MASK]", "[sMASK]"):  # the hole marked by the span blank or the sentence blank
+        fills = fill_blank(glm, tok, bl, budget=40, blank=blank)
+        assert any(fills)
+        for b, fill in zip(bl, fills):
+            left, right = b.window(40)
+            (one,) = infill(glm, tok.encode(left) + [s[blank]] + tok.encode(right), max_tokens=MAX_LINE)
+            text = ""
+            for t in one.tokens:
+                if not HAN.match(tok.inv_vocab[t]):
+                    break
+                text += tok.inv_vocab[t]
+            assert fill == text
+    with pytest.raises(ValueError, match=r"blank must be \[MASK\] or \[sMASK\]"):
+        fill_blank(glm, tok, bl, budget=40, blank="[gMASK]")

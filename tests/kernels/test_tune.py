@@ -225,8 +225,8 @@ def run_python(code, **env):
 def test_the_environment_switches():
     code = ("import sys, lmforge.kernels; m = {k.rsplit('.')[-1]: v for k, v in sys.modules.items()}; "
             "print(m['linear']._few_rows, m['onednn']._large_onednn_on, m['packed']._packing, m['hugepages']._enabled, "
-            "m['tune']._tuning)")
-    assert run_python(code).stdout.split() == ["True"] * 5
-    assert run_python(code, LMFORGE_FAST_PATHS="0", LMFORGE_TUNING="off").stdout.split() == ["False"] * 5
+            "m['int8']._enabled, m['tune']._tuning)")
+    assert run_python(code).stdout.split() == ["True"] * 6
+    assert run_python(code, LMFORGE_FAST_PATHS="0", LMFORGE_TUNING="off").stdout.split() == ["False"] * 6
     bad = run_python(code, LMFORGE_FAST_PATHS="maybe")
     assert bad.returncode != 0 and "LMFORGE_FAST_PATHS='maybe' is not a switch" in bad.stderr

@@ -165,6 +165,11 @@ def test_lmforge_pairs_samples_scores_and_writes(verse_run, sft_run, tmp_path, c
     pairs, stats = make_pairs(verse_run, "val", samples=3, limit=8, seed=1, batch_size=8)
     again, _ = make_pairs(verse_run, "val", samples=3, limit=8, seed=1, batch_size=3)
     assert pairs == again  # the samples do not depend on which prompts were generated together
+    every, all_stats = make_pairs(verse_run, "val", samples=3, limit=8, seed=1, batch_size=8, pairing="all")
+    assert set(pairs) <= set(every) and len(every) > len(pairs)  # the same samples: (best, worst) is one of all
+    assert all_stats["ties"] == stats["ties"] and all_stats["pairing"] == "all"
+    with pytest.raises(ValueError, match="pairing must be one of extremes, all"):
+        make_pairs(verse_run, "val", samples=3, limit=1, pairing="best")
     assert stats["prompts"] == 8 and stats["pairs"] + stats["ties"] == 8 and stats["samples"] == 24
     assert stats["pairs"] >= 4 and stats["chosen_score"] > stats["rejected_score"]
     for p in pairs:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from lmforge.cli.generate import add_sampling_arguments, load_run, token_text
+from lmforge.cli.generate import add_sampling_arguments, add_weights_argument, load_run, token_text
 
 
 def add_arguments(p) -> None:
@@ -22,6 +22,7 @@ def add_arguments(p) -> None:
                                                   "run was trained with, its run.json data.system; else none)")
     add_sampling_arguments(p, temperature=0.8, max_new_tokens=200)
     p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default 0.95; 1 = off)")
+    add_weights_argument(p)
 
 
 def answer(model, tok, messages, args, seed, show_probs, out=sys.stdout, template=None):
@@ -130,7 +131,7 @@ def run(args) -> int:
     from lmforge.data.hf_chat import load_chat_template
     if args.system is None:
         args.system = trained_system_prompt(args.run)
-    model, tok = load_run(args.run)
+    model, tok = load_run(args.run, args.weights)
     session = Session(model, tok, args, load_chat_template(args.run))
     print("lmforge chat: /regen /reset /probs on|off /quit; Ctrl-C stops an answer")
     while True:

@@ -23,6 +23,14 @@ def add_sampling_arguments(p, *, temperature: float = 1.0, max_new_tokens: int =
     p.add_argument("--seed", type=int, default=None, help="random seed (same seed, same text)")
 
 
+def add_weights_argument(p) -> None:
+    """--weights for the decoding commands (generate, chat, serve): lmforge.quantize on the loaded model."""
+    p.add_argument("--weights", choices=["fp32", "bf16", "int8"], default=None,
+                   help="store the linear layers' weights as int8 (per-channel scales: a quarter of the bytes "
+                        "per token) or bf16 (half) before decoding (default: as saved, fp32 for a trained run; "
+                        "docs/quantize.md)")
+
+
 def add_arguments(p) -> None:
     p.add_argument("run", help="an lmforge run/model directory or a Hugging Face GPT-2 directory (with tokenizer.json); "
                                "a translation run translates the prompt")
@@ -44,13 +52,15 @@ def add_arguments(p) -> None:
     p.add_argument("--head", default="mean", help="head for --attention: an index or 'mean' (default)")
     p.add_argument("--trace", metavar="JSONL", help="write every Step as one JSON line")
     p.add_argument("--no-cache", action="store_true", help="recompute the whole sequence at every step (slow; for checking)")
+    add_weights_argument(p)
 
 
-def load_run(path: str):
+def load_run(path: str, weights: str | None = None):
     """(model in eval mode, tokenizer) from a run directory or a HF GPT-2 directory. A translation run
     gives the weights `lmforge translate` uses (the averaged ones when they were better). For the decoding
     commands (generate, chat, sample, serve): the model's weights are moved into huge pages
-    (lmforge.kernels.hugepages), here, before any thread runs it."""
+    (lmforge.kernels.hugepages), here, before any thread runs it. weights: "int8" / "bf16" / "fp32" quantizes
+    the model first (lmforge.quantize; None: as saved)."""
     import lmforge
     from lmforge.eval.translation import translator_path
     from lmforge.kernels import huge_page_weights
@@ -66,6 +76,8 @@ def load_run(path: str):
                          f"Try `lmforge embed {path} TEXT` or `lmforge fill-mask {path} TEXT`")
     if tok.vocab_size > model.config.vocab_size:
         raise ValueError(f"{path}: tokenizer.json has {tok.vocab_size} ids but the model only {model.config.vocab_size}")
+    if weights is not None:
+        lmforge.quantize(model, weights)
     huge_page_weights(model)  # the CLI owns this model; each decoding step streams every weight
     return model, tok
 
@@ -90,7 +102,7 @@ def run(args) -> int:
 
     if args.head != "mean" and not args.head.lstrip("-").isdigit():
         raise ValueError(f"--head must be an integer or 'mean', got {args.head!r}")
-    model, tok = load_run(args.run)
+    model, tok = load_run(args.run, args.weights)
     translating = model.decoder_start is not None  # encoder-decoder: the prompt is the source
     if translating:
         from lmforge.eval.translation import encode_source

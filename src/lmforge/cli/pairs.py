@@ -20,6 +20,9 @@ def add_arguments(p) -> None:
     p.add_argument("--split", default="train", choices=["train", "val", "test"], help="whose prompts (default train)")
     p.add_argument("--samples", type=int, default=2, help="answers sampled per prompt; the best and the worst make "
                                                           "the pair (default 2)")
+    p.add_argument("--pairing", default="extremes", choices=["extremes", "all"],
+                   help="extremes: each prompt's best and worst answer (default); all: every pair of its answers "
+                        "whose scores differ (K-choose-2, Ouyang et al. 2022)")
     p.add_argument("--phrasings", type=int, default=1, help="prompt phrasings per poem (lmforge.data.poems.PHRASINGS, 1-4)")
     p.add_argument("--limit", type=int, default=0, help="only the first N prompts (0 = all)")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
@@ -39,7 +42,7 @@ def run(args) -> int:
         raise ValueError(f"{out} exists; pass --force to replace it, or choose another --out")
     pairs, stats = make_pairs(args.run, args.split, samples=args.samples, phrasings=args.phrasings, limit=args.limit,
                               temperature=args.temperature, top_p=args.top_p,
-                              seed=args.seed, batch_size=args.batch_size, progress=sys.stderr.isatty())
+                              seed=args.seed, batch_size=args.batch_size, pairing=args.pairing, progress=sys.stderr.isatty())
     if not pairs:
         raise ValueError(f"every one of the {stats['prompts']} prompts' samples tied: no pair to write. Sample more "
                          f"answers per prompt (--samples) or at a higher --temperature")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lmforge.cli.generate import load_run
+from lmforge.cli.generate import add_weights_argument, load_run
 from lmforge.data.hf_chat import load_chat_template
 from lmforge.tokenizers import eos_ids
 
@@ -25,6 +25,7 @@ def add_arguments(p) -> None:
                    help="batched decoding on CPU keeps a oneDNN-packed copy of each weight where that timed faster "
                         "(1.3-2.5x at 3-32 rows on a Zen 4, but the weights are held twice); this turns that off to "
                         "save the memory")
+    add_weights_argument(p)
 
 
 def run(args) -> int:
@@ -43,7 +44,7 @@ def run(args) -> int:
     if args.no_pack:
         from lmforge.kernels import set_packing
         set_packing(False)
-    model, tok = load_run(args.run)
+    model, tok = load_run(args.run, args.weights)
     template = load_chat_template(args.run)  # a syntax error in it stops here, before the server starts
     name = args.name or Path(args.run).resolve().name
     app = create_app(model, tok, name, Limits(max_tokens=args.max_tokens, max_body=args.max_body,

@@ -92,6 +92,10 @@ def save_hf(model, directory: str | Path) -> None:
     from safetensors.torch import save_file
 
     from lmforge.lora import LoRAModel, save_adapter
+    from lmforge.quantization import weights_of
+    if weights_of(model) != "fp32":
+        raise ValueError(f"the model's weights are {weights_of(model)} (lmforge.quantize); a Hugging Face directory "
+                         f"holds float weights: convert the fp32 model it was quantized from")
     if isinstance(model, LoRAModel):
         save_hf(model.base, directory)  # the LoRA layers keep the base's tensor names; their own are not read
         save_adapter(model, Path(directory) / "adapter")

@@ -11,7 +11,9 @@ given, chosen's must be the higher. Any other key is kept in `Pair.extra`. `read
 names the first bad one; nothing is trained, and no file written, before the whole file has been read.
 
 Pairs from samples (Stiennon et al. 2020 sec. 3.1: comparisons between samples of the policy): `rank` keeps,
-of a prompt's samples, the best and the worst by a score, and drops the prompt when they tie (no preference).
+of a prompt's samples, the best and the worst by a score, and drops the prompt when they tie (no preference);
+`rank_all` keeps every pair of samples whose scores differ (Ouyang et al. 2022 sec. 3.5: K answers ranked give
+K-choose-2 comparisons per prompt).
 `encode_pair` puts a pair in the chat template: (ids, completion_mask) of each side, the mask 1 on the answer
 and its end-of-turn marker -- the tokens the reward model reads last and DPO sums log-probs over.
 """
@@ -59,6 +61,29 @@ def rank(prompt: str, completions: list[str], scores: list[float], **extra) -> P
     if scores[best] == scores[worst]:
         return None
     return Pair(prompt, completions[best], completions[worst], float(scores[best]), float(scores[worst]), dict(extra))
+
+
+def rank_all(prompt: str, completions: list[str], scores: list[float], **extra) -> list[Pair]:
+    """Every pair of one prompt's samples with different scores, the higher-scored side chosen; a text that
+    appears twice counts once (its first score). Ouyang et al. 2022 (sec. 3.5) train on all K-choose-2
+    comparisons of K ranked answers; with K = 2 this is `rank`.
+
+    Example: rank_all("p", ["a", "b", "c"], [0.5, 1.0, 0.5]) -> [Pair("p", "b", "a", 1.0, 0.5),
+    Pair("p", "b", "c", 1.0, 0.5)] (a and c tie: no pair)."""
+    if len(completions) != len(scores) or len(completions) < 2:
+        raise ValueError(f"rank_all needs at least two completions, one score each; got {len(completions)} "
+                         f"completions and {len(scores)} scores")
+    seen: dict[str, float] = {}
+    for text, s in zip(completions, scores):
+        seen.setdefault(text, float(s))
+    items = list(seen.items())
+    pairs = []
+    for i, (a, sa) in enumerate(items):
+        for b, sb in items[i + 1:]:
+            if sa != sb:
+                (hi, s_hi), (lo, s_lo) = ((a, sa), (b, sb)) if sa > sb else ((b, sb), (a, sa))
+                pairs.append(Pair(prompt, hi, lo, s_hi, s_lo, dict(extra)))
+    return pairs
 
 
 def parse_pair(line: str, where: str) -> Pair:

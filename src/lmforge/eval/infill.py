@@ -17,6 +17,8 @@ Three ways to fill it, all greedy, on the same text window (`Blank.window`):
   position per pass: fix the most confident masked position, then predict the others again).
 - blank infilling (a GLM, `fill_blank`): part A is `left + [MASK] + right`, part B opens with <sop> and the
   model writes until <eop> or a non-Han character (Du et al. 2022, sec. 2.1): both sides, length its own.
+  `blank="[sMASK]"` marks the hole with the sentence-level blank instead (sec. 2.2: a model trained with
+  whole sentences cut out, where a poem's line counts as a sentence, has seen holes of this kind).
 
 Scores (`score`), per filled line:
 - char_acc: characters equal to the answer's at the same position, over the answer's length;
@@ -245,12 +247,16 @@ def fill_masked(model, tok, blank_list: Sequence[Blank], budget: int, *, iterati
 
 
 @torch.inference_mode()
-def fill_blank(model, tok, blank_list: Sequence[Blank], budget: int) -> list[str]:
+def fill_blank(model, tok, blank_list: Sequence[Blank], budget: int, *, blank: str = "[MASK]") -> list[str]:
     """A blank-infilling model (family glm) reads `left [MASK] right` as part A and writes the blank until
-    <eop> (or a non-Han character, as a left-to-right filler stops; greedy)."""
+    <eop> (or a non-Han character, as a left-to-right filler stops; greedy). blank: the token that marks the
+    hole ("[MASK]" or "[sMASK]", a special token of the tokenizer)."""
     from lmforge.generate import generate
 
-    mask = tok.special_tokens["[MASK]"]
+    if blank not in ("[MASK]", "[sMASK]") or blank not in tok.special_tokens:
+        raise ValueError(f"blank must be [MASK] or [sMASK] and a special token of the tokenizer; got {blank!r} "
+                         f"(the tokenizer has {', '.join(tok.special_tokens)})")
+    mask = tok.special_tokens[blank]
     ends = _line_end_ids(tok)  # <eop> is a special token: not Han, so it ends the line too
     prompts = []
     for b in blank_list:

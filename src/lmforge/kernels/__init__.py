@@ -10,6 +10,7 @@ behind a process-wide switch, and applied only by the code that wants them:
 | packed (`packed.py`) | oneDNN on a copy of W reordered for its kernel; costs a second copy of the weights | 3-32 rows, inside a `PackedWeights` table (the decoding Engine holds one) | `set_packing`, `lmforge serve --no-pack` |
 | oneDNN (`onednn.py`) | oneDNN's fp32 kernel instead of torch's default BLAS; in training the forward only | fp32 on CPU, more than 32 rows (a training batch, a prefill) | `set_large_onednn` |
 | huge pages (`hugepages.py`) | the model's weights moved into 2 MiB transparent huge pages | when asked: `huge_page_weights(model)` | `set_huge_pages` |
+| int8 (`int8.py`) | int8 weight-only products (lmforge.nn.quant.Int8Linear): torch's `_weight_int8pack_mm`, an AVX2 kernel of ours (`int8.cpp`) or dequantize + F.linear, whichever times fastest here | a model from `lmforge.quantize(model, "int8")` | `set_int8` |
 
 Which product runs is measured, never assumed (`tune.py`): the first time `linear.py` needs a kind of
 product (a weight shape, rows rounded up to a power of two, the dtype and the thread count), it times
@@ -19,9 +20,10 @@ file per CPU model and torch version in the user's cache directory (LMFORGE_CACH
 XDG_CACHE_HOME/lmforge, else ~/.cache/lmforge), so the next process starts tuned. (On an AMD EPYC Zen 4
 the few-row paths measured 1.1-2.5x F.linear; on an Intel Xeon with AVX-512, where MKL's few-row kernel
 uses every thread, the column form measured 0.4-0.55x: why no constant can choose.) The training dtype
-`auto` (lmforge.train.precision) keeps its measured choice in the same cache.
+`auto` (lmforge.train.precision) keeps its measured choice in the same cache. The int8 product
+(`int8.py`) is chosen by timing too, kept for the process only.
 
-Switches: `set_enabled(False)` (or LMFORGE_FAST_PATHS=0) turns all four paths off (True turns them on);
+Switches: `set_enabled(False)` (or LMFORGE_FAST_PATHS=0) turns all five paths off (True turns them on);
 `set_tuning(False)` (or LMFORGE_TUNING=0) times nothing new: a product not in the cache takes F.linear.
 
 How they are applied:
@@ -41,10 +43,12 @@ How they are applied:
 """
 from lmforge.kernels.apply import accelerate, restore, set_enabled
 from lmforge.kernels.hugepages import huge_page_weights, set_huge_pages
+from lmforge.kernels.int8 import int8_linear, set_int8
 from lmforge.kernels.linear import Linear, LMHead, linear, set_few_rows
 from lmforge.kernels.onednn import set_large_onednn
 from lmforge.kernels.packed import PackedWeights, set_packing
 from lmforge.kernels.tune import set_tuning
 
 __all__ = ["accelerate", "restore", "set_enabled", "linear", "Linear", "LMHead", "PackedWeights", "set_few_rows",
-           "set_packing", "set_large_onednn", "huge_page_weights", "set_huge_pages", "set_tuning"]
+           "set_packing", "set_large_onednn", "huge_page_weights", "set_huge_pages", "int8_linear", "set_int8",
+           "set_tuning"]

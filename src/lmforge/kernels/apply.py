@@ -1,8 +1,8 @@
 """Putting the fast products into a model and taking them out again; one switch for every path.
 
-`accelerate(model)` changes, in place, the class of each module whose type is exactly torch.nn.Linear or
-lmforge.nn.LMHead to its subclass here (lmforge.kernels.linear.Linear / LMHead), which computes with
-lmforge.kernels.linear. Nothing else changes: the same module and Parameter objects, the same state-dict
+`accelerate(model)` changes, in place, the class of each module whose type is exactly torch.nn.Linear,
+lmforge.nn.LMHead or lmforge.nn.quant.Int8Linear to its subclass here (lmforge.kernels.linear.Linear / LMHead,
+lmforge.kernels.int8.Int8Linear), which computes with lmforge.kernels.linear (or int8_linear). Nothing else changes: the same module and Parameter objects, the same state-dict
 keys, `isinstance(m, nn.Linear)` still true; a call costs what the old lmforge.nn.Linear cost (one forward
 that calls `linear`). Subclasses of nn.Linear (an adapter's layer, a quantised one) are left alone, as they
 may compute something else. `restore(model)` changes the classes back. Both are idempotent and cheap (one
@@ -16,13 +16,15 @@ from __future__ import annotations
 from torch import nn
 
 from lmforge.kernels.hugepages import set_huge_pages
+from lmforge.kernels.int8 import Int8Linear, set_int8
 from lmforge.kernels.linear import Linear, LMHead, set_few_rows
 from lmforge.kernels.onednn import set_large_onednn
 from lmforge.kernels.packed import set_packing
 from lmforge.kernels.tune import env_switch
 from lmforge.nn.heads import LMHead as PlainLMHead
+from lmforge.nn.quant import Int8Linear as PlainInt8Linear
 
-_FAST = {nn.Linear: Linear, PlainLMHead: LMHead}
+_FAST = {nn.Linear: Linear, PlainLMHead: LMHead, PlainInt8Linear: Int8Linear}
 _PLAIN = {fast: plain for plain, fast in _FAST.items()}
 
 
@@ -48,13 +50,14 @@ def restore(model: nn.Module) -> nn.Module:
 
 def set_enabled(enabled: bool) -> None:
     """Every fast path on or off at once: the few-row products, the packed copies (off frees them), oneDNN
-    for large products and huge-page weights. Off, an accelerated model computes F.linear, as plain
-    PyTorch would (e.g. to compare numbers); on turns each path back on. LMFORGE_FAST_PATHS=0 in the
-    environment starts a process with them off."""
+    for large products, huge-page weights and the int8 product. Off, an accelerated model computes F.linear,
+    as plain PyTorch would (e.g. to compare numbers); on turns each path back on. LMFORGE_FAST_PATHS=0 in
+    the environment starts a process with them off."""
     set_few_rows(enabled)
     set_packing(enabled)
     set_large_onednn(enabled)
     set_huge_pages(enabled)
+    set_int8(enabled)
 
 
 if not env_switch("LMFORGE_FAST_PATHS"):

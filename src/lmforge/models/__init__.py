@@ -83,12 +83,19 @@ def build_model(family: str, config: Config | dict[str, Any] | str):
 
 
 def save_model(model, directory: str | Path) -> None:
-    """Write directory/config.json ({"family": ..., **config}) and directory/model.safetensors, each atomically."""
+    """Write directory/config.json ({"family": ..., **config}) and directory/model.safetensors, each atomically.
+    A quantized model (lmforge.quantization) adds "weights": "int8" | "bf16" to both (the file's metadata
+    also names the scheme), and its tensors are the quantized ones with their scales."""
     from safetensors.torch import save_file
+
+    from lmforge.quantization import SCHEME, weights_of
     directory = Path(directory)
+    weights = weights_of(model)
+    marks = {} if weights == "fp32" else {"weights": weights}
+    metadata = {"format": "pt", **marks, **({"scheme": SCHEME[weights]} if marks else {})}
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    atomic_write(directory / "model.safetensors", lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
-    atomic_write_json(directory / "config.json", {"family": model.config.family, **model.config.to_dict()})
+    atomic_write(directory / "model.safetensors", lambda tmp: save_file(state, tmp, metadata=metadata))
+    atomic_write_json(directory / "config.json", {"family": model.config.family, **model.config.to_dict(), **marks})
 
 
 def load_state(model, state: dict, source: str) -> None:
@@ -127,9 +134,19 @@ def load_model(directory: str | Path, *, base_only: bool = False):
     if family is None:
         raise ValueError(f"{directory}/config.json has no 'family' key: not an lmforge model directory")
     wrapper = config.pop("wrapper", None)
+    weights = config.pop("weights", "fp32")  # a quantized model (lmforge.quantization): int8 / bf16 tensors
     state = read_safetensors(directory / "model.safetensors")
     source = str(directory / "model.safetensors")
     model = build_model(family, config)
+    if weights != "fp32":
+        from lmforge.quantization import check_weights, quantize
+        check_weights(weights)
+        marked = read_safetensors_metadata(directory / "model.safetensors").get("weights", "fp32")
+        if marked != weights or wrapper is not None:
+            raise ValueError(f"{directory}: config.json says the weights are {weights} but model.safetensors says "
+                             f"{marked}{' and the model is wrapped' if wrapper else ''}; save the model again "
+                             f"with lmforge.models.save_model")
+        quantize(model, weights, empty=True)  # the layers' shapes; the file fills them, nothing is requantized
     if wrapper is None:
         load_state(model, state, source)
         return model
@@ -163,6 +180,16 @@ def read_config(directory: Path) -> dict:
     if not path.exists():
         raise FileNotFoundError(f"{directory} has no config.json: not a model directory")
     return read_json(path, "; the file is corrupt")
+
+
+def read_safetensors_metadata(path: Path) -> dict:
+    """The string metadata saved in a safetensors file's header ({} when it has none)."""
+    from safetensors import SafetensorError, safe_open
+    try:
+        with safe_open(str(path), "pt") as f:
+            return f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ValueError(f"{path} is corrupt or not a safetensors file ({e})") from None
 
 
 def read_safetensors(path: Path) -> dict:

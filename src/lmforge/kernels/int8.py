@@ -1,0 +1,169 @@
+"""The int8 weight-only product (lmforge.nn.quant.Int8Linear), computed the fastest way this machine has.
+
+    int8_linear(x, q, scale, bias) == F.linear(x, q * scale[:, None], bias)   (to float rounding)
+
+Candidates, each exact up to float rounding:
+- "dequantize": F.linear(x, q.to(fp32)) * scale: converts the whole weight to fp32 first (reads 1 byte,
+  writes 4 and reads 4 per weight). Always there; the reference.
+- "int8pack": torch's own weight-only int8 kernel, torch.ops.aten._weight_int8pack_mm(x, q, scale): x (M, K)
+  float, q (N, K) int8, scale (N,) in x's dtype -> (M, N). Vectorized for AVX-512; on an AVX2-only CPU
+  (AMD EPYC Zen 3, torch 2.13) it measured ~10x slower than the fp32 product, so there it loses.
+- "avx2": lmforge's own kernel (int8.cpp): each int8 row widened to fp32 in registers, the weight read once
+  at one byte per element. Built with torch.utils.cpp_extension the first time it is needed (a C++
+  compiler and ninja; ~30 s, then cached by torch in its extensions directory); only on CPUs with AVX2.
+  Measured 2.8x the fp32 product over GPT-2-124M's 49 matrices at one row, one thread (bench/quantize.py).
+  It widens the weight again for every row, so for many rows (a prompt) there is also
+- "avx2 dequantize": the same kernel's vectorized dequantize into an fp32 copy, then F.linear: the weight is
+  converted once and the fp32 product does the rest.
+
+Which one runs is chosen by timing: the first product of each (rows bucket, out, in, dtype, threads) times
+every candidate on its real input (a few calls each, the fastest of them counts; at most _SAMPLE weights of
+it; a candidate far slower on its first call is not timed again) and keeps the fastest for the rest of the
+process. `choices()` says what was chosen; `set_int8(False)` sends every product to the
+reference (lmforge.nn.quant.Int8Linear's own forward), as `lmforge.kernels.set_enabled(False)` does.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from lmforge.nn.quant import Int8Linear as PlainInt8Linear
+
+_TRIALS = 3          # timed calls per candidate (after one warm-up call); the fastest counts
+_GIVE_UP = 4         # a candidate whose first call takes this many times the best so far is not timed further
+_SAMPLE = 1 << 23    # weights timed at most (8 MB in int8, more than a core's caches hold): a vocabulary-sized
+                     # head (GPT-2's 50257 x 768) is timed on its first rows (each row costs the same), and the
+                     # first prompt does not wait seconds for the slow candidates
+
+_enabled = True
+_lock = threading.Lock()
+_chosen: dict[tuple, tuple[str, Callable]] = {}  # (rows bucket, out, in, dtype, threads) -> (name, product)
+_extension = None                # the built int8.cpp module; False once building failed
+
+
+def set_int8(enabled: bool) -> None:
+    """Turn the int8 fast path on or off (off: Int8Linear computes its reference, dequantize + F.linear)."""
+    global _enabled
+    _enabled = bool(enabled)
+
+
+def choices() -> dict[tuple, str]:
+    """What was chosen so far: {(rows bucket, out, in, dtype, threads): candidate name}."""
+    return {key: name for key, (name, _) in _chosen.items()}
+
+
+def _avx2_kernel():
+    """The compiled int8.cpp, built on first call; None where it cannot be (no AVX2, no compiler)."""
+    global _extension
+    if _extension is None:
+        with _lock:
+            if _extension is None:
+                _extension = False
+                if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
+                    from torch.utils.cpp_extension import load
+                    # torch loads a kernel it built before at once; say why we wait only when it compiles
+                    note = threading.Timer(2.0, lambda: print("lmforge: compiling the int8 kernel (once; ~30 s)",
+                                                              file=sys.stderr, flush=True))
+                    note.start()
+                    try:
+                        _extension = load("lmforge_int8", [str(Path(__file__).with_name("int8.cpp"))],
+                                          extra_cflags=["-O3", "-mavx2", "-mfma"], verbose=False)
+                    except Exception as e:  # no compiler, no ninja, ...: the other candidates remain
+                        print(f"lmforge: the int8 kernel could not be built ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''}); using torch's products",
+                              file=sys.stderr)
+                    finally:
+                        note.cancel()
+    return _extension or None
+
+
+def _dequantize(x: Tensor, q: Tensor, scale: Tensor) -> Tensor:
+    return F.linear(x, q.to(x.dtype)) * scale.to(x.dtype)
+
+
+def _int8pack(x: Tensor, q: Tensor, scale: Tensor) -> Tensor:
+    return torch.ops.aten._weight_int8pack_mm(x, q, scale.to(x.dtype))
+
+
+def _avx2(x: Tensor, q: Tensor, scale: Tensor) -> Tensor:
+    return _avx2_kernel().int8_linear(x, q, scale)
+
+
+def _avx2_dequantize(x: Tensor, q: Tensor, scale: Tensor) -> Tensor:
+    return F.linear(x, _avx2_kernel().dequantize(q, scale))
+
+
+def candidates(x: Tensor) -> dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]]:
+    """The products that can compute x (M, K) @ int8 q (N, K) here: name -> f(x, q, scale) -> (M, N)."""
+    out = {"dequantize": _dequantize}
+    if hasattr(torch.ops.aten, "_weight_int8pack_mm"):
+        out["int8pack"] = _int8pack
+    if x.dtype == torch.float32 and _avx2_kernel() is not None:
+        out["avx2"] = _avx2
+        if x.size(0) > 1:  # one row: converting the whole weight first cannot beat converting it in registers
+            out["avx2 dequantize"] = _avx2_dequantize
+    return out
+
+
+def fastest(funcs: dict[str, Callable], *args) -> str:
+    """The name of the function that computes funcs[name](*args) in the least time (one warm-up call, then
+    the best of _TRIALS calls each).
+
+    Example: fastest({"sleeps": lambda: time.sleep(0.01), "returns": lambda: None}) -> "returns"."""
+    best, best_time = None, float("inf")
+    for name, f in funcs.items():
+        t0 = time.perf_counter()
+        f(*args)
+        if time.perf_counter() - t0 > _GIVE_UP * best_time:  # hopeless even allowing for a first call's setup
+            continue
+        t = float("inf")
+        for _ in range(_TRIALS):
+            t0 = time.perf_counter()
+            f(*args)
+            t = min(t, time.perf_counter() - t0)
+        if t < best_time:
+            best, best_time = name, t
+    return best
+
+
+def _rows_bucket(rows: int) -> int:
+    """1, 2, 4, 8, ... : products with similar row counts share a choice (a new prompt length is not re-timed)."""
+    return 1 << (rows - 1).bit_length()
+
+
+def int8_linear(x: Tensor, q: Tensor, scale: Tensor, bias: Tensor | None = None) -> Tensor:
+    """x (..., K) float, q (N, K) int8, scale (N,) -> (..., N): F.linear(x, q * scale[:, None], bias) computed
+    by the candidate measured fastest for this shape (module docstring)."""
+    N, K = q.shape
+    rows = x.reshape(-1, K)
+    if not rows.is_contiguous():
+        rows = rows.contiguous()
+    key = (_rows_bucket(rows.size(0)), N, K, x.dtype, torch.get_num_threads())
+    chosen = _chosen.get(key)
+    if chosen is None:
+        funcs = candidates(rows)
+        sample = max(1, min(N, _SAMPLE // K))  # output rows timed
+        name = fastest(funcs, rows, q[:sample], scale[:sample])
+        chosen = _chosen[key] = (name, funcs[name])
+    y = chosen[1](rows, q, scale)
+    if bias is not None:
+        y = y + bias.to(y.dtype)
+    return y.view(*x.shape[:-1], N)
+
+
+class Int8Linear(PlainInt8Linear):
+    """lmforge.nn.quant.Int8Linear (same tensors, same state-dict names) computed by `int8_linear`; where
+    autograd records a gradient for the input, or off the CPU, or with the path off, the reference."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if (not _enabled or not x.is_cpu or x.dtype not in (torch.float32, torch.bfloat16)
+                or (torch.is_grad_enabled() and x.requires_grad)):
+            return super().forward(x)
+        return int8_linear(x, self.weight, self.scale, self.bias)

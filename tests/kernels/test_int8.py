@@ -1,0 +1,94 @@
+"""lmforge.kernels.int8: every int8 product agrees with F.linear on the dequantized weight, and the one used
+is the one that timed fastest."""
+import time
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lmforge import kernels
+from lmforge.kernels import int8
+from lmforge.nn.quant import Int8Linear as PlainInt8Linear
+from lmforge.nn.quant import quantize_int8
+
+
+def reference(x, q, scale, bias=None):
+    return F.linear(x, q.float() * scale[:, None], bias)
+
+
+@pytest.mark.parametrize("rows, out_f, in_f", [(1, 256, 768), (2, 96, 100), (5, 130, 64), (40, 64, 96)])
+def test_every_candidate_matches_f_linear_on_the_dequantized_weight(rows, out_f, in_f):
+    torch.manual_seed(0)
+    q, scale = quantize_int8(torch.randn(out_f, in_f) * 0.02)
+    x = torch.randn(rows, in_f)
+    expected = reference(x, q, scale)
+    found = int8.candidates(x)
+    assert {"dequantize", "int8pack"} <= set(found)
+    if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
+        assert "avx2" in found  # built here (a compiler is part of the test environment)
+        assert ("avx2 dequantize" in found) == (rows > 1)
+    for name, f in found.items():  # in_f 100: a tail after the 32-wide steps; fp32 sums in another order
+        torch.testing.assert_close(f(x, q, scale), expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item(),
+                                   msg=lambda m: f"{name}: {m}")
+
+
+def test_int8_linear_takes_any_leading_shape_and_a_bias():
+    torch.manual_seed(0)
+    q, scale = quantize_int8(torch.randn(64, 48))
+    x, bias = torch.randn(2, 3, 48), torch.randn(64)
+    y = int8.int8_linear(x, q, scale, bias)
+    assert y.shape == (2, 3, 64)
+    torch.testing.assert_close(y, reference(x, q, scale, bias), rtol=1e-5, atol=1e-4)
+
+
+def test_fastest_follows_the_timing():
+    assert int8.fastest({"sleeps": lambda: time.sleep(0.005), "returns": lambda: None}) == "returns"
+    assert int8.fastest({"returns": lambda: None, "sleeps": lambda: time.sleep(0.005)}) == "returns"
+
+
+def test_the_product_used_is_the_one_that_timed_fastest(monkeypatch):
+    """A candidate made slow on purpose (it sleeps) loses; the choice is kept for later products of the shape."""
+    used = []
+
+    def slow(x, q, scale):
+        used.append("slow")
+        time.sleep(0.005)
+        return reference(x, q, scale)
+
+    def fast(x, q, scale):
+        used.append("fast")
+        return reference(x, q, scale)
+
+    monkeypatch.setattr(int8, "_chosen", {})
+    monkeypatch.setattr(int8, "candidates", lambda x: {"slow": slow, "fast": fast})
+    q, scale = quantize_int8(torch.randn(32, 16))
+    int8.int8_linear(torch.randn(1, 16), q, scale)
+    assert list(int8.choices().values()) == ["fast"]
+    used.clear()
+    int8.int8_linear(torch.randn(1, 1, 16), q, scale)  # same rows bucket: no timing again
+    assert used == ["fast"]
+
+
+def test_accelerate_swaps_the_int8_layer_and_set_enabled_false_gives_the_reference():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(PlainInt8Linear.from_weight(torch.randn(64, 32), torch.randn(64)))
+    x = torch.randn(1, 32)
+    expected = model(x)
+    kernels.accelerate(model)
+    assert type(model[0]) is int8.Int8Linear
+    torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-5)
+    kernels.set_enabled(False)
+    try:
+        torch.testing.assert_close(model(x), expected, rtol=0, atol=0)  # exactly nn.quant's forward
+    finally:
+        kernels.set_enabled(True)
+    kernels.restore(model)
+    assert type(model[0]) is PlainInt8Linear
+
+
+def test_an_input_that_needs_a_gradient_takes_the_reference():
+    torch.manual_seed(0)
+    layer = kernels.accelerate(torch.nn.Sequential(PlainInt8Linear.from_weight(torch.randn(8, 4))))[0]
+    x = torch.randn(2, 4, requires_grad=True)
+    layer(x).sum().backward()
+    torch.testing.assert_close(x.grad, (layer.weight.float() * layer.scale[:, None]).sum(0).expand(2, 4))
