@@ -2,9 +2,9 @@
 
 `accelerate(model)` changes, in place, the class of each module whose type is exactly torch.nn.Linear,
 lmforge.nn.LMHead or lmforge.nn.quant.Int8Linear to its subclass here (lmforge.kernels.linear.Linear / LMHead,
-lmforge.kernels.int8.Int8Linear), which computes with lmforge.kernels.linear (or int8_linear). Nothing else changes: the same module and Parameter objects, the same state-dict
-keys, `isinstance(m, nn.Linear)` still true; a call costs what the old lmforge.nn.Linear cost (one forward
-that calls `linear`). Subclasses of nn.Linear (an adapter's layer, a quantised one) are left alone, as they
+lmforge.kernels.int8.Int8Linear), which computes with lmforge.kernels.linear (or int8_linear). Nothing else
+changes: the same module and Parameter objects, the same state-dict keys, `isinstance(m, nn.Linear)` still
+true; a call costs what the old lmforge.nn.Linear cost (one forward that calls `linear`). Subclasses of nn.Linear (an adapter's layer, a quantised one) are left alone, as they
 may compute something else. `restore(model)` changes the classes back. Both are idempotent and cheap (one
 walk over the modules), and leave the weights' memory where it is (huge pages are a separate step:
 lmforge.kernels.hugepages).
