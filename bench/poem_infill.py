@@ -19,7 +19,9 @@ Equal time under the same load: the three train in one process, interleaved step
 always goes to the model that has trained least so far -- so a busy machine slows them alike. Each model's
 learning rate follows a cosine over its own share of the budget (a schedule in wall-clock time, not steps:
 the step count is not known in advance). Then every line of every held-out Tang poem is removed in turn and
-filled greedily with at most --context characters of the poem around it (all of it to the left for the GPT).
+filled greedily with at most --context characters of the poem around it (all of it to the left for the GPT),
+and each model's teacher-forced probability of the real line is read too (lmforge.eval.infill.line_likelihood:
+nats per character, and how often the real character is the model's first choice).
 
     OMP_NUM_THREADS=1 python bench/poem_infill.py                     # 3 x 7 minutes of training, then ~1 of filling
     OMP_NUM_THREADS=1 python bench/poem_infill.py --reuse             # fill again with the saved runs
@@ -247,7 +249,7 @@ def main() -> None:
     args = ap.parse_args()
     set_threads(args.threads)
 
-    from lmforge.eval.infill import MAX_LINE, blanks, held_out_poems, pretraining_text, summarize
+    from lmforge.eval.infill import MAX_LINE, blanks, held_out_poems, line_likelihood, pretraining_text, summarize
     from lmforge.models import load_model
     from lmforge.tokenizers import CharTokenizer, load_tokenizer
 
@@ -287,7 +289,10 @@ def main() -> None:
             continue
         t0 = time.perf_counter()
         for row, fills in fill_all(n, model, tok, blank_list, args).items():
-            results[row] = {"model": n, **record, "scores": summarize(blank_list, fills), "fills": fills}
+            blank = "[sMASK]" if "[sMASK]" in row else "[MASK]"  # the GLM row's hole; the others ignore it
+            real = line_likelihood(n, model, tok, blank_list, args.context, blank=blank)  # teacher-forced
+            results[row] = {"model": n, **record, "scores": {**summarize(blank_list, fills), "real_line": real},
+                            "fills": fills}
         print(f"{n}: filled in {time.perf_counter() - t0:.0f} s", flush=True)
 
     meta = {"machine": info, "minutes": args.minutes, "lr": args.lr, "batch": args.batch, "block": args.block,
@@ -298,12 +303,15 @@ def main() -> None:
     plot(results, args.plot, meta)
 
     print(f"\n| model | parameters | steps in {args.minutes:g} min | characters right | length right | whole line right "
-          f"| rhyme kept ({results[next(iter(results))]['scores']['n_rhyme']} slots) |")
-    print("|---|---|---|---|---|---|---|")
+          f"| rhyme kept ({results[next(iter(results))]['scores']['n_rhyme']} slots) "
+          f"| real line: nats per character | real line: characters top-1 |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for row, r in results.items():
         s = r["scores"]
         print(f"| {row} | {r['parameters'] / 1e6:.2f}M | {r['steps']:,} | {s['char_acc']:.3f} | {s['exact_len']:.3f} | "
-              f"{s['exact']:.3f} | {s['rhyme']:.3f} |")
+              f"{s['exact']:.3f} | {s['rhyme']:.3f} | {s['real_line']['nats_per_char']:.2f} | "
+              f"{s['real_line']['top1']:.3f} |")
+    print(f"(a uniform guess over the vocabulary: {math.log(tok.vocab_size):.2f} nats per character)")
     print("\nsamples (rhyme slots of quatrains):")
     picks = [i for i, b in enumerate(blank_list) if b.rhyme_slot and len(b.poem["lines"]) == 2][:args.samples]
     for i in picks:

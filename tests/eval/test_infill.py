@@ -161,3 +161,56 @@ def test_fill_blank_is_glm_infill_one_prompt_at_a_time(setup):
             assert fill == text
     with pytest.raises(ValueError, match=r"blank must be \[MASK\] or \[sMASK\]"):
         fill_blank(glm, tok, bl, budget=40, blank="[gMASK]")
+
+
+def test_line_likelihood_is_each_models_own_loss_on_the_real_line(setup):
+    """The teacher-forced reading equals the loss each family computes itself (its `targets` path) when only the
+    real line is scored: GPT's next-token loss on the line after the left side, BERT's masked-LM loss at the
+    line's [MASK]s, GLM's part-B loss less its <eop> term."""
+    import math
+
+    from lmforge.data.blank import BlankTokens, build
+    from lmforge.eval.infill import line_likelihood
+
+    tok, bl = setup
+    s = tok.special_tokens
+    torch.manual_seed(0)
+    gpt = build_model("gpt", dict(vocab_size=tok.vocab_size, max_len=128, d_model=32, n_heads=2, n_layers=2)).eval()
+    bert = build_model("bert", dict(vocab_size=tok.vocab_size, max_len=128, d_model=32, n_heads=2, n_layers=2,
+                                    head="mlm", pooler=False)).eval()
+    glm = build_model("glm", dict(vocab_size=tok.vocab_size, max_len=96, d_model=32, n_heads=2, n_layers=2,
+                                  pad_id=s["<pad>"], mask_id=s["[MASK]"], smask_id=s["[sMASK]"],
+                                  gmask_id=s["[gMASK]"], sop_id=s["<sop>"], eop_id=s["<eop>"])).eval()
+    b = bl[1]
+    answer = tok.encode(b.answer)
+    n = len(answer)
+    with torch.no_grad():
+        left = tok.encode(b.left[-40:])
+        ids = torch.tensor([left + answer])
+        targets = torch.full_like(ids, -100)
+        targets[0, len(left) - 1:-1] = torch.tensor(answer)
+        want_gpt = float(gpt(ids, targets).loss)
+        l, r = b.window(40)
+        a, c = tok.encode(l), tok.encode(r)
+        ids = torch.tensor([a + [s["[MASK]"]] * n + c])
+        labels = torch.full_like(ids, -100)
+        labels[0, len(a):len(a) + n] = torch.tensor(answer)
+        want_bert = float(bert(ids, torch.ones_like(ids), targets=labels).loss)
+        row = build(a + answer + c, [(len(a), len(a) + n)], BlankTokens.from_vocab(s), kind="smask")
+        t = lambda xs: torch.tensor([xs])  # noqa: E731
+        out = glm(t(row.ids), t(row.targets), positions=t(row.positions), block_positions=t(row.block_positions),
+                  prefix_len=torch.tensor([row.prefix_len]))
+        eop = -float(out.logits[0, -1].float().log_softmax(-1)[s["<eop>"]])  # the last part-B target
+    assert line_likelihood("gpt", gpt, tok, [b], 40)["nats_per_char"] == pytest.approx(want_gpt, rel=1e-5)
+    assert line_likelihood("bert", bert, tok, [b], 40)["nats_per_char"] == pytest.approx(want_bert, rel=1e-5)
+    got = line_likelihood("glm", glm, tok, [b], 40, blank="[sMASK]")
+    assert got["nats_per_char"] * n + eop == pytest.approx(float(out.loss) * (n + 1), rel=1e-5)
+    assert got["chars"] == n and 0.0 <= got["top1"] <= 1.0
+    # an untrained model is near a uniform guess over the vocabulary; the whole list averages per character
+    every = line_likelihood("gpt", gpt, tok, bl, 40)
+    assert every["chars"] == sum(len(x.answer) for x in bl)
+    assert abs(every["nats_per_char"] - math.log(tok.vocab_size)) < 1.0
+    with pytest.raises(ValueError, match="kind must be gpt, bert or glm"):
+        line_likelihood("t5", gpt, tok, [b], 40)
+    with pytest.raises(ValueError, match="blank must be"):
+        line_likelihood("glm", glm, tok, [b], 40, blank="[gMASK]")

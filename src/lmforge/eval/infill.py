@@ -26,6 +26,12 @@ Scores (`score`), per filled line:
 - rhyme: for a line in a rhyming position (the 2nd, 4th, ... of a poem whose even lines rhyme in
   lmforge.eval.poems's table) whether the poem with the fill still rhymes; None elsewhere.
 
+A second reading that does not depend on the greedy fill going right from its first character
+(`line_likelihood`): each model's probability of the REAL line, teacher-forced, as nats per character and the
+share of its characters that are the model's top choice: the GPT's log p(line | left), the GLM's part-B
+log-probabilities of the line after `<sop>` (both sides; the `<eop>` after it left out), BERT's one-pass
+log-probability at each [MASK] (told the length; each position on its own, a pseudo-likelihood).
+
 Held-out poems are the Tang poems (collection "tang300") of lmforge.data.poems's val and test splits (split by
 poem, titles kept together): nothing is tuned on val here, so both serve as unseen text.
 """
@@ -182,6 +188,49 @@ def fill_left(model, tok, blank_list: Sequence[Blank], budget: int) -> list[str]
                          alternatives=0):
         written[step.row].append(step.token)
     return [_decode_line(tok, w, set(ends)) for w in written]
+
+
+@torch.inference_mode()
+def line_likelihood(kind: str, model, tok, blank_list: Sequence[Blank], budget: int, *, blank: str = "[MASK]") -> dict:
+    """{"nats_per_char", "top1"}: the model's mean negative log-probability of the real line's characters and
+    the share of them that are its most probable token, over every character of every blank (module docstring).
+    kind: "gpt" (left context), "bert" (masked, told the length) or "glm" (blank infilling; blank "[MASK]" or
+    "[sMASK]" marks the hole). One row at a time: the rows differ in length and this is a one-off measurement."""
+    import torch.nn.functional as F
+
+    from lmforge.data.blank import BlankTokens, build
+
+    if kind not in ("gpt", "bert", "glm"):
+        raise ValueError(f"kind must be gpt, bert or glm, got {kind!r}")
+    nll, top1, n = 0.0, 0, 0
+    for b in blank_list:
+        answer = tok.encode(b.answer)
+        target = torch.tensor(answer)
+        if kind == "gpt":
+            left = tok.encode(b.left[-budget:])
+            ids = torch.tensor([left + answer])
+            logits = model(ids).logits[0, len(left) - 1:len(left) - 1 + len(answer)]
+        elif kind == "bert":
+            (row,), (where,) = _masked_rows(tok, [b], budget)
+            ids = torch.tensor([row])
+            logits = model(ids, attention_mask=torch.ones_like(ids)).logits[0, where.start:where.stop]
+        else:
+            left, right = b.window(budget)
+            a, c = tok.encode(left), tok.encode(right)
+            kind_of = {"[MASK]": "mask", "[sMASK]": "smask"}.get(blank)
+            if kind_of is None:
+                raise ValueError(f"blank must be [MASK] or [sMASK], got {blank!r}")
+            row = build(a + answer + c, [(len(a), len(a) + len(answer))], BlankTokens.from_vocab(tok.special_tokens),
+                        kind=kind_of)
+            t = lambda xs: torch.tensor([xs])  # noqa: E731
+            out = model(t(row.ids), positions=t(row.positions), block_positions=t(row.block_positions),
+                        prefix_len=torch.tensor([row.prefix_len]))
+            logits = out.logits[0, row.prefix_len:row.prefix_len + len(answer)]  # <sop> x1 ... predict x1 x2 ...
+        logits = logits.float()
+        nll += float(F.cross_entropy(logits, target, reduction="sum"))
+        top1 += int((logits.argmax(-1) == target).sum())
+        n += len(answer)
+    return {"nats_per_char": nll / n, "top1": top1 / n, "chars": n}
 
 
 def _masked_rows(tok, blank_list, budget):
