@@ -7,7 +7,7 @@ import pytest
 from lmforge.data import chat
 from lmforge.data.poems import SYSTEM_PROMPT
 from lmforge.data.preferences import (Pair, PairBatches, encode_completion, encode_pair, rank, rank_all,
-                                      read_pairs, write_pairs)
+                                      read_pairs, spaced, write_pairs)
 from lmforge.tokenizers.char import CharTokenizer
 
 GOOD = {"prompt": "写一首五言绝句，题为《登鹳雀楼》", "chosen": "白日依山尽，黄河入海流。\n欲穷千里目，更上一层楼。",
@@ -33,6 +33,15 @@ def test_rank_all_keeps_every_pair_with_different_scores():
     assert rank_all("p", ["a", "b"], [0.25, 0.75]) == [rank("p", ["a", "b"], [0.25, 0.75])]  # K = 2: rank's pair
     with pytest.raises(ValueError, match="at least two completions"):
         rank_all("p", ["a"], [1.0])
+
+
+def test_spaced_keeps_at_most_about_limit_evenly():
+    assert spaced(list(range(10)), 4) == [0, 3, 6, 9]
+    assert spaced(list(range(3)), 4) == [0, 1, 2]  # fewer than the limit: all
+    big = spaced(list(range(25841)))
+    assert len(big) <= 4096 and big[:2] == [0, 7] and big == list(range(0, 25841, 7))
+    with pytest.raises(ValueError, match="limit must be >= 1"):
+        spaced([1], 0)
 
 
 def test_a_file_round_trips(tmp_path):

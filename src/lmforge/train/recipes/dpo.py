@@ -106,7 +106,7 @@ def run(cfg: Run, out: Path, resume: bool = False, log=print) -> dict:
     policy and reference on the held-out pairs. Returns the summary also written to out/dpo.json."""
     import copy
 
-    from lmforge.data.preferences import PairBatches, run_system_prompt
+    from lmforge.data.preferences import PairBatches, run_system_prompt, spaced
     from lmforge.train.dist import Dist
     from lmforge.train.loop import Trainer
 
@@ -130,7 +130,8 @@ def run(cfg: Run, out: Path, resume: bool = False, log=print) -> dict:
                "val_source": val_source, "step": trainer.step, "last": last}
     if dist.is_main:
         ordered = lambda enc: PairBatches(enc, 16, shuffle=False)  # noqa: E731
-        summary["train"] = evaluate(trainer.model, trainer.companions["ref"], ordered(train_enc), o.beta)
+        # the train pairs' numbers from at most ~4,096 of them, evenly spaced (data.preferences.spaced)
+        summary["train"] = evaluate(trainer.model, trainer.companions["ref"], ordered(spaced(train_enc)), o.beta)
         summary["held_out"] = h = evaluate(trainer.model, trainer.companions["ref"], ordered(val_enc), o.beta)
         atomic_write_json(out / "dpo.json", summary)
         log(f"done: step {trainer.step}; held-out pairs ({h['pairs']}): log pi(chosen) - log pi(rejected) "

@@ -202,13 +202,10 @@ def normalize_bias(model, batches) -> float:
 
 # ----------------------------------------------------------------------------------------- the run
 
-TRAIN_READ = 4096  # train pairs read after training (bias shift, train accuracy); every pair when fewer
-
-
 def run(cfg: Run, out: Path, resume: bool = False, log=print) -> dict:
     """Read and check the pairs, build the reward model from the SFT run, train it, normalise it, score it on
     the held-out pairs. Returns the summary also written to out/reward.json."""
-    from lmforge.data.preferences import PairBatches, run_system_prompt
+    from lmforge.data.preferences import PairBatches, run_system_prompt, spaced
     from lmforge.train.dist import Dist
     from lmforge.train.loop import Trainer
     from lmforge.train.reward_model import RewardModel
@@ -233,10 +230,7 @@ def run(cfg: Run, out: Path, resume: bool = False, log=print) -> dict:
     summary = {"sft": o.sft, "train_pairs": len(train_pairs), "val_pairs": len(val_pairs), "val_source": val_source,
                "step": trainer.step, "last": last}
     ordered = lambda enc: PairBatches(enc, 32, shuffle=False)  # noqa: E731
-    # the bias shift and the train accuracy read at most TRAIN_READ pairs, evenly spaced: a file of all pairs of
-    # 8 answers (~26,000 pairs) took longer to read twice than to train on
-    every = max(1, -(-len(train_pairs) // TRAIN_READ))
-    read, read_enc = train_pairs[::every], train_enc[::every]
+    read, read_enc = spaced(train_pairs), spaced(train_enc)  # the bias shift and train accuracy: at most ~4,096
     if o.normalize:  # on every rank (the same shift everywhere), then a checkpoint: a collective
         summary["bias_shift"] = normalize_bias(trainer.model, ordered(read_enc))
         trainer.save()  # the normalised head is the run's model
