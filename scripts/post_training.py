@@ -31,13 +31,15 @@ class Stage:
     """One step of the pipeline. A training stage names a run config (lmforge train CONFIG) and `links`:
     run-config keys set to an earlier stage's run directory (e.g. {"recipe.init": "base"}). Another stage
     gives `make(out_dir, dirs, options) -> None`, which writes `output` inside out_dir (atomically: the
-    file appears when the stage is done)."""
+    file appears when the stage is done). A training stage's `output`, when it names one, is the summary its
+    recipe writes after the last step (reward.json: after the head's bias shift): a run interrupted between its
+    last checkpoint and that file is resumed, which trains nothing and writes the rest."""
     name: str
     config: str = ""  # configs/*.yaml, relative to the repository
     # config key -> the stage whose directory it takes, or "STAGE/FILE" for a file in that directory
     links: dict[str, str] = field(default_factory=dict)
     make: Callable | None = None
-    output: str = ""  # a non-training stage's result file, in its directory
+    output: str = ""  # a non-training stage's result file; a training stage's summary, written after its last step
     inputs: tuple[str, ...] = ()  # a non-training stage: the training stages it is made from
     minutes: float = 0  # expected wall time on 2 shared cores (the whole pipeline: about an hour)
 
@@ -185,13 +187,14 @@ STAGES = (
     Stage("pairs", make=make_pairs, output="pairs.json", inputs=("sft",), minutes=4),
     Stage("reward", "configs/reward-poems.yaml",
           {"recipe.sft": "sft", "data.pairs": "pairs/pairs-train.jsonl", "data.val_pairs": "pairs/pairs-val.jsonl"},
-          minutes=8),
+          output="reward.json", minutes=8),
     Stage("dpo", "configs/dpo-poems.yaml",
           {"recipe.sft": "sft", "data.pairs": "pairs/pairs-train.jsonl", "data.val_pairs": "pairs/pairs-val.jsonl"},
-          minutes=4),
-    Stage("ppo-scorer", "configs/ppo-poems.yaml", {"recipe.sft": "sft"}, minutes=8),
-    Stage("ppo", "configs/ppo-poems.yaml", {"recipe.sft": "sft", "recipe.reward": "reward"}, minutes=8),
-    Stage("grpo", "configs/grpo-poems.yaml", {"recipe.sft": "sft"}, minutes=8),
+          output="dpo.json", minutes=4),
+    Stage("ppo-scorer", "configs/ppo-poems.yaml", {"recipe.sft": "sft"}, output="rl.json", minutes=8),
+    Stage("ppo", "configs/ppo-poems.yaml", {"recipe.sft": "sft", "recipe.reward": "reward"}, output="rl.json",
+          minutes=8),
+    Stage("grpo", "configs/grpo-poems.yaml", {"recipe.sft": "sft"}, output="rl.json", minutes=8),
     Stage("eval", make=make_eval, output="eval.json", minutes=4),
 )
 EVAL_RUNS = ("sft", "lora-sft", "dpo", "ppo-scorer", "ppo", "grpo")  # the runs the eval table compares, in its order
@@ -238,7 +241,9 @@ def link_path(dirs: dict[str, Path], link: str) -> Path:
 
 def is_done(stage: Stage, run_dir: Path) -> bool:
     """Whether a stage has a result another stage can read: a checkpoint, or a non-training stage's output."""
-    return (run_dir / stage.output).is_file() if stage.make is not None else trained_steps(run_dir) is not None
+    if stage.make is not None:
+        return (run_dir / stage.output).is_file()
+    return trained_steps(run_dir) is not None and (not stage.output or (run_dir / stage.output).is_file())
 
 
 def status(stage: Stage, run_dir: Path, sets: list[str], dirs: dict[str, Path]) -> tuple[str, object]:
@@ -260,7 +265,8 @@ def status(stage: Stage, run_dir: Path, sets: list[str], dirs: dict[str, Path]) 
     step = trained_steps(run_dir)
     if step is None:
         return "start", cfg
-    return ("done" if step >= cfg.train.max_steps else "resume"), cfg
+    finished = step >= cfg.train.max_steps and (not stage.output or (run_dir / stage.output).is_file())
+    return ("done" if finished else "resume"), cfg
 
 
 def run(out: Path, sets: list[str] = (), only: list[str] | None = None, options: dict | None = None) -> dict[str, str]:
