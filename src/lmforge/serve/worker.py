@@ -69,13 +69,14 @@ class Worker:
                 steps, error = self.engine.step(), None
             except Exception as e:  # a failure fails the requests in the batch, not the server
                 steps, error = [], e
+            wake: dict[object, list] = {}  # event loop -> [(queue, item)]: what this step hands it
             with self.cv:
                 self.stats["steps"] += 1
                 self.stats["tokens"] += len(steps)
                 self.stats["max_batch"] = max(self.stats["max_batch"], len(steps))
                 if error is not None:
                     for loop, q, c in self.owners.values():
-                        loop.call_soon_threadsafe(q.put_nowait, (c, error))
+                        wake.setdefault(loop, []).append((q, (c, error)))
                     self.owners.clear()
                     self.engine = Engine(self.engine.model, alternatives=self.engine.k)
                 for st in steps:
@@ -83,14 +84,25 @@ class Worker:
                     if owner is None:
                         continue  # cancelled: its request is gone
                     loop, q, c = owner
-                    loop.call_soon_threadsafe(q.put_nowait, (c, st))
+                    wake.setdefault(loop, []).append((q, (c, st)))
                     if st.finish_reason:
                         del self.owners[st.row]
+            # One wake-up per event loop per step, not one per token: each call_soon_threadsafe writes to the
+            # loop's wake-up socket, and that system call lets go of the interpreter lock, which the event loop
+            # then holds while this thread waits to take it back for the next step.
+            for loop, items in wake.items():
+                loop.call_soon_threadsafe(_deliver, items)
 
     def close(self) -> None:
         with self.cv:
             self.stopping = True
             self.cv.notify()
+
+
+def _deliver(items: list) -> None:
+    """On the event loop: hand each (queue, item) of one engine step to its request."""
+    for q, item in items:
+        q.put_nowait(item)
 
 
 class Rows:
