@@ -134,12 +134,13 @@ def _thread_times(pid: int) -> dict[int, tuple[float, float]]:
     return out
 
 
-def _cpu_use(before: dict, after: dict, loop: int, engine: int | None, wall: float) -> dict:
+def _cpu_use(before: dict, after: dict, loop: int, engine: int | None, wall: float, idle: float = 0.0) -> dict:
     """Where the server's threads spent the `wall` seconds the clients streamed, as fractions of it: on a
     CPU (cores kept busy) for the event loop (uvicorn runs it on the main thread), the engine thread and
     torch's worker threads; for the engine thread also the time it was runnable but waited for a CPU
-    (the machine's other work), and the rest, when it was blocked: on the interpreter lock, since it
-    always has rows to step while the clients stream (the server's mean batch is reported next to it)."""
+    (the machine's other work), the time it waited with no rows to step (`idle`: before the first
+    request arrives and after the last ends), and the rest, when it had rows to step but was blocked:
+    on the interpreter lock (or on torch's worker threads, with more than one)."""
     used = {tid: (after[tid][0] - before.get(tid, (0, 0))[0], after[tid][1] - before.get(tid, (0, 0))[1])
             for tid in after}
     loop_s, total = used.get(loop, (0.0, 0.0))[0], sum(u[0] for u in used.values())
@@ -148,8 +149,8 @@ def _cpu_use(before: dict, after: dict, loop: int, engine: int | None, wall: flo
     run, wait = used.get(engine, (0.0, 0.0))
     return {"event_loop": round(loop_s / wall, 3), "engine": round(run / wall, 3),
             "torch_threads": round((total - loop_s - run) / wall, 3),
-            "engine_waiting_for_a_cpu": round(wait / wall, 3),
-            "engine_blocked": round(max(0.0, wall - run - wait) / wall, 3)}
+            "engine_waiting_for_a_cpu": round(wait / wall, 3), "engine_idle": round(idle / wall, 3),
+            "engine_blocked": round(max(0.0, wall - run - wait - idle) / wall, 3)}
 
 
 def bench_server(clients: int = 8, tokens: int = 128, threads: int | None = None, rounds: int = 3,
@@ -185,11 +186,11 @@ def bench_server(clients: int = 8, tokens: int = 128, threads: int | None = None
                 except httpx.HTTPError:
                     time.sleep(0.2)
 
-        def one(url, i, out):
+        def one(client, url, i, out):
             n = 0
-            with httpx.stream("POST", url + "/v1/completions", timeout=300,
-                              json={"model": "m", "prompt": f"Client {i} says", "max_tokens": tokens,
-                                    "temperature": 1.0, "seed": i, "stream": True}) as r:
+            with client.stream("POST", url + "/v1/completions", timeout=300,
+                               json={"model": "m", "prompt": f"Client {i} says", "max_tokens": tokens,
+                                     "temperature": 1.0, "seed": i, "stream": True}) as r:
                 for line in r.iter_lines():
                     if line.startswith("data: {") and json.loads(line[6:])["choices"][0]["text"] is not None:
                         n += 1
@@ -197,18 +198,24 @@ def bench_server(clients: int = 8, tokens: int = 128, threads: int | None = None
 
         def run(url, pid, k):
             """(tokens/s the k clients received, the server's CPU use meanwhile)."""
+            out = [0] * k
+            # each client made before the clock starts: an httpx.Client builds an SSL context (tens of ms of
+            # this process's interpreter lock), which would leave the engine idle and count against the server
+            clients = [httpx.Client() for _ in range(k)]
             stats = httpx.get(url + "/api/stats").json()
             engine = stats.get("engine_thread")  # None from a server before it said
-            out = [0] * k
-            ts = [threading.Thread(target=one, args=(url, i, out)) for i in range(k)]
+            ts = [threading.Thread(target=one, args=(clients[i], url, i, out)) for i in range(k)]
             cpu0, t = _thread_times(pid), time.perf_counter()
             for th in ts:
                 th.start()
             for th in ts:
                 th.join()
             wall = time.perf_counter() - t
-            cpu = _cpu_use(cpu0, _thread_times(pid), pid, engine, wall)
+            for c in clients:
+                c.close()
+            times = _thread_times(pid)
             after = httpx.get(url + "/api/stats").json()
+            cpu = _cpu_use(cpu0, times, pid, engine, wall, after.get("idle_s", 0.0) - stats.get("idle_s", 0.0))
             cpu["mean_batch"] = round((after["tokens"] - stats["tokens"]) / max(1, after["steps"] - stats["steps"]), 2)
             return sum(out) / wall, cpu
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import AsyncIterator
 
 from lmforge.generate import Engine, SamplingParams, Step
@@ -33,6 +34,7 @@ class Worker:
         self.cv = threading.Condition()
         self.owners: dict[int, tuple] = {}  # sequence id -> (loop, queue, choice index)
         self.stats = {"steps": 0, "tokens": 0, "max_batch": 0, "cancelled": 0, "requests": 0}
+        self._idle, self._idle_since = 0.0, None  # seconds waited with no rows; when the current wait began
         self.stopping = False
         self.thread = threading.Thread(target=self._loop, name="lmforge-engine", daemon=True)
         self.thread.start()
@@ -61,8 +63,12 @@ class Worker:
     def _loop(self) -> None:
         while True:
             with self.cv:
-                while not self.engine.active and not self.stopping:
-                    self.cv.wait()
+                if not self.engine.active and not self.stopping:
+                    self._idle_since = time.perf_counter()
+                    while not self.engine.active and not self.stopping:
+                        self.cv.wait()
+                    self._idle += time.perf_counter() - self._idle_since
+                    self._idle_since = None
                 if self.stopping:
                     return
             try:
@@ -92,6 +98,11 @@ class Worker:
             # then holds while this thread waits to take it back for the next step.
             for loop, items in wake.items():
                 loop.call_soon_threadsafe(_deliver, items)
+
+    def idle_seconds(self) -> float:
+        """Seconds this thread has waited with no rows to step, the wait under way included."""
+        with self.cv:
+            return self._idle + (0.0 if self._idle_since is None else time.perf_counter() - self._idle_since)
 
     def close(self) -> None:
         with self.cv:
