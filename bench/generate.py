@@ -10,7 +10,10 @@
    Also the fraction of the memory-bandwidth bound: a decode step must read every parameter once, so
    tokens/s <= read bandwidth / parameter bytes (bandwidth measured here by summing a 1 GiB tensor).
    bf16 too where the CPU has native bf16 (avx512_bf16 / amx).
-2. Server: aggregate streamed tokens/s with 8 concurrent clients vs 1 (continuous batching).
+2. Server: aggregate streamed tokens/s with 8 concurrent clients vs 1 (continuous batching), and where the
+   server's threads spent the time (on a CPU, waiting for one, blocked); next to it the same 8 rows vs 1
+   stepped by an Engine in this process, the ceiling of the server's ratio. `--against SRC` serves another
+   checkout's src directory too, timed in the same rounds.
 3. Time to first token for a 512-token prompt (124M shape), vs HF generate(max_new_tokens=1).
 4. The products: per path (few rows: 1, 2, 8 rows; large: 256 rows) and GPT-2 matrix, the kernel
    lmforge.kernels.tune chooses on this machine and its speed relative to F.linear (interleaved, weights
@@ -144,13 +147,43 @@ def _cpu_use(before: dict, after: dict, loop: int, engine: int | None, wall: flo
     used = {tid: (after[tid][0] - before.get(tid, (0, 0))[0], after[tid][1] - before.get(tid, (0, 0))[1])
             for tid in after}
     loop_s, total = used.get(loop, (0.0, 0.0))[0], sum(u[0] for u in used.values())
-    if engine is None:  # a server that does not say which thread is its engine's
-        return {"event_loop": round(loop_s / wall, 3), "engine_and_torch_threads": round((total - loop_s) / wall, 3)}
+    if engine is None:  # a server that does not say which thread is its engine's (nor its idle time): take the
+        # busiest other thread, which it is with one torch thread (`--server-threads 1`)
+        engine = max((tid for tid in used if tid != loop), key=lambda tid: used[tid][0], default=None)
     run, wait = used.get(engine, (0.0, 0.0))
     return {"event_loop": round(loop_s / wall, 3), "engine": round(run / wall, 3),
             "torch_threads": round((total - loop_s - run) / wall, 3),
             "engine_waiting_for_a_cpu": round(wait / wall, 3), "engine_idle": round(idle / wall, 3),
             "engine_blocked": round(max(0.0, wall - run - wait - idle) / wall, 3)}
+
+
+def _engine_alone(run: Path, rows: int, tokens: int, threads: int | None, rounds: int) -> dict:
+    """The ceiling of the server's ratio: `rows` sequences stepped together vs one, by an Engine in this process
+    (no HTTP, no event loop, no clients), the same prompts and settings as the clients, interleaved rounds."""
+    import lmforge
+    from lmforge.generate import Engine, SamplingParams
+    from lmforge.tokenizers import load_tokenizer
+    tok, model, before = load_tokenizer(run), lmforge.load(run).eval(), torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    engine = Engine(model, alternatives=20)  # as the server's: Limits' max_logprobs / max_bars
+
+    def tok_s(k):
+        for i in range(k):
+            engine.add(tok.encode(f"Client {i} says"), SamplingParams(temperature=1.0), max_new_tokens=tokens, seed=i)
+        n, t = 0, time.perf_counter()
+        while engine.active:
+            n += len(engine.step())
+        return n / (time.perf_counter() - t)
+    try:
+        with torch.inference_mode():
+            tok_s(1), tok_s(rows)  # warm up
+            one, many = zip(*[(tok_s(1), tok_s(rows)) for _ in range(rounds)])
+    finally:
+        torch.set_num_threads(before)
+    ratios = sorted(b / a for a, b in zip(one, many))
+    return {"one_row_tok_s": max(one), f"{rows}_rows_tok_s": max(many), "ratio": max(many) / max(one),
+            "ratio_per_round_median": statistics.median(ratios)}
 
 
 def bench_server(clients: int = 8, tokens: int = 128, threads: int | None = None, rounds: int = 3,
@@ -229,7 +262,8 @@ def bench_server(clients: int = 8, tokens: int = 128, threads: int | None = None
                     per[name][key].append(v)
                 print(f"round {r + 1}/{rounds} {name}: 1 client {a:.0f} tok/s, {clients} clients {b:.0f} tok/s "
                       f"({b / a:.2f}x)\n  with 1: {ca}\n  with {clients}: {cb}", flush=True)
-        result = {"clients": clients, "tokens_each": tokens, "server_threads": threads or "default", "rounds": rounds}
+        result = {"clients": clients, "tokens_each": tokens, "server_threads": threads or "default", "rounds": rounds,
+                  "engine_alone": _engine_alone(d, clients, tokens, threads, rounds)}
         for name, p in per.items():
             ratios = sorted(b / a for a, b in zip(p["one"], p["many"]))
             result[name] = {
