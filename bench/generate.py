@@ -244,10 +244,10 @@ def bench_server(clients: int = 8, tokens: int = 128, threads: int | None = None
             for th in ts:
                 th.join()
             wall = time.perf_counter() - t
-            for c in clients:
-                c.close()
             times = _thread_times(pid)
             after = httpx.get(url + "/api/stats").json()
+            for c in clients:
+                c.close()
             cpu = _cpu_use(cpu0, times, pid, engine, wall, after.get("idle_s", 0.0) - stats.get("idle_s", 0.0))
             cpu["mean_batch"] = round((after["tokens"] - stats["tokens"]) / max(1, after["steps"] - stats["steps"]), 2)
             return sum(out) / wall, cpu
