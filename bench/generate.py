@@ -272,7 +272,8 @@ def bench_server(clients: int = 8, tokens: int = 128, threads: int | None = None
                 "ratio_per_round": {"median": statistics.median(ratios), "min": ratios[0], "max": ratios[-1]},
                 f"cores_busy_{clients}_clients_median": {
                     k: statistics.median(c[k] for c in p["cpu_many"]) for k in p["cpu_many"][0]},
-                "cores_busy_1_client_median": {k: statistics.median(c[k] for c in p["cpu_one"]) for k in p["cpu_one"][0]},
+                "cores_busy_1_client_median": {
+                    k: statistics.median(c[k] for c in p["cpu_one"]) for k in p["cpu_one"][0]},
             }
         return result
     finally:
