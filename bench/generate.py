@@ -10,7 +10,10 @@
    Also the fraction of the memory-bandwidth bound: a decode step must read every parameter once, so
    tokens/s <= read bandwidth / parameter bytes (bandwidth measured here by summing a 1 GiB tensor).
    bf16 too where the CPU has native bf16 (avx512_bf16 / amx).
-2. Server: aggregate streamed tokens/s with 8 concurrent clients vs 1 (continuous batching).
+2. Server: aggregate streamed tokens/s with 8 concurrent clients vs 1 (continuous batching), and where the
+   server's threads spent the time (on a CPU, waiting for one, blocked); next to it the same 8 rows vs 1
+   stepped by an Engine in this process, the ceiling of the server's ratio. `--against SRC` serves another
+   checkout's src directory too, timed in the same rounds.
 3. Time to first token for a 512-token prompt (124M shape), vs HF generate(max_new_tokens=1).
 4. The products: per path (few rows: 1, 2, 8 rows; large: 256 rows) and GPT-2 matrix, the kernel
    lmforge.kernels.tune chooses on this machine and its speed relative to F.linear (interleaved, weights
@@ -115,7 +118,79 @@ def bench_ttft(repeats: int) -> dict:
     return {"lmforge_ttft_s": min(t_ours), "hf_ttft_s": min(t_hf), "ratio_hf_over_lmforge": min(t_hf) / min(t_ours)}
 
 
-def bench_server(clients: int = 8, tokens: int = 128, threads: int | None = None) -> dict:
+def _thread_times(pid: int) -> dict[int, tuple[float, float]]:
+    """Per thread of process `pid`: (seconds run on a CPU, seconds waited for one while runnable), from Linux's
+    /proc/<pid>/task/<tid>/schedstat (sched-stats.rst: "time spent on the cpu", "time spent waiting on a
+    runqueue", in ns). {} where there is no /proc."""
+    out = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                run, wait, _ = f.read().split()
+        except (OSError, ValueError):
+            continue  # the thread ended
+        out[int(tid)] = (int(run) / 1e9, int(wait) / 1e9)
+    return out
+
+
+def _cpu_use(before: dict, after: dict, loop: int, engine: int | None, wall: float, idle: float = 0.0) -> dict:
+    """Where the server's threads spent the `wall` seconds the clients streamed, as fractions of it: on a
+    CPU (cores kept busy) for the event loop (uvicorn runs it on the main thread), the engine thread and
+    torch's worker threads; for the engine thread also the time it was runnable but waited for a CPU
+    (the machine's other work), the time it waited with no rows to step (`idle`: before the first
+    request arrives and after the last ends), and the rest, when it had rows to step but was blocked:
+    on the interpreter lock (or on torch's worker threads, with more than one)."""
+    used = {tid: (after[tid][0] - before.get(tid, (0, 0))[0], after[tid][1] - before.get(tid, (0, 0))[1])
+            for tid in after}
+    loop_s, total = used.get(loop, (0.0, 0.0))[0], sum(u[0] for u in used.values())
+    if engine is None:  # a server that does not say which thread is its engine's (nor its idle time): take the
+        # busiest other thread, which it is with one torch thread (`--server-threads 1`)
+        engine = max((tid for tid in used if tid != loop), key=lambda tid: used[tid][0], default=None)
+    run, wait = used.get(engine, (0.0, 0.0))
+    return {"event_loop": round(loop_s / wall, 3), "engine": round(run / wall, 3),
+            "torch_threads": round((total - loop_s - run) / wall, 3),
+            "engine_waiting_for_a_cpu": round(wait / wall, 3), "engine_idle": round(idle / wall, 3),
+            "engine_blocked": round(max(0.0, wall - run - wait - idle) / wall, 3)}
+
+
+def _engine_alone(run: Path, rows: int, tokens: int, threads: int | None, rounds: int) -> dict:
+    """The ceiling of the server's ratio: `rows` sequences stepped together vs one, by an Engine in this process
+    (no HTTP, no event loop, no clients), the same prompts and settings as the clients, interleaved rounds."""
+    import lmforge
+    from lmforge.generate import Engine, SamplingParams
+    from lmforge.tokenizers import load_tokenizer
+    tok, model, before = load_tokenizer(run), lmforge.load(run).eval(), torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    engine = Engine(model, alternatives=20)  # as the server's: Limits' max_logprobs / max_bars
+
+    def tok_s(k):
+        for i in range(k):
+            engine.add(tok.encode(f"Client {i} says"), SamplingParams(temperature=1.0), max_new_tokens=tokens, seed=i)
+        n, t = 0, time.perf_counter()
+        while engine.active:
+            n += len(engine.step())
+        return n / (time.perf_counter() - t)
+    try:
+        with torch.inference_mode():
+            tok_s(1), tok_s(rows)  # warm up
+            one, many = zip(*[(tok_s(1), tok_s(rows)) for _ in range(rounds)])
+    finally:
+        torch.set_num_threads(before)
+    ratios = sorted(b / a for a, b in zip(one, many))
+    return {"one_row_tok_s": max(one), f"{rows}_rows_tok_s": max(many), "ratio": max(many) / max(one),
+            "ratio_per_round_median": statistics.median(ratios)}
+
+
+def bench_server(clients: int = 8, tokens: int = 128, threads: int | None = None, rounds: int = 3,
+                 against: str | None = None) -> dict:
+    """Aggregate streamed tokens/s of `clients` concurrent streams vs one, over `rounds` interleaved rounds, and
+    the server's CPU use per thread while they stream. against: another checkout's src directory, served by a
+    second server timed in the same rounds (before/after a change to the server, on the same machine load)."""
     import httpx
 
     from lmforge.models import build_model, save_model
@@ -125,47 +200,86 @@ def bench_server(clients: int = 8, tokens: int = 128, threads: int | None = None
     torch.manual_seed(0)
     save_model(build_model("gpt", dict(vocab_size=tok.vocab_size, max_len=256, d_model=384, n_heads=6, n_layers=6)), d)
     save_tokenizer(tok, d)
-    port = 8000 + os.getpid() % 1000
     extra = [] if threads is None else ["--threads", str(threads)]
-    proc = subprocess.Popen([sys.executable, "-m", "lmforge", "serve", str(d), "--port", str(port), "--name", "m",
-                             *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    trees = {"this tree": None} if against is None else {"this tree": None, "against": str(Path(against).resolve())}
+    servers, procs = {}, []
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        for i, (name, src) in enumerate(trees.items()):
+            port = 8000 + (os.getpid() + 7 * i) % 1000
+            env = dict(os.environ) if src is None else {**os.environ, "PYTHONPATH": src}
+            procs.append(subprocess.Popen([sys.executable, "-m", "lmforge", "serve", str(d), "--port", str(port),
+                                           "--name", "m", *extra], env=env,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            servers[name] = (f"http://127.0.0.1:{port}", procs[-1].pid)
+        for url, _ in servers.values():
+            for _ in range(300):
+                try:
+                    if httpx.get(url + "/health", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.2)
 
-        def one(i, out):
+        def one(client, url, i, out):
             n = 0
-            with httpx.stream("POST", url + "/v1/completions", timeout=300,
-                              json={"model": "m", "prompt": f"Client {i} says", "max_tokens": tokens,
-                                    "temperature": 1.0, "seed": i, "stream": True}) as r:
+            with client.stream("POST", url + "/v1/completions", timeout=300,
+                               json={"model": "m", "prompt": f"Client {i} says", "max_tokens": tokens,
+                                     "temperature": 1.0, "seed": i, "stream": True}) as r:
                 for line in r.iter_lines():
                     if line.startswith("data: {") and json.loads(line[6:])["choices"][0]["text"] is not None:
                         n += 1
             out[i] = n
 
-        def run(k):
+        def run(url, pid, k):
+            """(tokens/s the k clients received, the server's CPU use meanwhile)."""
             out = [0] * k
-            ts = [threading.Thread(target=one, args=(i, out)) for i in range(k)]
-            t = time.perf_counter()
+            # each client made before the clock starts: an httpx.Client builds an SSL context (tens of ms of
+            # this process's interpreter lock), which would leave the engine idle and count against the server
+            clients = [httpx.Client() for _ in range(k)]
+            stats = httpx.get(url + "/api/stats").json()
+            engine = stats.get("engine_thread")  # None from a server before it said
+            ts = [threading.Thread(target=one, args=(clients[i], url, i, out)) for i in range(k)]
+            cpu0, t = _thread_times(pid), time.perf_counter()
             for th in ts:
                 th.start()
             for th in ts:
                 th.join()
-            return sum(out) / (time.perf_counter() - t)  # tokens the clients received, not the tokens asked for
-        run(1)  # warm up
-        single = max(run(1), run(1))
-        many = max(run(clients), run(clients))
-        return {"clients": clients, "tokens_each": tokens, "server_threads": threads or "default",
-                "one_client_tok_s": single,
-                f"{clients}_clients_tok_s": many, "ratio": many / single}
+            wall = time.perf_counter() - t
+            times = _thread_times(pid)
+            after = httpx.get(url + "/api/stats").json()
+            for c in clients:
+                c.close()
+            cpu = _cpu_use(cpu0, times, pid, engine, wall, after.get("idle_s", 0.0) - stats.get("idle_s", 0.0))
+            cpu["mean_batch"] = round((after["tokens"] - stats["tokens"]) / max(1, after["steps"] - stats["steps"]), 2)
+            return sum(out) / wall, cpu
+
+        per = {name: {"one": [], "many": [], "cpu_one": [], "cpu_many": []} for name in servers}
+        for url, pid in servers.values():
+            run(url, pid, 1)  # warm up
+        for r in range(rounds):
+            for name, (url, pid) in servers.items():
+                (a, ca), (b, cb) = run(url, pid, 1), run(url, pid, clients)
+                for key, v in (("one", a), ("many", b), ("cpu_one", ca), ("cpu_many", cb)):
+                    per[name][key].append(v)
+                print(f"round {r + 1}/{rounds} {name}: 1 client {a:.0f} tok/s, {clients} clients {b:.0f} tok/s "
+                      f"({b / a:.2f}x)\n  with 1: {ca}\n  with {clients}: {cb}", flush=True)
+        result = {"clients": clients, "tokens_each": tokens, "server_threads": threads or "default", "rounds": rounds,
+                  "engine_alone": _engine_alone(d, clients, tokens, threads, rounds)}
+        for name, p in per.items():
+            ratios = sorted(b / a for a, b in zip(p["one"], p["many"]))
+            result[name] = {
+                "one_client_tok_s": max(p["one"]), f"{clients}_clients_tok_s": max(p["many"]),
+                "ratio": max(p["many"]) / max(p["one"]),  # best vs best, as this bench reported before
+                "ratio_per_round": {"median": statistics.median(ratios), "min": ratios[0], "max": ratios[-1]},
+                f"cores_busy_{clients}_clients_median": {
+                    k: statistics.median(c[k] for c in p["cpu_many"]) for k in p["cpu_many"][0]},
+                "cores_busy_1_client_median": {
+                    k: statistics.median(c[k] for c in p["cpu_one"]) for k in p["cpu_one"][0]},
+            }
+        return result
     finally:
-        proc.terminate()
-        proc.wait(10)
+        for proc in procs:
+            proc.terminate()
+            proc.wait(10)
 
 
 def bench_linear(repeats: int, thread_counts: list[int]) -> dict:
@@ -269,6 +383,8 @@ def main() -> None:
     p.add_argument("--only", choices=["decode", "server", "ttft", "linear", "hugepages"])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--server-threads", type=int, default=None, help="`lmforge serve --threads N` for --only server")
+    p.add_argument("--against", default=None,
+                   help="--only server: also serve another checkout's src directory and time both in the same rounds")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads for --only linear (default: one thread, then all of them)")
     args = p.parse_args()
@@ -284,7 +400,7 @@ def main() -> None:
         results["ttft_512"] = bench_ttft(args.repeats)
         print(json.dumps(results["ttft_512"], indent=1), flush=True)
     if args.only in (None, "server"):
-        results["server"] = bench_server(threads=args.server_threads)
+        results["server"] = bench_server(threads=args.server_threads, rounds=args.repeats, against=args.against)
         print(json.dumps(results["server"], indent=1), flush=True)
     if args.only in (None, "linear"):
         all_threads = torch.get_num_threads()

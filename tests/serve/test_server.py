@@ -266,3 +266,62 @@ def test_the_llama_family_is_served_unchanged(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_many_concurrent_streams_each_get_their_own_tokens_equal_to_in_process_generation(server, served_run):
+    """8 streams at once (greedy and sampled, different lengths, one with n=2), with logprobs: each choice's
+    tokens and log-probabilities are those an in-process Engine gives its prompt alone. The worker hands
+    the event loop one batch of Steps per engine step; this shows each Step still reaches its own request
+    and choice, in order, and nothing else does."""
+    import torch
+
+    import lmforge
+    from lmforge.generate import Engine, SamplingParams
+    from lmforge.tokenizers import load_tokenizer
+    asks = [dict(prompt=p, temperature=t, seed=i, max_tokens=m, n=n)
+            for i, (p, t, m, n) in enumerate([("And God said", 0.8, 40, 1), ("In the beginning", 0.0, 25, 1),
+                                              ("The LORD is", 1.2, 33, 2), ("Blessed", 0.8, 40, 1),
+                                              ("And", 0.0, 17, 1), ("Let there be", 0.5, 40, 1),
+                                              ("He said", 1.0, 29, 1), ("And God said", 0.8, 40, 1)])]
+    asks[-1]["seed"] = 100  # the same prompt as the first with another seed: its own draws, not the first's
+
+    def stream(i, out):
+        a = asks[i]
+        got = [([], []) for _ in range(a["n"])]  # per choice: token texts, their logprobs
+        with httpx.stream("POST", server + "/v1/completions", timeout=120,
+                          json={"model": "tiny", **a, "logprobs": 2, "stream": True}) as r:
+            for line in r.iter_lines():
+                if line.startswith("data: {"):
+                    ch = json.loads(line[6:])["choices"][0]
+                    got[ch["index"]][0].extend(ch["logprobs"]["tokens"])
+                    got[ch["index"]][1].extend(ch["logprobs"]["token_logprobs"])
+        out[i] = got
+
+    before = httpx.get(server + "/api/stats").json()
+    out = [None] * len(asks)
+    threads = [threading.Thread(target=stream, args=(i, out)) for i in range(len(asks))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    after = httpx.get(server + "/api/stats").json()
+    assert after["max_batch"] >= 4  # they shared engine steps
+
+    tok, model = load_tokenizer(served_run), lmforge.load(served_run).eval()
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the server runs (live.start_server): the same products, the same rounding
+    try:
+        for a, got in zip(asks, out):
+            engine = Engine(model, alternatives=2)
+            seqs = [engine.add(tok.encode(a["prompt"]), SamplingParams(temperature=a["temperature"]),
+                               max_new_tokens=a["max_tokens"], seed=a["seed"] + c) for c in range(a["n"])]
+            steps = {s.id: [] for s in seqs}
+            while engine.active:
+                for st in engine.step():
+                    steps[st.row].append(st)
+            for (texts, logprobs), s in zip(got, seqs):
+                assert texts == [tok.decode([st.token]) for st in steps[s.id]], a
+                assert logprobs == pytest.approx([st.raw_logprob for st in steps[s.id]], abs=1e-4), a
+    finally:
+        torch.set_num_threads(threads_before)
+    assert after["tokens"] - before["tokens"] == sum(a["max_tokens"] * a["n"] for a in asks)

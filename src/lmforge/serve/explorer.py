@@ -4,6 +4,7 @@
     POST /api/distribution  the next-token distribution after given ids under given settings: the top n
                             tokens by the model's probability, each raw and after the processors
     GET  /api/stats         engine counters (steps, tokens, largest batch, cancelled rows, requests in flight)
+                            and the engine thread's OS id and seconds it waited with no rows (idle_s)
 
 Both POST routes go through the worker like every generation request, and count against
 --max-concurrent (the guard in app.py).
@@ -53,7 +54,9 @@ async def static(name: str):
 async def stats(request: Request):
     srv = Server.of(request)
     return {**srv.worker.stats, "active": len(srv.worker.engine.rows), "in_flight": srv.in_flight,
-            "max_len": srv.max_len, "vocab_size": srv.vocab_size}
+            "max_len": srv.max_len, "vocab_size": srv.vocab_size,
+            "engine_thread": srv.worker.thread.native_id,  # the OS's id: its CPU use in top -H or /proc
+            "idle_s": srv.worker.idle_seconds()}
 
 
 @router.post("/api/generate")
