@@ -6,8 +6,8 @@ import pytest
 
 from lmforge.data import chat
 from lmforge.data.poems import SYSTEM_PROMPT
-from lmforge.data.preferences import (Pair, PairBatches, encode_completion, encode_pair, rank, rank_all,
-                                      read_pairs, spaced, write_pairs)
+from lmforge.data.preferences import (Pair, PairBatches, encode_completion, encode_pair, extremes, rank,
+                                      rank_all, read_pairs, spaced, write_pairs)
 from lmforge.tokenizers.char import CharTokenizer
 
 GOOD = {"prompt": "写一首五言绝句，题为《登鹳雀楼》", "chosen": "白日依山尽，黄河入海流。\n欲穷千里目，更上一层楼。",
@@ -33,6 +33,16 @@ def test_rank_all_keeps_every_pair_with_different_scores():
     assert rank_all("p", ["a", "b"], [0.25, 0.75]) == [rank("p", ["a", "b"], [0.25, 0.75])]  # K = 2: rank's pair
     with pytest.raises(ValueError, match="at least two completions"):
         rank_all("p", ["a"], [1.0])
+
+
+def test_extremes_rebuild_each_prompts_best_and_worst_from_all_pairs():
+    one = ["a", "b", "c", "d"], [0.5, 1.0, 0.25, 1.0]
+    two = ["x", "y", "z"], [0.0, 0.75, 0.0]
+    every = rank_all("p", *one, form="五言绝句") + rank_all("q", *two, form="七言绝句")
+    assert extremes(every) == [rank("p", *one), rank("q", *two)]  # the first of equal best / worst kept
+    assert [p.extra for p in extremes(every)] == [{"form": "五言绝句"}, {"form": "七言绝句"}]
+    with pytest.raises(ValueError, match="needs scored pairs"):
+        extremes([Pair("p", "a", "b")])
 
 
 def test_spaced_keeps_at_most_about_limit_evenly():

@@ -70,7 +70,8 @@ def test_every_stage_runs_then_a_second_call_skips_them(tmp_path, capsys, monkey
     assert pt.run(out, sets, options=EVAL) == dict.fromkeys(STAGES, "start")
     result = json.loads((out / "eval" / "eval.json").read_text())
     assert list(result["runs"]) == list(pt.EVAL_RUNS) and result["runs"]["sft"]["n"] == 2
-    assert (out / "pairs" / "pairs-train.jsonl").is_file() and (out / "pairs" / "pairs-val.jsonl").is_file()
+    assert all((out / "pairs" / f).is_file()
+               for f in ("pairs-train.jsonl", "pairs-train-extremes.jsonl", "pairs-val.jsonl"))
     assert "kl_to_sft" not in result["runs"]["sft"]
     assert all(isinstance(r["kl_to_sft"], float) and r["train_minutes"] >= 0
                for k, r in result["runs"].items() if k != "sft")

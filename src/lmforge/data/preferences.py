@@ -63,6 +63,32 @@ def rank(prompt: str, completions: list[str], scores: list[float], **extra) -> P
     return Pair(prompt, completions[best], completions[worst], float(scores[best]), float(scores[worst]), dict(extra))
 
 
+def extremes(pairs: list[Pair]) -> list[Pair]:
+    """For each prompt of `pairs` (with its extra title and form), the pair of its best and worst text: `rank`'s
+    pair from a file of `rank_all`'s, in the order prompts first appear (on equal scores the first text seen).
+    DPO in the post-training pipeline trains on these, the reward model on all of them (docs/post-training.md).
+
+    Example: extremes(rank_all("p", ["a", "b", "c"], [0.5, 1.0, 0.0])) -> [Pair("p", "b", "c", 1.0, 0.0)]."""
+    groups: dict[tuple, dict[str, float]] = {}
+    first: dict[tuple, Pair] = {}
+    for p in pairs:
+        if p.chosen_score is None:
+            raise ValueError("extremes needs scored pairs (chosen_score, rejected_score): which text is best is "
+                             "read from the scores")
+        key = (p.prompt, p.extra.get("title"), p.extra.get("form"))
+        texts = groups.setdefault(key, {})
+        first.setdefault(key, p)
+        texts.setdefault(p.chosen, p.chosen_score)
+        texts.setdefault(p.rejected, p.rejected_score)
+    out = []
+    for key, texts in groups.items():
+        items = list(texts.items())
+        best = max(items, key=lambda kv: kv[1])  # max/min keep the first of equal scores
+        worst = min(items, key=lambda kv: kv[1])
+        out.append(Pair(key[0], best[0], worst[0], float(best[1]), float(worst[1]), dict(first[key].extra)))
+    return out
+
+
 AFTER_TRAINING_READ = 4096  # train pairs a recipe reads again after training (evaluate, normalise)
 
 
