@@ -126,3 +126,22 @@ def ratio(a: list[float], b: list[float]) -> dict:
     per_round = sorted(tb / ta for ta, tb in zip(a, b))
     return {"best": min(b) / min(a), "median": statistics.median(per_round),
             "min": per_round[0], "max": per_round[-1]}
+
+
+def read_bandwidth(tensors: int = 3) -> float:
+    """Bytes/s reading a 1 GiB fp32 tensor with torch's sum: the best of 5 sums over each of `tensors` freshly
+    allocated tensors. The same measurement has given 31 to 64 GB/s on one machine from one run to the next
+    (page placement); the best of several keeps the bound high, so a fraction of it is conservative."""
+    import time
+
+    import torch
+
+    best = float("inf")
+    for _ in range(tensors):
+        x = torch.randn(256 * 1024 * 1024)
+        for _ in range(5):
+            t = time.perf_counter()
+            x.sum()
+            best = min(best, time.perf_counter() - t)
+        del x
+    return 256 * 1024 * 1024 * 4 / best

@@ -36,24 +36,9 @@ import time
 from pathlib import Path
 
 from common import (  # bench/common.py (also keeps bench/ off the path)
-    cpu_has_native_bf16, interleaved, machine, machine_line, ratio, set_threads)
+    cpu_has_native_bf16, interleaved, machine, machine_line, ratio, read_bandwidth, set_threads)
 
 import torch  # noqa: E402
-
-
-def read_bandwidth() -> float:
-    """Bytes/s reading a 1 GiB fp32 tensor with torch's sum: the best of 5 sums over each of 3 freshly
-    allocated tensors. The same measurement has given 31 to 64 GB/s on our machine from one run to the
-    next (page placement); the best of several keeps the bound high, the fraction conservative."""
-    best = float("inf")
-    for _ in range(3):
-        x = torch.randn(256 * 1024 * 1024)
-        for _ in range(5):
-            t = time.perf_counter()
-            x.sum()
-            best = min(best, time.perf_counter() - t)
-        del x
-    return 256 * 1024 * 1024 * 4 / best
 
 
 def models(dtype):

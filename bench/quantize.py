@@ -28,30 +28,16 @@ import math
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from common import cpu_has_native_bf16, interleaved, machine, machine_line, ratio, set_threads  # bench/common.py
+from common import (  # bench/common.py
+    cpu_has_native_bf16, interleaved, machine, machine_line, ratio, read_bandwidth, set_threads)
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 GPT2_MATRICES = [(2304, 768), (768, 768), (3072, 768), (768, 3072)] * 12 + [(50257, 768)]  # qkv, out, fc1, fc2; head
-
-
-def read_bandwidth() -> float:
-    """Bytes/s reading a 1 GiB fp32 tensor with torch's sum: the best of 5 sums over each of 2 fresh tensors
-    (the best keeps the bound high, so the fraction of it is conservative)."""
-    best = float("inf")
-    for _ in range(2):
-        x = torch.randn(256 * 1024 * 1024)
-        for _ in range(5):
-            t = time.perf_counter()
-            x.sum()
-            best = min(best, time.perf_counter() - t)
-        del x
-    return 256 * 1024 * 1024 * 4 / best
 
 
 def bytes_per_token(model) -> int:
@@ -105,7 +91,7 @@ def bench_decode(rounds: int, new: int, kinds: list[str]) -> dict:
         return run
 
     times = interleaved({k: step(k) for k in models}, rounds=rounds, iters=1, warmup=1, log=None)
-    bw = read_bandwidth()
+    bw = read_bandwidth(tensors=2)
     out = {"read_GBps": round(bw / 1e9, 1), "new_tokens": new}
     for kind, model in models.items():
         nbytes = bytes_per_token(model)
