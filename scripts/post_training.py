@@ -61,11 +61,11 @@ def make_eval(out_dir: Path, dirs: dict[str, Path], options: dict) -> None:
             continue  # a stage left out with --only
         run_dir = dirs[name]
         saved = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-        r = evaluate_poems(lmforge.load(run_dir), load_tokenizer(run_dir), examples, n=int(options.get("n", 4)),
+        r = evaluate_poems(lmforge.load(run_dir), load_tokenizer(run_dir), examples, n=int(options.get("n", 16)),
                            temperature=float(options.get("temperature", 1.0)), seed=int(options.get("seed", 0)),
                            system=saved.get("data", {}).get("system") or poems.SYSTEM_PROMPT)
         scored = [e for e in examples if e.form]
-        n = int(options.get("n", 4))
+        n = int(options.get("n", 16))
         prompts = [scored[i // n].prompt for i in range(len(r["samples"]))]
         texts = [s["text"] for s in r["samples"]]
         system = saved.get("data", {}).get("system") or poems.SYSTEM_PROMPT
@@ -191,8 +191,8 @@ STAGES = (
     Stage("reward", "configs/reward-poems.yaml",
           {"recipe.sft": "sft", "data.pairs": "pairs/pairs-train.jsonl", "data.val_pairs": "pairs/pairs-val.jsonl"},
           output="reward.json", minutes=8),
-    # DPO on each prompt's (best, worst) of the same answers: on all pairs of 8 it scored below SFT (0.181 vs
-    # 0.187) with a smaller held-out log-prob margin (+7.78 vs +11.95), docs/post-training.md#results
+    # DPO on each prompt's (best, worst) of the same answers: on all pairs of 8 it scored below SFT (4 poems a
+    # title: 0.181 vs 0.187) with a smaller held-out log-prob margin (+7.78 vs +11.95), docs/post-training.md#results
     Stage("dpo", "configs/dpo-poems.yaml",
           {"recipe.sft": "sft", "data.pairs": "pairs/pairs-train-extremes.jsonl",
            "data.val_pairs": "pairs/pairs-val.jsonl"},
@@ -326,7 +326,7 @@ def main(argv=None) -> int:
                    help="change a stage's run config, e.g. sft.train.max_steps=200; '*.' for every training stage")
     p.add_argument("--only", default="", help="comma-separated stages to run (default: all)")
     p.add_argument("--eval", action="append", default=[], metavar="KEY=VALUE",
-                   help="eval options: n (poems per title, 4), temperature (1), seed (0), split (test), limit (0)")
+                   help="eval options: n (poems per title, 16), temperature (1), seed (0), split (test), limit (0)")
     args = p.parse_args(argv)
     options = dict(kv.split("=", 1) for kv in args.eval)
     try:
