@@ -212,5 +212,7 @@ def test_line_likelihood_is_each_models_own_loss_on_the_real_line(setup):
     assert abs(every["nats_per_char"] - math.log(tok.vocab_size)) < 1.0
     with pytest.raises(ValueError, match="kind must be gpt, bert or glm"):
         line_likelihood("t5", gpt, tok, [b], 40)
+    with pytest.raises(ValueError, match="budget must be >= 1"):
+        line_likelihood("gpt", gpt, tok, [b], 0)
     with pytest.raises(ValueError, match="blank must be"):
         line_likelihood("glm", glm, tok, [b], 40, blank="[gMASK]")

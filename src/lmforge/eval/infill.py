@@ -202,6 +202,9 @@ def line_likelihood(kind: str, model, tok, blank_list: Sequence[Blank], budget: 
 
     if kind not in ("gpt", "bert", "glm"):
         raise ValueError(f"kind must be gpt, bert or glm, got {kind!r}")
+    if budget < 1:
+        raise ValueError(f"budget must be >= 1 character of context (a GPT's first prediction needs one), "
+                         f"got {budget}")
     nll, top1, n = 0.0, 0, 0
     for b in blank_list:
         answer = tok.encode(b.answer)
