@@ -120,21 +120,15 @@ def grpo_objective(o: GRPOOptions):
 def run(cfg: Run, out: Path, resume: bool = False, log=print, reward=None) -> dict:
     """Train the policy with GRPO into `out`; returns the summary written to out/rl.json. `reward`: a Reward
     (rollouts.Reward) to use instead of recipe.reward (the Python API: any callable)."""
-    from lmforge.train.dist import Dist
     from lmforge.train.loop import Trainer
-    from lmforge.train.recipes.ppo import finish, reward_from, setup
+    from lmforge.train.recipes.ppo import finish, setup
     from lmforge.train.recipes.rollouts import RolloutBatches
 
-    if Dist().enabled:
-        raise ValueError("the grpo recipe runs in one process (its rollouts are sampled by rank 0's policy); run it "
-                         "without torchrun")
-    o, t = cfg.recipe, cfg.train
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    start = setup(cfg)
+    o, t, out = cfg.recipe, cfg.train, Path(out)
+    start = setup(cfg, out, "grpo", reward)
     policy = start.policy
-    reward = reward or reward_from(o.reward, start.tokenizer, start.system)
-    make = make_rollout(policy, start.ref, start.tokenizer, start.prompts, reward, o, start.eos, start.pad, t.seed)
+    make = make_rollout(policy, start.ref, start.tokenizer, start.prompts, start.reward, o, start.eos, start.pad,
+                        t.seed)
     rows = o.rollout_prompts * o.group_size
     keep = RolloutBatches.keep_for(t.save_interval, t.grad_accum, o.epochs * max(rows // t.batch_size, 1))
     batches = RolloutBatches(make, KEYS, rows, t.batch_size, o.epochs, t.seed, out / "rollouts", keep)

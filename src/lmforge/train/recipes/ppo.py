@@ -214,16 +214,24 @@ class Start:
     held_out: list  # lmforge.data.poems.Example of the val split, scored before and after training
     eos: list[int]
     pad: int
+    reward: typing.Any  # rollouts.Reward: recipe.reward, or the caller's
 
 
-def setup(cfg) -> Start:
+def setup(cfg, out: Path, name: str, reward=None) -> Start:
+    """Check that the run is one process, make `out`, and load what an RL recipe (`name`) starts from; `reward`:
+    a Reward to use instead of recipe.reward."""
     import copy
 
     from lmforge.data import poems
     from lmforge.data.preferences import run_system_prompt
     from lmforge.tokenizers import eos_ids
+    from lmforge.train.dist import Dist
     from lmforge.train.recipes.rollouts import load_policy, poem_prompts
 
+    if Dist().enabled:
+        raise ValueError(f"the {name} recipe runs in one process (its rollouts are sampled by rank 0's policy); run "
+                         "it without torchrun")
+    Path(out).mkdir(parents=True, exist_ok=True)
     o, d = cfg.recipe, cfg.data
     policy, tokenizer = load_policy(o.sft)
     eos = eos_ids(tokenizer)
@@ -234,7 +242,8 @@ def setup(cfg) -> Start:
     prompts = poem_prompts(tokenizer, "train", d.train_prompts, policy.config.max_len, o.max_new_tokens, system)
     held_out = poems.examples("val")[:d.eval_prompts] if d.eval_prompts else []
     pad = tokenizer.padding.pad_id if getattr(tokenizer, "padding", None) is not None else 0
-    return Start(policy, copy.deepcopy(policy), tokenizer, system, prompts, held_out, eos, pad or 0)
+    reward = reward or reward_from(o.reward, tokenizer, system)
+    return Start(policy, copy.deepcopy(policy), tokenizer, system, prompts, held_out, eos, pad or 0, reward)
 
 
 def finish(trainer, start: Start, o, out: Path, name: str, log=print) -> dict:
@@ -265,23 +274,17 @@ def run(cfg: Run, out: Path, resume: bool = False, log=print, reward=None) -> di
     (rollouts.Reward) to use instead of recipe.reward (the Python API: any callable)."""
     import torch
 
-    from lmforge.train.dist import Dist
     from lmforge.train.loop import Trainer
     from lmforge.train.recipes.rollouts import RolloutBatches
     from lmforge.train.value import ValueModel
 
-    if Dist().enabled:
-        raise ValueError("the ppo recipe runs in one process (its rollouts are sampled by rank 0's policy); run it "
-                         "without torchrun")
-    o, t = cfg.recipe, cfg.train
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    start = setup(cfg)
+    o, t, out = cfg.recipe, cfg.train, Path(out)
+    start = setup(cfg, out, "ppo", reward)
     base = start.policy
     torch.manual_seed(t.seed)
     policy = ValueModel(base)  # a resumed run's checkpoint then overwrites the head's initial weights
-    reward = reward or reward_from(o.reward, start.tokenizer, start.system)
-    make = make_rollout(policy, start.ref, start.tokenizer, start.prompts, reward, o, start.eos, start.pad, t.seed)
+    make = make_rollout(policy, start.ref, start.tokenizer, start.prompts, start.reward, o, start.eos, start.pad,
+                        t.seed)
     keep = RolloutBatches.keep_for(t.save_interval, t.grad_accum, o.epochs * max(o.rollout_prompts // t.batch_size, 1))
     batches = RolloutBatches(make, KEYS, o.rollout_prompts, t.batch_size, o.epochs, t.seed, out / "rollouts", keep)
     log(f"ppo: policy from {o.sft} ({base.config.family}, {sum(p.numel() for p in base.parameters()) / 1e6:.2f}M "
