@@ -6,6 +6,15 @@ import torch
 from torch import Tensor
 
 
+def token_loss(logits: Tensor, targets: Tensor | None) -> Tensor | None:
+    """Mean cross-entropy of (..., vocab) logits over the targets that are not -100 (None without targets): the
+    `loss` of every language-model forward."""
+    if targets is None:
+        return None
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1),
+                                             ignore_index=-100)
+
+
 @dataclass
 class ModelOutput:
     """What every model's forward returns.

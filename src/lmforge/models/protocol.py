@@ -24,10 +24,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol, Sequence, runtime_checkable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from lmforge.models.outputs import DecodeOutput, ModelOutput
+from lmforge.models.outputs import DecodeOutput, ModelOutput, token_loss
 from lmforge.nn.cache import Context, KVCache, cat_padded
 from lmforge.nn.masks import causal_padding_mask, pad_rows
 
@@ -142,9 +141,7 @@ class DecoderOnlyDecoding:
             cache.advance(T)
         x = self.norm(x)
         logits = self.lm_head(x[:, -keep_logits:] if keep_logits else x)  # (B, T, vocab)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
+        loss = token_loss(logits, targets)
         return ModelOutput(logits=logits, loss=loss, attentions=attentions, hidden_states=x)
 
     def prefill(self, prompts, *, capacity: int | None = None, use_cache: bool = True,
@@ -178,9 +175,7 @@ class EncoderDecoderDecoding:
         memory, src_keep, _ = self.encode(src, src_keep)
         h, selfs, crosses = self.decode(tgt, memory, src_keep, need_weights=need_weights)
         logits = self.head(h)  # (B, T, vocab)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
+        loss = token_loss(logits, targets)
         return ModelOutput(logits=logits, loss=loss, attentions=selfs, cross_attentions=crosses, hidden_states=h)
 
     def prefill(self, prompts, *, capacity: int | None = None, use_cache: bool = True,

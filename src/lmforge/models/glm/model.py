@@ -18,11 +18,10 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lmforge.models.glm.config import GLMConfig
-from lmforge.models.outputs import DecodeOutput, ModelOutput
+from lmforge.models.outputs import DecodeOutput, ModelOutput, token_loss
 from lmforge.nn import (Block, FeedForward, KVCache, LayerNorm, LMHead, MultiHeadAttention, Positions2D,
                         init_weights, prefix_padding_mask)
 from lmforge.nn.cache import Context, cat_padded
@@ -91,9 +90,7 @@ class GLM(nn.Module):
             cache.advance(ids.size(1))
         x = self.norm(x)
         logits = self.lm_head(x[:, -keep_logits:] if keep_logits else x)  # (B, T, vocab)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
+        loss = token_loss(logits, targets)
         return ModelOutput(logits=logits, loss=loss, attentions=attentions, hidden_states=x)
 
     # -- the decoding protocol ----------------------------------------------------------------

@@ -21,11 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lmforge.models.lstm.config import LSTMConfig
-from lmforge.models.outputs import DecodeOutput, ModelOutput
+from lmforge.models.outputs import DecodeOutput, ModelOutput, token_loss
 from lmforge.nn import LMHead, attention, init_weights, padding_mask
 from lmforge.nn.cache import Context, cat_padded
 from lmforge.nn.masks import pad_rows
@@ -115,9 +114,7 @@ class LSTM(nn.Module):
         memory, src_keep, hc = self.encode(src, src_keep)
         h, _, probs = self.decode(tgt, memory, self.attn(memory), src_keep, hc, need_weights)
         logits = self.lm_head(h)  # (B, T, vocab)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
+        loss = token_loss(logits, targets)
         return ModelOutput(logits=logits, loss=loss, cross_attentions=[probs[:, None]] if need_weights else None,
                            hidden_states=h)
 
