@@ -41,13 +41,12 @@ def test_int8_linear_takes_any_leading_shape_and_a_bias():
     torch.testing.assert_close(y, reference(x, q, scale, bias), rtol=1e-5, atol=1e-4)
 
 
-def test_fastest_follows_the_timing():
-    assert int8.fastest({"sleeps": lambda: time.sleep(0.005), "returns": lambda: None}) == "returns"
-    assert int8.fastest({"returns": lambda: None, "sleeps": lambda: time.sleep(0.005)}) == "returns"
+@pytest.mark.parametrize("default_is_slow", [True, False])
+def test_the_product_used_is_the_one_that_timed_fastest(monkeypatch, tmp_path, default_is_slow):
+    """A candidate made slow on purpose (it sleeps) loses, whichever comes first (the first is the default a
+    fast path must beat); the choice is kept for later products of the shape and in tune's cache file."""
+    from lmforge.kernels.tune import Tuner, using
 
-
-def test_the_product_used_is_the_one_that_timed_fastest(monkeypatch):
-    """A candidate made slow on purpose (it sleeps) loses; the choice is kept for later products of the shape."""
     used = []
 
     def slow(x, q, scale):
@@ -60,13 +59,17 @@ def test_the_product_used_is_the_one_that_timed_fastest(monkeypatch):
         return reference(x, q, scale)
 
     monkeypatch.setattr(int8, "_chosen", {})
-    monkeypatch.setattr(int8, "candidates", lambda x: {"slow": slow, "fast": fast})
+    order = {"slow": slow, "fast": fast} if default_is_slow else {"fast": fast, "slow": slow}
+    monkeypatch.setattr(int8, "candidates", lambda x: order)
     q, scale = quantize_int8(torch.randn(32, 16))
-    int8.int8_linear(torch.randn(1, 16), q, scale)
-    assert list(int8.choices().values()) == ["fast"]
-    used.clear()
-    int8.int8_linear(torch.randn(1, 1, 16), q, scale)  # same rows bucket: no timing again
-    assert used == ["fast"]
+    with using(Tuner(tmp_path / "tune.json")) as t:
+        int8.int8_linear(torch.randn(1, 16), q, scale)
+        assert list(int8.choices().values()) == ["fast"]
+        used.clear()
+        int8.int8_linear(torch.randn(1, 1, 16), q, scale)  # same rows bucket: no timing again
+        assert used == ["fast"]
+    (record,) = t.records.values()
+    assert record["order"][0] == "fast" and (tmp_path / "tune.json").is_file()
 
 
 def test_accelerate_swaps_the_int8_layer_and_set_enabled_false_gives_the_reference():

@@ -16,17 +16,16 @@ Candidates, each exact up to float rounding:
 - "avx2 dequantize": the same kernel's vectorized dequantize into an fp32 copy, then F.linear: the weight is
   converted once and the fp32 product does the rest.
 
-Which one runs is chosen by timing: the first product of each (rows bucket, out, in, dtype, threads) times
-every candidate on its real input (a few calls each, the fastest of them counts; at most _SAMPLE weights of
-it; a candidate far slower on its first call is not timed again) and keeps the fastest for the rest of the
-process. `choices()` says what was chosen; `set_int8(False)` sends every product to the
+Which one runs is chosen by timing, through lmforge.kernels.tune like every other fast path: the first product
+of each (rows bucket, out, in, dtype, threads) times every candidate on its real input (at most _SAMPLE
+weights of it), and a candidate is taken only where it beats "dequantize", the reference, by tune's margin;
+the choice is kept in tune's cache file, so the next process starts tuned. `choices()` says what was chosen; `set_int8(False)` sends every product to the
 reference (lmforge.nn.quant.Int8Linear's own forward), as `lmforge.kernels.set_enabled(False)` does.
 """
 from __future__ import annotations
 
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -34,17 +33,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lmforge.kernels.tune import bucket, choose, measure
 from lmforge.nn.quant import Int8Linear as PlainInt8Linear
 
-_TRIALS = 3          # timed calls per candidate (after one warm-up call); the fastest counts
-_GIVE_UP = 4         # a candidate whose first call takes this many times the best so far is not timed further
 _SAMPLE = 1 << 23    # weights timed at most (8 MB in int8, more than a core's caches hold): a vocabulary-sized
                      # head (GPT-2's 50257 x 768) is timed on its first rows (each row costs the same), and the
                      # first prompt does not wait seconds for the slow candidates
 
 _enabled = True
 _lock = threading.Lock()
-_chosen: dict[tuple, tuple[str, Callable]] = {}  # (rows bucket, out, in, dtype, threads) -> (name, product)
+_chosen: dict[tuple, tuple[str, Callable]] = {}  # the hot path's memo of tune's choice: key -> (name, product)
 _extension = None                # the built int8.cpp module; False once building failed
 
 
@@ -112,32 +110,6 @@ def candidates(x: Tensor) -> dict[str, Callable[[Tensor, Tensor, Tensor], Tensor
     return out
 
 
-def fastest(funcs: dict[str, Callable], *args) -> str:
-    """The name of the function that computes funcs[name](*args) in the least time (one warm-up call, then
-    the best of _TRIALS calls each).
-
-    Example: fastest({"sleeps": lambda: time.sleep(0.01), "returns": lambda: None}) -> "returns"."""
-    best, best_time = None, float("inf")
-    for name, f in funcs.items():
-        t0 = time.perf_counter()
-        f(*args)
-        if time.perf_counter() - t0 > _GIVE_UP * best_time:  # hopeless even allowing for a first call's setup
-            continue
-        t = float("inf")
-        for _ in range(_TRIALS):
-            t0 = time.perf_counter()
-            f(*args)
-            t = min(t, time.perf_counter() - t0)
-        if t < best_time:
-            best, best_time = name, t
-    return best
-
-
-def _rows_bucket(rows: int) -> int:
-    """1, 2, 4, 8, ... : products with similar row counts share a choice (a new prompt length is not re-timed)."""
-    return 1 << (rows - 1).bit_length()
-
-
 def int8_linear(x: Tensor, q: Tensor, scale: Tensor, bias: Tensor | None = None) -> Tensor:
     """x (..., K) float, q (N, K) int8, scale (N,) -> (..., N): F.linear(x, q * scale[:, None], bias) computed
     by the candidate measured fastest for this shape (module docstring)."""
@@ -145,12 +117,17 @@ def int8_linear(x: Tensor, q: Tensor, scale: Tensor, bias: Tensor | None = None)
     rows = x.reshape(-1, K)
     if not rows.is_contiguous():
         rows = rows.contiguous()
-    key = (_rows_bucket(rows.size(0)), N, K, x.dtype, torch.get_num_threads())
+    key = (bucket(rows.size(0)), N, K, x.dtype, torch.get_num_threads())
     chosen = _chosen.get(key)
     if chosen is None:
-        funcs = candidates(rows)
+        funcs = candidates(rows)  # "dequantize" first: the default a candidate must beat
         sample = max(1, min(N, _SAMPLE // K))  # output rows timed
-        name = fastest(funcs, rows, q[:sample], scale[:sample])
+        qs, ss = q[:sample], scale[:sample]
+        timed = {n: (lambda f=f: f(rows, qs, ss)) for n, f in funcs.items()}
+        dtype = str(x.dtype).removeprefix("torch.")
+        order = choose(f"int8 {N}x{K} rows={key[0]} {dtype} threads={key[4]}", tuple(funcs),
+                       lambda: measure(timed, rounds=4))
+        name = next(n for n in order if n in funcs)  # a cached name this process lacks (no compiler): the next
         chosen = _chosen[key] = (name, funcs[name])
     y = chosen[1](rows, q, scale)
     if bias is not None:
