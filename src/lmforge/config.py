@@ -137,6 +137,17 @@ def check(cond: bool, owner: str, msg: str) -> None:
         raise ValueError(f"{owner}: {msg}")
 
 
+def check_stack(cfg, owner: str) -> None:
+    """The checks every Transformer stack's config shares: positive sizes, heads that divide d_model, a dropout
+    in [0, 1), d_ff >= 0 (0: 4 * d_model, filled in by the family)."""
+    for k in ("vocab_size", "max_len", "d_model", "n_heads", "n_layers"):
+        check(getattr(cfg, k) > 0, owner, f"{k} must be positive, got {getattr(cfg, k)}")
+    check(cfg.d_model % cfg.n_heads == 0, owner,
+          f"d_model ({cfg.d_model}) must be divisible by n_heads ({cfg.n_heads})")
+    check(0.0 <= cfg.dropout < 1.0, owner, f"dropout must be in [0, 1), got {cfg.dropout}")
+    check(cfg.d_ff >= 0, owner, f"d_ff must be >= 0 (0 means 4*d_model), got {cfg.d_ff}")
+
+
 def check_labels(head: str, labels: tuple[str, ...], owner: str) -> None:
     """The class names of an encoder's fine-tuning head: a classify or tag head has two or more distinct names
     (one output per name, in order); every other head has none (a qa head's two outputs are start and end)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar, Literal
 
-from lmforge.config import Activation, Config, check, check_labels
+from lmforge.config import Activation, Config, check, check_stack, check_labels
 
 
 @dataclasses.dataclass
@@ -51,12 +51,8 @@ class BERTConfig(Config):
 
     def __post_init__(self):
         n = type(self).__name__
-        for k in ("vocab_size", "max_len", "d_model", "n_heads", "n_layers"):
-            check(getattr(self, k) > 0, n, f"{k} must be positive, got {getattr(self, k)}")
-        check(self.d_model % self.n_heads == 0, n, f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        check_stack(self, n)
         check(self.n_segments >= 1, n, f"n_segments must be >= 1 (BERT has 2: sentence A and B), got {self.n_segments}")
-        check(0.0 <= self.dropout < 1.0, n, f"dropout must be in [0, 1), got {self.dropout}")
-        check(self.d_ff >= 0, n, f"d_ff must be >= 0 (0 means 4*d_model), got {self.d_ff}")
         check(self.activation in ("gelu", "gelu_tanh", "relu"), n,
               f"activation must be gelu, gelu_tanh or relu for BERT, got {self.activation!r}")
         check(self.head != "pretraining" or self.pooler, n,

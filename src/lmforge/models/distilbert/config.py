@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar, Literal
 
-from lmforge.config import Activation, Config, check, check_labels
+from lmforge.config import Activation, Config, check, check_stack, check_labels
 
 
 @dataclasses.dataclass
@@ -37,11 +37,7 @@ class DistilBERTConfig(Config):
 
     def __post_init__(self):
         n = type(self).__name__
-        for k in ("vocab_size", "max_len", "d_model", "n_heads", "n_layers"):
-            check(getattr(self, k) > 0, n, f"{k} must be positive, got {getattr(self, k)}")
-        check(self.d_model % self.n_heads == 0, n, f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
-        check(0.0 <= self.dropout < 1.0, n, f"dropout must be in [0, 1), got {self.dropout}")
-        check(self.d_ff >= 0, n, f"d_ff must be >= 0 (0 means 4*d_model), got {self.d_ff}")
+        check_stack(self, n)
         check(self.activation in ("gelu", "gelu_tanh", "relu"), n,
               f"activation must be gelu, gelu_tanh or relu for DistilBERT, got {self.activation!r}")
         check_labels(self.head, self.labels, n)

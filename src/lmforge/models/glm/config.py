@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
-from lmforge.config import Activation, Config, check
+from lmforge.config import Activation, Config, check, check_stack
 
 
 @dataclasses.dataclass
@@ -45,11 +45,7 @@ class GLMConfig(Config):
 
     def __post_init__(self):
         n = type(self).__name__
-        for k in ("vocab_size", "max_len", "d_model", "n_heads", "n_layers"):
-            check(getattr(self, k) > 0, n, f"{k} must be positive, got {getattr(self, k)}")
-        check(self.d_model % self.n_heads == 0, n, f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
-        check(0.0 <= self.dropout < 1.0, n, f"dropout must be in [0, 1), got {self.dropout}")
-        check(self.d_ff >= 0, n, f"d_ff must be >= 0 (0 means 4*d_model), got {self.d_ff}")
+        check_stack(self, n)
         ids = {k: getattr(self, k) for k in ("pad_id", "mask_id", "smask_id", "gmask_id", "sop_id", "eop_id")}
         for k, v in ids.items():
             check(0 <= v < self.vocab_size, n, f"{k} must be a token id below vocab_size ({self.vocab_size}), got {v}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
-from lmforge.config import Activation, Config, check
+from lmforge.config import Activation, Config, check_stack
 
 
 @dataclasses.dataclass
@@ -38,11 +38,7 @@ class GPTConfig(Config):
 
     def __post_init__(self):
         n = type(self).__name__
-        for k in ("vocab_size", "max_len", "d_model", "n_heads", "n_layers"):
-            check(getattr(self, k) > 0, n, f"{k} must be positive, got {getattr(self, k)}")
-        check(self.d_model % self.n_heads == 0, n, f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
-        check(0.0 <= self.dropout < 1.0, n, f"dropout must be in [0, 1), got {self.dropout}")
-        check(self.d_ff >= 0, n, f"d_ff must be >= 0 (0 means 4*d_model), got {self.d_ff}")
+        check_stack(self, n)
         if self.d_ff == 0:
             self.d_ff = 4 * self.d_model
 
