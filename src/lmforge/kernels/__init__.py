@@ -20,8 +20,8 @@ file per CPU model and torch version in the user's cache directory (LMFORGE_CACH
 XDG_CACHE_HOME/lmforge, else ~/.cache/lmforge), so the next process starts tuned. (On an AMD EPYC Zen 4
 the few-row paths measured 1.1-2.5x F.linear; on an Intel Xeon with AVX-512, where MKL's few-row kernel
 uses every thread, the column form measured 0.4-0.55x: why no constant can choose.) The training dtype
-`auto` (lmforge.train.precision) keeps its measured choice in the same cache. The int8 product
-(`int8.py`) is chosen by timing too, kept for the process only.
+`auto` (lmforge.train.precision) keeps its measured choice in the same cache, and so does the int8 product
+(`int8.py`), whose default to beat is the reference, dequantize + F.linear.
 
 Switches: `set_enabled(False)` (or LMFORGE_FAST_PATHS=0) turns all five paths off (True turns them on);
 `set_tuning(False)` (or LMFORGE_TUNING=0) times nothing new: a product not in the cache takes F.linear.
