@@ -230,3 +230,27 @@ def test_the_environment_switches():
     assert run_python(code, LMFORGE_FAST_PATHS="0", LMFORGE_TUNING="off").stdout.split() == ["False"] * 6
     bad = run_python(code, LMFORGE_FAST_PATHS="maybe")
     assert bad.returncode != 0 and "LMFORGE_FAST_PATHS='maybe' is not a switch" in bad.stderr
+
+
+def test_a_choice_timed_on_a_busy_machine_is_timed_again_on_a_quieter_one(tmp_path, monkeypatch):
+    """Each record keeps the load it was timed under; one timed busy (> tune.BUSY per core) is not trusted by a
+    process on a machine at least 1.5x quieter: it is timed again there and replaced. Timed quiet, or read as
+    busy as it was timed, it is used as it is."""
+    path = tmp_path / "tune.json"
+    monkeypatch.setattr(tune, "load", lambda: 3.0)
+    Tuner(path).choose("k", ("F.linear", "x"), lambda: {"F.linear": 1.0, "x": 0.5})
+    assert json.loads(path.read_text())["choices"]["k"]["load"] == 3.0
+    assert Tuner(path).choose("k", ("F.linear", "x"), no_timing) == ("x", "F.linear")  # as busy now: kept
+    monkeypatch.setattr(tune, "load", lambda: 0.5)
+    monkeypatch.setattr(tune, "_tuning", False)
+    assert Tuner(path).choose("k", ("F.linear", "x"), no_timing) == ("x", "F.linear")  # tuning off: still used
+    monkeypatch.setattr(tune, "_tuning", True)
+    quiet = Tuner(path)
+    assert quiet.choose("k", ("F.linear", "x"), lambda: {"F.linear": 1.0, "x": 2.0}) == ("F.linear",)  # re-timed
+    record = json.loads(path.read_text())["choices"]["k"]
+    assert record["order"] == ["F.linear"] and record["load"] == 0.5
+    monkeypatch.setattr(tune, "load", lambda: 0.01)
+    assert Tuner(path).choose("k", ("F.linear", "x"), no_timing) == ("F.linear",)  # timed quiet: never again
+    assert tune.stale({"load": 3.0}, 1.0) and not tune.stale({"load": 3.0}, 2.5)
+    assert not tune.stale({"load": 1.0}, 0.1) and not tune.stale({}, 0.1) and not tune.stale({"load": 3.0}, None)
+

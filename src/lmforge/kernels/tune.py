@@ -22,6 +22,13 @@ them, and the outcome is kept:
   ($LMFORGE_CACHE_DIR, else $XDG_CACHE_HOME/lmforge, else ~/.cache/lmforge), so the next process starts
   tuned. The file is written atomically (a new file renamed over the old); one that cannot be read is
   ignored with a warning and rewritten. Delete it to time everything again.
+- re-timed when it was timed on a busy machine: each choice keeps the load it was timed under (runnable
+  processes per core, the 1-minute load average). Under load a product on two threads loses more than one
+  on one thread (a thread waits for the other's time slice), so a choice timed at load 6 on 2 cores can
+  be wrong on the quiet machine: decode read 35.1 tok/s with such choices against 43.3 with choices timed
+  quiet (issue 17, AMD EPYC Zen 3). A choice timed at more than `BUSY` processes per core is timed again
+  the first time it is used in a process whose machine is at least 1.5x less loaded, and the new timing
+  replaces it.
 
 Switches: `set_tuning(False)` (or LMFORGE_TUNING=0 in the environment) times nothing: a key not cached
 takes the default. `forced(*names)` makes every choice the first of `names` among its candidates, untimed
@@ -51,6 +58,7 @@ import torch
 
 MARGIN = 1.05  # a candidate replaces the default only if at least 5% faster (the default wins ties and noise)
 ROUNDS = 6     # timed rounds per candidate (even: each candidate is first in half of them)
+BUSY = 1.5     # runnable processes per core above which a timing is re-done on a quieter machine
 
 
 def env_switch(name: str, default: bool = True) -> bool:
@@ -126,6 +134,25 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+def load() -> float | None:
+    """Runnable processes per core: the 1-minute load average over the CPUs this process may use (None where
+    the system has no load average)."""
+    try:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        return os.getloadavg()[0] / max(1, cores or 1)
+    except (OSError, AttributeError):
+        return None
+
+
+def stale(record: dict, now: float | None) -> bool:
+    """Whether a cached choice was timed on a machine busy enough (`BUSY`) and at least 1.5x busier than now
+    that it should be timed again (module docstring).
+
+    Example: stale({"load": 3.0}, 1.0) is True; stale({"load": 3.0}, 2.5) and stale({"load": 1.0}, 0.1) are False"""
+    then = record.get("load")
+    return isinstance(then, (int, float)) and now is not None and then > BUSY and now * 1.5 <= then
+
+
 def measure(candidates: dict[str, Callable[[], object]], rounds: int = ROUNDS, calls: int = 1) -> dict[str, float]:
     """Median seconds per call of each candidate over `rounds` (made even) interleaved rounds of `calls` calls
     each, the order reversed every other round, after one untimed pass of `calls` calls each (module
@@ -154,7 +181,8 @@ def rank(seconds: dict[str, float], default: str, margin: float = MARGIN) -> tup
 
 
 class Tuner:
-    """The choices of one process: `records` (key -> {"order": [...], "ms": {candidate: ms per call}}), read from
+    """The choices of one process: `records` (key -> {"order": [...], "ms": {candidate: ms per call}, "load":
+    processes per core while timed}), read from
     and written to `path` (None: memory only)."""
 
     def __init__(self, path: Path | str | None = None):
@@ -178,23 +206,29 @@ class Tuner:
             self._load()
             if key in self._orders:
                 return self._orders[key]
-            if not _tuning:
-                return (names[0],)  # not recorded: turning tuning on later times it
+            if not _tuning:  # a stale choice on file is still better than none; else the default, not recorded
+                return tuple(self.records[key]["order"]) if key in self.records else (names[0],)
+            busy = load()
             measured = seconds()
             order = rank(measured, names[0], margin)
             self.records[key] = {"order": list(order), "ms": {n: round(s * 1e3, 4) for n, s in measured.items()}}
+            if busy is not None:
+                self.records[key]["load"] = round(busy, 2)
             self._orders[key] = order
             self._save()
             return order
 
     def _load(self) -> None:
-        """Read the file once (a missing one is an empty cache; a broken one is ignored, with a warning)."""
+        """Read the file once (a missing one is an empty cache; a broken one is ignored, with a warning). A choice
+        timed on a much busier machine than this one is kept on file but not used: it is timed again (`stale`)."""
         if self._loaded:
             return
         self._loaded = True
+        now = load()
         for key, record in self._read().items():
             self.records.setdefault(key, record)
-            self._orders.setdefault(key, tuple(record["order"]))
+            if not stale(record, now):
+                self._orders.setdefault(key, tuple(record["order"]))
 
     def _read(self, warn: bool = True) -> dict[str, dict]:
         if self.path is None or not self.path.exists():
