@@ -1,6 +1,7 @@
 """lmforge.kernels.tune: each fast path is chosen by timing (a candidate made slow on purpose loses), the choices are
 kept on disk per CPU model and torch version and read back by the next process, a broken cache is survived,
 and whatever is chosen computes F.linear's numbers; the off switches give F.linear exactly."""
+import importlib
 import json
 import os
 import subprocess
@@ -12,7 +13,9 @@ import torch
 import torch.nn.functional as F
 
 from lmforge import kernels
-from lmforge.kernels import hugepages, linear, tune
+from lmforge.kernels import hugepages, linear, native, tune
+
+linear_module = importlib.import_module("lmforge.kernels.linear")  # `linear` is its function
 from lmforge.kernels.packed import _PACK_AFTER
 from lmforge.kernels.tune import Tuner, forced, measure, using
 from lmforge.models import build_model
@@ -159,6 +162,7 @@ def test_a_few_row_product_is_timed_once_and_recorded_with_every_candidate(tmp_p
         torch.testing.assert_close(linear(x, w), F.linear(x, w), rtol=1e-5, atol=1e-4)
         key = f"few_rows 768x768 rows<=4 float32 threads={torch.get_num_threads()}"
         names = {"F.linear", "columns", "split"} | ({"packed"} if torch.backends.mkldnn.is_available() else set())
+        names |= {"avx2"} if native.extension() is not None else set()
         assert set(t.records) == {key} and set(t.records[key]["ms"]) == names
         assert t.records[key]["order"][-1] == "F.linear"
         linear(torch.randn(4, 768), w)  # the same bucket: no new key
@@ -175,7 +179,7 @@ def test_timing_draws_nothing_from_the_callers_random_stream(tmp_path):
     assert t.records and torch.equal(torch.rand(3), expected)
 
 
-@pytest.mark.parametrize("name", ["F.linear", "columns", "split", "packed"])
+@pytest.mark.parametrize("name", ["F.linear", "columns", "split", "packed", "avx2"])
 @pytest.mark.parametrize("rows", [1, 2, 3, 8, 32])
 @pytest.mark.parametrize("out_f,in_f,bias", [(2304, 768, True), (768, 3072, False), (1003, 384, True)])
 def test_every_candidate_equals_f_linear(threads, name, rows, out_f, in_f, bias):
@@ -188,6 +192,37 @@ def test_every_candidate_equals_f_linear(threads, name, rows, out_f, in_f, bias)
             torch.testing.assert_close(linear(x, w, b), F.linear(x, w, b), rtol=1e-5, atol=atol)
 
 
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("out_f,in_f,bias", [(2304, 768, True), (1003, 385, True), (7, 3072, False), (1, 8, False)])
+def test_the_avx2_loop_equals_f_linear(threads, rows, out_f, in_f, bias):
+    """lmforge's own few-row product (cpu.cpp): rows two at a time then one, outputs four at a time then the last
+    1-3, a tail after the 8-wide steps (in_f 385), with and without a bias; and `linear` runs it when forced."""
+    if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
+        pytest.skip("the AVX2 kernels are built only on an AVX2 CPU")
+    ext = native.extension()
+    assert ext is not None  # built here (a compiler is part of the test environment)
+    assert native.buildable()
+    torch.manual_seed(0)
+    w, b = torch.randn(out_f, in_f), (torch.randn(out_f) if bias else None)
+    x = torch.randn(rows, in_f)
+    atol = 1e-4 * in_f / 768
+    torch.testing.assert_close(ext.linear_rows(x, w, b), F.linear(x, w, b), rtol=1e-5, atol=atol)
+    with pytest.raises(RuntimeError, match="contiguous fp32"):
+        ext.linear_rows(x.t(), w, b)
+    if out_f * in_f >= linear_module._MIN_FEW_ROW_WEIGHT and rows <= linear_module._NATIVE_ROWS:
+        calls = []
+        real = ext.linear_rows
+        with torch.no_grad(), forced("avx2"):
+            native._extension = type("Spy", (), {"linear_rows": staticmethod(
+                lambda *a: calls.append(1) or real(*a))})()
+            try:
+                y = linear(x, w, b)
+            finally:
+                native._extension = ext
+        torch.testing.assert_close(y, F.linear(x, w, b), rtol=1e-5, atol=atol)
+        assert calls == [1]
+
+
 @pytest.mark.parametrize("rows", [1, 8, 1024])
 def test_every_fast_path_off_gives_f_linear_exactly(threads, batched_calls, rows):
     torch.manual_seed(0)
@@ -195,7 +230,7 @@ def test_every_fast_path_off_gives_f_linear_exactly(threads, batched_calls, rows
     x = torch.randn(rows, 768)
     kernels.set_enabled(False)
     try:
-        with torch.no_grad(), kernels.PackedWeights(), forced("packed", "columns", "split", "onednn"):
+        with torch.no_grad(), kernels.PackedWeights(), forced("packed", "columns", "split", "onednn", "avx2"):
             for _ in range(_PACK_AFTER + 1):
                 assert torch.equal(linear(x, w, b), F.linear(x, w, b))
     finally:

@@ -6,11 +6,11 @@ behind a process-wide switch, and applied only by the code that wants them:
 
 | path | what it does | candidate for | switch |
 |---|---|---|---|
-| few rows (`fewrow.py`) | the column form: W cut into blocks times the rows as columns, one bmm; the thread split: the output features split across threads | fp32 inference on CPU, 1-32 rows (decoding) | `set_few_rows` (packed copies included) |
+| few rows (`fewrow.py`, `cpu.cpp`) | the column form: W cut into blocks times the rows as columns, one bmm; the thread split: the output features split across threads; up to 4 rows an AVX2 loop of ours (`cpu.cpp`: four weight rows streamed side by side) | fp32 inference on CPU, 1-32 rows (decoding) | `set_few_rows` (packed copies included) |
 | packed (`packed.py`) | oneDNN on a copy of W reordered for its kernel; costs a second copy of the weights | 3-32 rows, inside a `PackedWeights` table (the decoding Engine holds one) | `set_packing`, `lmforge serve --no-pack` |
 | oneDNN (`onednn.py`) | oneDNN's fp32 kernel instead of torch's default BLAS; in training the forward only | fp32 on CPU, more than 32 rows (a training batch, a prefill) | `set_large_onednn` |
 | huge pages (`hugepages.py`) | the model's weights moved into 2 MiB transparent huge pages | when asked: `huge_page_weights(model)` | `set_huge_pages` |
-| int8 (`int8.py`) | int8 weight-only products (lmforge.nn.quant.Int8Linear): torch's `_weight_int8pack_mm`, an AVX2 kernel of ours (`int8.cpp`) or dequantize + F.linear, whichever times fastest here | a model from `lmforge.quantize(model, "int8")` | `set_int8` |
+| int8 (`int8.py`) | int8 weight-only products (lmforge.nn.quant.Int8Linear): torch's `_weight_int8pack_mm`, an AVX2 kernel of ours (`cpu.cpp`) or dequantize + F.linear, whichever times fastest here | a model from `lmforge.quantize(model, "int8")` | `set_int8` |
 
 Which product runs is measured, never assumed (`tune.py`): the first time `linear.py` needs a kind of
 product (a weight shape, rows rounded up to a power of two, the dtype and the thread count), it times

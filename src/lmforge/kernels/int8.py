@@ -8,9 +8,10 @@ Candidates, each exact up to float rounding:
 - "int8pack": torch's own weight-only int8 kernel, torch.ops.aten._weight_int8pack_mm(x, q, scale): x (M, K)
   float, q (N, K) int8, scale (N,) in x's dtype -> (M, N). Vectorized for AVX-512; on an AVX2-only CPU
   (AMD EPYC Zen 3, torch 2.13) it measured ~10x slower than the fp32 product, so there it loses.
-- "avx2": lmforge's own kernel (int8.cpp): each int8 row widened to fp32 in registers, the weight read once
-  at one byte per element. Built with torch.utils.cpp_extension the first time it is needed (a C++
-  compiler and ninja; ~30 s, then cached by torch in its extensions directory); only on CPUs with AVX2.
+- "avx2": lmforge's own kernel (cpu.cpp, lmforge.kernels.native): each int8 row widened to fp32 in registers,
+  the weight read once at one byte per element. Built with torch.utils.cpp_extension the first time it is
+  needed (a C++ compiler and ninja; ~30-60 s, then cached by torch in its extensions directory); only on
+  CPUs with AVX2.
   Measured 2.8x the fp32 product over GPT-2-124M's 49 matrices at one row, one thread (bench/quantize.py).
   It widens the weight again for every row, so for many rows (a prompt) there is also
 - "avx2 dequantize": the same kernel's vectorized dequantize into an fp32 copy, then F.linear: the weight is
@@ -24,15 +25,13 @@ reference (lmforge.nn.quant.Int8Linear's own forward), as `lmforge.kernels.set_e
 """
 from __future__ import annotations
 
-import sys
-import threading
-from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lmforge.kernels.native import extension
 from lmforge.kernels.tune import bucket, choose, measure
 from lmforge.nn.quant import Int8Linear as PlainInt8Linear
 
@@ -41,9 +40,7 @@ _SAMPLE = 1 << 23    # weights timed at most (8 MB in int8, more than a core's c
                      # first prompt does not wait seconds for the slow candidates
 
 _enabled = True
-_lock = threading.Lock()
 _chosen: dict[tuple, tuple[str, Callable]] = {}  # the hot path's memo of tune's choice: key -> (name, product)
-_extension = None                # the built int8.cpp module; False once building failed
 
 
 def set_int8(enabled: bool) -> None:
@@ -57,31 +54,6 @@ def choices() -> dict[tuple, str]:
     return {key: name for key, (name, _) in _chosen.items()}
 
 
-def _avx2_kernel():
-    """The compiled int8.cpp, built on first call; None where it cannot be (no AVX2, no compiler)."""
-    global _extension
-    if _extension is None:
-        with _lock:
-            if _extension is None:
-                _extension = False
-                if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
-                    from torch.utils.cpp_extension import load
-                    # torch loads a kernel it built before at once; say why we wait only when it compiles
-                    note = threading.Timer(2.0, lambda: print("lmforge: compiling the int8 kernel (once; ~30 s)",
-                                                              file=sys.stderr, flush=True))
-                    note.start()
-                    try:
-                        _extension = load("lmforge_int8", [str(Path(__file__).with_name("int8.cpp"))],
-                                          extra_cflags=["-O3", "-mavx2", "-mfma"], verbose=False)
-                    except Exception as e:  # no compiler, no ninja, ...: the other candidates remain
-                        print(f"lmforge: the int8 kernel could not be built ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0] if str(e) else ''}); using torch's products",
-                              file=sys.stderr)
-                    finally:
-                        note.cancel()
-    return _extension or None
-
-
 def _dequantize(x: Tensor, q: Tensor, scale: Tensor) -> Tensor:
     return F.linear(x, q.to(x.dtype)) * scale.to(x.dtype)
 
@@ -91,11 +63,11 @@ def _int8pack(x: Tensor, q: Tensor, scale: Tensor) -> Tensor:
 
 
 def _avx2(x: Tensor, q: Tensor, scale: Tensor) -> Tensor:
-    return _avx2_kernel().int8_linear(x, q, scale)
+    return extension().int8_linear(x, q, scale)
 
 
 def _avx2_dequantize(x: Tensor, q: Tensor, scale: Tensor) -> Tensor:
-    return F.linear(x, _avx2_kernel().dequantize(q, scale))
+    return F.linear(x, extension().dequantize(q, scale))
 
 
 def candidates(x: Tensor) -> dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]]:
@@ -103,7 +75,7 @@ def candidates(x: Tensor) -> dict[str, Callable[[Tensor, Tensor, Tensor], Tensor
     out = {"dequantize": _dequantize}
     if hasattr(torch.ops.aten, "_weight_int8pack_mm"):
         out["int8pack"] = _int8pack
-    if x.dtype == torch.float32 and _avx2_kernel() is not None:
+    if x.dtype == torch.float32 and extension() is not None:
         out["avx2"] = _avx2
         if x.size(0) > 1:  # one row: converting the whole weight first cannot beat converting it in registers
             out["avx2 dequantize"] = _avx2_dequantize

@@ -3,7 +3,8 @@
 Which product takes which path (fp32 on CPU; everything else is F.linear):
 
 - 1-32 rows without gradients (decoding: batch x new tokens): the fastest of F.linear, the column form and
-  the thread split (lmforge.kernels.fewrow), and from 3 rows oneDNN on a packed copy of the weight
+  the thread split (lmforge.kernels.fewrow), up to 4 rows lmforge's own AVX2 loop ("avx2", cpu.cpp, built
+  by lmforge.kernels.native where a compiler is), and from 3 rows oneDNN on a packed copy of the weight
   (lmforge.kernels.packed; only inside a PackedWeights table, so a batch-1 decode never holds its weights
   twice). Timed per weight shape, rows rounded up to a power of two, and thread count: `_time_few_rows`
   says what is timed.
@@ -30,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+import lmforge.kernels.native as native
 from lmforge.kernels.fewrow import columns, split
 from lmforge.kernels.onednn import forward as onednn_forward
 from lmforge.kernels.onednn import large_onednn, onednn_available, train_linear
@@ -38,6 +40,7 @@ from lmforge.kernels.tune import bucket, choose, forced, measure
 from lmforge.nn.heads import LMHead as PlainLMHead
 
 _FEW_ROWS = 32  # up to this many rows a product reads its weights more than it computes: the decoding paths
+_NATIVE_ROWS = 4  # rows up to which the AVX2 loop is a candidate (from 8 the packed oneDNN product measured faster)
 # Below this many weights (256 x 256 in fp32: 256 KiB) a few-row F.linear takes a few microseconds, about what
 # choosing among the paths costs in Python (~5-10 us measured, torch 2.13): nothing to gain, so not even asked.
 _MIN_FEW_ROW_WEIGHT = 1 << 16
@@ -106,6 +109,8 @@ def _few_row_product(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
             y = split(rows, weight, bias, threads)
         elif name == "packed" and (copy := packed(weight)) is not None:
             y = torch.ops.mkldnn._linear_pointwise(rows, copy, bias, "none", [], "")
+        elif name == "avx2" and (ext := native.extension()) is not None:
+            y = ext.linear_rows(rows, weight, bias)
         elif name == "F.linear":
             break
         else:
@@ -124,6 +129,8 @@ def _few_row_names(m: int, out_f: int, threads: int) -> tuple[str, ...]:
         names.append("split")    # one slice per thread: one thread has nothing to split
     if m > 2 and onednn_available():
         names.append("packed")   # a second copy of the weights: not for one or two sequences
+    if m <= _NATIVE_ROWS and native.buildable():
+        names.append("avx2")     # built when first timed; a failed build leaves it out of the timing
     return tuple(names)
 
 
@@ -142,6 +149,8 @@ def _time_few_rows(names: tuple[str, ...], m: int, weight: Tensor, bias: Tensor 
                 linear(x, w, bias)
     calls = {"F.linear": _cycling(lambda w: F.linear(x, w, bias), copies)}
     for name in names[1:]:
+        if name == "avx2" and native.extension() is None:
+            continue  # could not be built here: not a candidate
         calls[name] = _cycling(lambda w, name=name: _forced_linear(name, x, w, bias), copies)
     with table:
         return measure(calls, rounds=max(6, -(-20 // len(copies))), calls=len(copies))  # 20 calls at least

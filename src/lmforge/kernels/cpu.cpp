@@ -1,7 +1,8 @@
-// y = (x @ q.T) * scale: fp32 rows times an int8 weight with one scale per output row (weight-only int8,
-// lmforge.nn.quant). Built on first use by lmforge/kernels/int8.py (torch.utils.cpp_extension).
+// lmforge's own CPU products, built on first use by lmforge/kernels/native.py (torch.utils.cpp_extension); each
+// is a candidate that lmforge.kernels.tune times against torch's product and takes only where it measured faster.
 //
-// Why a kernel of our own: on a CPU without AVX-512, torch 2.13's _weight_int8pack_mm runs ~10x slower than
+// 1. int8_linear: y = (x @ q.T) * scale: fp32 rows times an int8 weight with one scale per output row
+// (weight-only int8, lmforge.nn.quant; lmforge/kernels/int8.py). Why a kernel of our own: on a CPU without AVX-512, torch 2.13's _weight_int8pack_mm runs ~10x slower than
 // the fp32 product, and converting the whole weight to fp32 before F.linear reads and writes it four times
 // over. Here each output row's int8 weights are widened to fp32 in registers, 32 at a time, and multiplied
 // into four independent accumulators (four chains, so the FMA latency is hidden): the weight is read from
@@ -108,7 +109,90 @@ torch::Tensor dequantize(torch::Tensor q, torch::Tensor scale) {
   return w;
 }
 
+// 2. linear_rows: y = x @ w.T + bias for a few fp32 rows (decoding: 1-4), lmforge/kernels/linear.py's "avx2".
+// A decoding step reads every weight once and does two flops per weight read: the product runs at the speed the
+// weight streams from memory. torch's few-row product (MKL's) read GPT-2's matrices 5-15% slower than this loop on
+// an AMD EPYC Zen 3 at one row, and at two rows ~1.5x slower (bench/generate.py --only linear). Here four weight
+// rows are read side by side, 8 floats at a time, each multiplied into its own accumulator per row of x (four
+// independent FMA chains at one row, eight at two); x (a few KiB) stays in L1. Output rows are split across
+// torch's threads in blocks of four; each block adds its bias.
+static inline float hsum8(__m256 s) {
+  __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+  h = _mm_hadd_ps(h, h);
+  h = _mm_hadd_ps(h, h);
+  return _mm_cvtss_f32(h);
+}
+
+// y[r * N + j] = sum_k x[r * K + k] * w[j * K + k] for R rows of x and J (1 or 4) rows of w
+template <int R, int J>
+static inline void dot_rows(const float* x, const float* w, int64_t K, float* y, int64_t N) {
+  float sum[R][J] = {};
+  int64_t k = 0;
+#ifdef __AVX2__
+  __m256 acc[R][J];
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < J; ++j) acc[r][j] = _mm256_setzero_ps();
+  for (; k + 8 <= K; k += 8) {
+    __m256 wv[J];
+    for (int j = 0; j < J; ++j) wv[j] = _mm256_loadu_ps(w + j * K + k);
+    for (int r = 0; r < R; ++r) {
+      const __m256 xv = _mm256_loadu_ps(x + r * K + k);
+      for (int j = 0; j < J; ++j) acc[r][j] = _mm256_fmadd_ps(xv, wv[j], acc[r][j]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < J; ++j) sum[r][j] = hsum8(acc[r][j]);
+#endif
+  for (; k < K; ++k)  // the tail (or everything, without AVX2)
+    for (int r = 0; r < R; ++r)
+      for (int j = 0; j < J; ++j) sum[r][j] += x[r * K + k] * w[j * K + k];
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < J; ++j) y[r * N + j] = sum[r][j];
+}
+
+template <int R>
+static void linear_block(const float* x, const float* w, const float* b, float* y, int64_t K, int64_t N) {
+  // blocks of 4 output rows; 16 blocks (64 rows: 192 KiB of a 768-wide weight) per task at least
+  at::parallel_for(0, (N + 3) / 4, 16, [&](int64_t b0, int64_t b1) {
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      int64_t n = blk * 4;
+      if (n + 4 <= N) {
+        dot_rows<R, 4>(x, w + n * K, K, y + n, N);
+      } else {
+        for (; n < N; ++n) dot_rows<R, 1>(x, w + n * K, K, y + n, N);  // the last 1-3 rows
+      }
+      if (b)
+        for (int64_t j = blk * 4; j < std::min(N, blk * 4 + 4); ++j)
+          for (int r = 0; r < R; ++r) y[r * N + j] += b[j];
+    }
+  });
+}
+
+// x (M, K) fp32, w (N, K) fp32, bias (N,) fp32 or None, all contiguous -> y (M, N) fp32; x's rows two at a time
+torch::Tensor linear_rows(torch::Tensor x, torch::Tensor w, c10::optional<torch::Tensor> bias) {
+  TORCH_CHECK(x.dim() == 2 && x.scalar_type() == torch::kFloat && x.is_contiguous(), "x: contiguous fp32 (M, K)");
+  TORCH_CHECK(w.dim() == 2 && w.scalar_type() == torch::kFloat && w.is_contiguous() && w.size(1) == x.size(1),
+              "w: contiguous fp32 (N, K)");
+  const float* bp = nullptr;
+  if (bias.has_value()) {
+    TORCH_CHECK(bias->scalar_type() == torch::kFloat && bias->is_contiguous() && bias->numel() == w.size(0),
+                "bias: contiguous fp32 (N,)");
+    bp = bias->data_ptr<float>();
+  }
+  const int64_t M = x.size(0), K = x.size(1), N = w.size(0);
+  auto y = torch::empty({M, N}, x.options());
+  const float* xp = x.data_ptr<float>();
+  const float* wp = w.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  int64_t m = 0;
+  for (; m + 2 <= M; m += 2) linear_block<2>(xp + m * K, wp, bp, yp + m * N, K, N);
+  for (; m < M; ++m) linear_block<1>(xp + m * K, wp, bp, yp + m * N, K, N);
+  return y;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("int8_linear", &int8_linear, "(x @ q.T) * scale: fp32 x, int8 q, per-row fp32 scale");
   m.def("dequantize", &dequantize, "q * scale[:, None] as fp32");
+  m.def("linear_rows", &linear_rows, "x @ w.T + bias for a few fp32 rows", py::arg("x"), py::arg("w"),
+        py::arg("bias") = py::none());
 }
