@@ -1,4 +1,4 @@
-"""Training throughput (tokens/s of forward + backward + AdamW step): lmforge GPT vs Hugging Face GPT-2 vs litgpt.
+"""Training throughput (tokens/s of forward + backward + AdamW step): lmforge GPT vs nanoGPT vs HF GPT-2 vs litgpt.
 
 Shape: nanoGPT's CPU recipe for shakespeare-char (README "I only have a macbook": n_layer=4, n_head=4,
 n_embd=128, block_size=64, batch_size=12, dropout=0.0), vocab 65 (shakespeare-char's character set).
@@ -13,6 +13,9 @@ give every contender the same implementation, to compare the models alone.
 
 Contenders (all in train mode, dropout 0):
   ours      lmforge.models.gpt.GPT, GELU-tanh, tied head (GPT-2)
+  nanogpt   nanoGPT's model.py (karpathy/nanoGPT), restated op for op in bench/nanogpt_model.py (not on PyPI):
+            LayerNorm with bias, fused c_attn, scaled_dot_product_attention(is_causal=True), exact erf GELU,
+            tied wte/lm_head, learned wpe; bias=True (its GPTConfig default; its train.py sets bias=False)
   hf        transformers.GPT2LMHeadModel, all dropouts 0, attn_implementation="sdpa", GELU-tanh ("gelu_new")
   litgpt    litgpt.model.GPT with litgpt.Config(n_layer=4, n_head=4, n_embd=128, block_size=64,
             vocab_size=65, padded_vocab_size=65, bias=True, norm_class_name="LayerNorm",
@@ -20,22 +23,31 @@ Contenders (all in train mode, dropout 0):
             parallel_residual=False, rotary_percentage=0.0). litgpt has no learned absolute positions and
             no weight tying, so the closest it gets to GPT-2 is no positional encoding at all (RoPE on 0 of
             the head dimensions); its head is an untied 128x65 linear. Both make it do slightly *less* work.
+  X-compiled  model X wrapped in torch.compile (inductor; --compile lists them, default ours): what
+            lmforge's `train.compile: true` does. The first step's wall time is printed as the compile
+            time; by default inductor gets a fresh, empty cache directory, so that is the cold cost a first
+            run pays (--warm-inductor-cache: the user's cache, as a second run would find it).
   ours-bf16 ours under torch.autocast(bfloat16); default only where the hardware runs bf16 natively.
 
     python bench/train_throughput.py                 # CPU, 2 threads, fp32 for all + ours in bf16
-    python bench/train_throughput.py --device cuda   # a GPU: fp32 and bf16 for all three
+    python bench/train_throughput.py --models ours,nanogpt,hf --optimizer fused --threads 1
+    python bench/train_throughput.py --device cuda   # a GPU: fp32 and bf16 for every model
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import json
+import os
+import shutil
 import sys
+import tempfile
+import time
 
 import torch
 import torch.nn.functional as F
 
-from common import cpu_has_native_bf16, interleaved, machine, machine_line, ratio, set_threads, summary
+from common import cpu_has_native_bf16, interleaved, machine, machine_line, ratio, set_threads, summary, sync
 
 SHAPE = dict(n_layers=4, n_heads=4, d_model=128, block=64, batch=12, vocab=65)
 
@@ -54,6 +66,12 @@ def build_hf(s):
     return GPT2LMHeadModel._from_config(cfg, attn_implementation="sdpa")
 
 
+def build_nanogpt(s):
+    from nanogpt_model import NanoGPT, NanoGPTConfig
+    return NanoGPT(NanoGPTConfig(block_size=s["block"], vocab_size=s["vocab"], n_layer=s["n_layers"],
+                                 n_head=s["n_heads"], n_embd=s["d_model"], dropout=0.0, bias=True))
+
+
 def build_litgpt(s):
     from litgpt.config import Config
     from litgpt.model import GPT
@@ -65,13 +83,15 @@ def build_litgpt(s):
     return GPT(cfg)
 
 
-BUILDERS = {"ours": build_ours, "hf": build_hf, "litgpt": build_litgpt}
+BUILDERS = {"ours": build_ours, "nanogpt": build_nanogpt, "hf": build_hf, "litgpt": build_litgpt}
 
 
 def logits_loss(name: str):
     """Each library's natural forward; the loss is the same mean cross-entropy for all."""
     if name == "ours":
         return lambda m, x, y: m(x, targets=y).loss  # F.cross_entropy inside the model
+    if name == "nanogpt":
+        return lambda m, x, y: m(x, y)[1]  # nanoGPT's forward(idx, targets) -> (logits, loss)
     get = (lambda m, x: m(input_ids=x).logits) if name == "hf" else (lambda m, x: m(x))
     return lambda m, x, y: (lambda z: F.cross_entropy(z.reshape(-1, z.size(-1)), y.reshape(-1)))(get(m, x))
 
@@ -86,15 +106,17 @@ OPTIMIZER_NOTE = {"shipped": "as each project ships it (ours fused, the referenc
                   "loop": "torch's default for every contender (for-loop on CPU)", "fused": "fused for every contender"}
 
 
-def make_step(name: str, dtype: str, device: str, batches, optimizer: str):
+def make_step(name: str, dtype: str, device: str, batches, optimizer: str, compiled: bool = False):
     torch.manual_seed(0)
     model = BUILDERS[name](SHAPE).to(device).train()
     if name == "ours" and torch.device(device).type == "cpu":
         from lmforge.kernels import accelerate
-        accelerate(model)  # as lmforge's Trainer does on CPU (at this size no fast path applies, F.linear runs)
+        accelerate(model)  # as lmforge's Trainer does on CPU (products where oneDNN timed faster here)
     fused = optimizer == "fused" or (optimizer == "shipped" and name == "ours")
     opt = adamw(model, fused)
     fwd = logits_loss(name)
+    if compiled:  # the module compiled, the optimizer not (lmforge's train.compile; nanoGPT's --compile=True)
+        model = torch.compile(model)
     amp = (lambda: torch.autocast(device.split(":")[0], dtype=torch.bfloat16)) if dtype == "bf16" \
         else contextlib.nullcontext
     i = [0]
@@ -114,7 +136,11 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads, the same for every contender")
-    ap.add_argument("--models", default="ours,hf,litgpt")
+    ap.add_argument("--models", default="ours,nanogpt,hf,litgpt")
+    ap.add_argument("--compile", default="ours",
+                    help="comma list of --models also run under torch.compile (as X-compiled); '' for none")
+    ap.add_argument("--warm-inductor-cache", action="store_true",
+                    help="let inductor use its usual on-disk cache (default: a fresh one, the cold compile time)")
     ap.add_argument("--dtypes", default=None,
                     help="comma list of fp32,bf16 for every model; default: fp32 for all, plus bf16 for ours where "
                          "bf16 is native (CPU with AVX512-BF16/AMX) and bf16 for all on a GPU")
@@ -145,15 +171,33 @@ def main(argv=None):
             contenders += [(m, "bf16") for m in models]
         elif cpu_has_native_bf16() and "ours" in models:
             contenders.append(("ours", "bf16"))
+    compiled = [m for m in args.compile.split(",") if m]
+    for m in compiled:
+        if m not in BUILDERS:
+            ap.error(f"--compile {m}: not a model; choose among {', '.join(BUILDERS)}")
+    # each compiled model right after its eager self, in every dtype it runs in
+    contenders = [(m, d, c) for m, d in contenders for c in ((False, True) if m in compiled else (False,))]
+    inductor_cache = None
+    if compiled and not args.warm_inductor_cache:
+        inductor_cache = tempfile.mkdtemp(prefix="inductor-cold-")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = inductor_cache  # read when inductor first compiles
 
     g = torch.Generator().manual_seed(0)
     B, T, V = SHAPE["batch"], SHAPE["block"], SHAPE["vocab"]
     batches = [(torch.randint(0, V, (B, T), generator=g).to(args.device),
                 torch.randint(0, V, (B, T), generator=g).to(args.device)) for _ in range(8)]
-    steps, nparams = {}, {}
-    for m, d in contenders:
-        key = m if d == "fp32" else f"{m}-{d}"
-        steps[key], nparams[key] = make_step(m, d, args.device, batches, args.optimizer)
+    steps, nparams, compile_s = {}, {}, {}
+    for m, d, c in contenders:
+        key = m + ("-compiled" if c else "") + ("" if d == "fp32" else f"-{d}")
+        steps[key], nparams[key] = make_step(m, d, args.device, batches, args.optimizer, c)
+        if c:  # the first call compiles the forward and the backward graphs
+            t = time.perf_counter()
+            steps[key]()
+            sync(args.device)
+            compile_s[key] = time.perf_counter() - t
+            print(f"{key}: first step (compilation) {compile_s[key]:.1f} s", file=sys.stderr)
+    if inductor_cache:
+        shutil.rmtree(inductor_cache, ignore_errors=True)
 
     info = machine(args.device)
     print(machine_line(info), file=sys.stderr)
@@ -162,17 +206,18 @@ def main(argv=None):
     tokens = B * T
     res = {"machine": info, "shape": SHAPE, "optimizer": args.optimizer, "params": nparams,
            "tokens_per_s": {k: summary(v, tokens) for k, v in times.items()}, "ratios": {},
+           "compile_s": compile_s, "inductor_cache": "warm (user's)" if args.warm_inductor_cache else "cold (fresh)",
            "skipped": missing}
-    for k in times:
-        base = k.split("-")[0]
-        suffix = k[len(base):]
-        if base != "ours":
-            if "ours" + suffix in times:
-                res["ratios"][f"ours{suffix} / {k}"] = ratio(times["ours" + suffix], times[k])
-    if "ours" in times:
-        for k in times:
-            if k.startswith("ours-"):
-                res["ratios"][f"{k} / ours"] = ratio(times[k], times["ours"])
+    dtype_of = {k: (k.split("-bf16")[0], "-bf16" if k.endswith("-bf16") else "") for k in times}
+    ours = [k for k, (b, _) in dtype_of.items() if b.startswith("ours")]
+    for k, (base, suffix) in dtype_of.items():  # every ours variant against every reference of the same dtype
+        if not base.startswith("ours"):
+            for o in ours:
+                if dtype_of[o][1] == suffix:
+                    res["ratios"][f"{o} / {k}"] = ratio(times[o], times[k])
+    for o in ours:  # ours' variants against plain ours
+        if o != "ours" and "ours" in times:
+            res["ratios"][f"{o} / ours"] = ratio(times[o], times["ours"])
 
     print(f"\nTraining throughput, {B}x{T} tokens/step, {args.device}, "
           f"AdamW {OPTIMIZER_NOTE[args.optimizer]} -- {machine_line(info)}\n")
@@ -185,6 +230,8 @@ def main(argv=None):
     print("|---|---:|---:|---:|")
     for k, r in res["ratios"].items():
         print(f"| {k} | {r['best']:.2f}x | {r['median']:.2f}x | {r['min']:.2f}..{r['max']:.2f}x |")
+    for k, sec in compile_s.items():
+        print(f"\n{k}: compilation (the first step) took {sec:.1f} s, inductor cache {res['inductor_cache']}")
     for m in missing:
         print(f"\nskipped: {m}")
     if args.json:

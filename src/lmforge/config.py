@@ -88,7 +88,8 @@ def _coerce(owner: str, key: str, value: Any, hint: Any) -> Any:
                 return _coerce(owner, key, value, a)
             except ValueError as e:
                 errors.append(str(e))
-        raise ValueError(errors[0])
+        # one alternative (X | None): its message; several: each one's, so the user sees every accepted form
+        raise ValueError(errors[0] if len(errors) == 1 else "; or ".join(errors))
     if origin is typing.Literal:
         if value not in args:
             raise ValueError(f"{owner}: {key}={value!r} is not allowed. Allowed values: {', '.join(map(repr, args))}")
@@ -199,7 +200,9 @@ class TrainConfig(Config):
     seed: int = 1337
     dtype: typing.Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast only where it is faster
     device: str = "auto"  # auto: cuda if available, else cpu
-    compile: bool = False  # torch.compile the model (slow to start; pays off on long runs)
+    # torch.compile the model: false (eager), true, or auto (time both at the start, keep the faster, cache the
+    # choice per CPU and torch; lmforge.train.compiling). Compiling takes seconds to minutes up front
+    compile: bool | typing.Literal["auto"] = False
     # over torchrun's processes: ddp = a whole copy of the model in each; fsdp = each holds 1/N of every weight,
     # gradient and optimizer state (FSDP2; lmforge.train.dist). Checkpoints are the same full files either way.
     parallel: typing.Literal["ddp", "fsdp"] = "ddp"
@@ -218,6 +221,9 @@ class TrainConfig(Config):
                "schedule 'inverse_sqrt' needs warmup_steps > 0 (the peak is at the end of warmup)")
         check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"), n,
                f"device must be auto, cpu or cuda[:N], got {self.device!r}")
+        check(isinstance(self.compile, bool) or self.compile == "auto", n,
+              f"compile must be true, false or auto, got {self.compile!r}: true compiles the model with "
+              "torch.compile, false trains eager, auto times both on this machine and keeps the faster")
 
 
 @dataclasses.dataclass

@@ -56,6 +56,11 @@ def set_few_rows(enabled: bool) -> None:
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """F.linear(x, weight, bias), by the product timed fastest for its kind on this machine (module docstring)."""
+    if torch.compiler.is_compiling():
+        # torch.compile traces F.linear (inductor picks its own products); asked first, because tracing the
+        # checks below breaks the graph at every product (dynamo skips torch.backends.mkldnn.is_available):
+        # 18 graph breaks in a 4-layer GPT, which made the compiled training step slower than eager
+        return F.linear(x, weight, bias)
     in_f = weight.size(1)
     if x.numel() > _FEW_ROWS * in_f:
         if large_onednn(x, weight, bias) and _large_choice(x, weight, bias) == "onednn":

@@ -33,9 +33,11 @@ from lmforge.objectives import LossOutput
 from lmforge.train import checkpoint as ckpt
 from lmforge.train import dist as parallel
 from lmforge.train.adapters import adapt, save_adapter_of
+from lmforge.train.compiling import CompileFailed, check_mode, choose_compile, failed
+from lmforge.train.compiling import warm_up as compiling_warm_up
 from lmforge.train.dist import Dist, resolve_device
 from lmforge.train.optim import Schedule, build_optimizer
-from lmforge.train.precision import choose_dtype
+from lmforge.train.precision import _shapes_key, choose_dtype
 
 # the Trainer's own keys in a metrics row: a loss_fn metric may not take one (nor the "val_" prefix of eval metrics)
 ROW_KEYS = ("step", "loss", "lr", "tokens", "step_s", "elapsed_s")
@@ -158,14 +160,18 @@ class Trainer:
         self._tokens_before = 0  # all ranks' tokens up to the checkpoint resumed from
         self._elapsed, self._fit_t0 = 0.0, None  # training wall time before this fit() call; when it started
         self.stop_reason: str | None = None  # why fit() ended before max_steps (request_stop), else None
-        net = self.model
-        if config.compile:
-            net = torch.compile(net)
+        self.compile_mode = check_mode(config.compile)
+        self.compiled: bool | None = None  # torch.compile in use? decided when fit() starts (lmforge.train.compiling)
+        self._wrap(self.model)
+
+    def _wrap(self, net: torch.nn.Module) -> None:
+        """self.net, what forward/backward run through: the model or its torch.compile wrapper, in DDP when
+        distributed."""
         if self.dist.enabled and not self.sharded:
             from torch.nn.parallel import DistributedDataParallel
 
             net = DistributedDataParallel(net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.net = net  # what forward/backward run through
+        self.net = net
 
     def _freeze(self, companions: Mapping[str, torch.nn.Module]) -> dict[str, torch.nn.Module]:
         trained = {id(p) for p in self.model.parameters()}
@@ -232,6 +238,58 @@ class Trainer:
                 for p in self.model.parameters():
                     p.grad = None
         return train_step
+
+    def decide_compile(self) -> bool:
+        """Train through torch.compile? Decided once, at the start of fit() (after the dtype, which the graph
+        depends on): train.compile false -> eager; true -> compiled; auto -> whichever timed faster here
+        (lmforge.train.compiling: rank 0 times, every rank follows). A compilation that fails -> eager, with a
+        warning. Logs the choice and the compilation's seconds."""
+        if self.compiled is not None:
+            return self.compiled
+        mode, compiled, why, seconds = self.compile_mode, False, "train.compile: false", None
+        if mode is not False:
+            bf16 = self.bf16
+            batch = tuple(t.to(self.device) for t in self.train_batches.get(0))
+            compiled_net = torch.compile(self.model)
+            eager_step, compiled_step = self._timed_step(self.model, batch), self._timed_step(compiled_net, batch)
+            try:
+                if mode is True:
+                    compiled, why = True, "train.compile: true"
+                    seconds = compiling_warm_up(compiled_step)
+                elif self.sharded:
+                    why = "train.compile: auto is not timed under fsdp (a sharded step needs every rank): eager"
+                else:
+                    key = (f"{self.device.type} {_shapes_key(self.model)} batch={'x'.join(map(str, batch[0].shape))} "
+                           f"dtype={'bf16' if bf16 else 'fp32'}")
+                    choice = choose_compile(key, eager_step, compiled_step) if self.dist.is_main else None
+                    compiled, why, seconds = self.dist.broadcast(choice)
+                    if compiled and not self.dist.is_main:
+                        seconds = compiling_warm_up(compiled_step)
+            except CompileFailed as e:
+                compiled, why = False, failed(e)
+        self.compiled = compiled
+        if compiled:
+            self._wrap(compiled_net)
+        if self.dist.is_main and mode is not False:
+            took = f"; compilation took {seconds:.1f} s" if seconds is not None else ""
+            self.log(f"compile: {'torch.compile' if compiled else 'eager'} ({why}{took})")
+        return compiled
+
+    def _timed_step(self, net: torch.nn.Module, batch: tuple) -> Callable[[], None]:
+        """Forward + backward of `net` on `batch` in train mode, drawing nothing from the run's random streams
+        (dropout's draws are undone) and leaving no gradients: what decide_compile compiles and times."""
+        devices = [self.device] if self.device.type == "cuda" else []
+
+        def step():
+            try:
+                with torch.random.fork_rng(devices=devices):
+                    with self._autocast():
+                        loss = self.compute_loss(net, batch).loss
+                    loss.backward()
+            finally:
+                for p in self.model.parameters():
+                    p.grad = None
+        return step
 
     # ------------------------------------------------------------------ state
     def elapsed(self) -> float:
@@ -388,6 +446,7 @@ class Trainer:
         else:
             torch.manual_seed(cfg.seed + self.dist.rank)  # dropout masks: own stream per rank
         self.bf16  # decide (and say) the dtype before the progress bar starts
+        self.decide_compile()  # and whether to compile (lmforge.train.compiling)
         bar = None
         if cfg.progress and self.dist.is_main:
             from tqdm import tqdm
