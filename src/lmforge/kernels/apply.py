@@ -1,6 +1,7 @@
 """Putting the fast products into a model and taking them out again; one switch for every path.
 
-`accelerate(model)` changes, in place, the class of each module whose type is exactly torch.nn.Linear,
+`accelerate(model)` gives each FeedForward whose activation is the tanh GELU lmforge.kernels.gelu's (timed
+against torch's for training), and changes, in place, the class of each module whose type is exactly torch.nn.Linear,
 lmforge.nn.LMHead or lmforge.nn.quant.Int8Linear to its subclass here (lmforge.kernels.linear.Linear / LMHead,
 lmforge.kernels.int8.Int8Linear), which computes with lmforge.kernels.linear (or int8_linear). Nothing else
 changes: the same module and Parameter objects, the same state-dict keys, `isinstance(m, nn.Linear)` still
@@ -15,12 +16,14 @@ from __future__ import annotations
 
 from torch import nn
 
+import lmforge.kernels.gelu as gelu
 from lmforge.kernels.hugepages import set_huge_pages
 from lmforge.kernels.int8 import Int8Linear, set_int8
 from lmforge.kernels.linear import Linear, LMHead, set_few_rows
 from lmforge.kernels.onednn import set_large_onednn
 from lmforge.kernels.packed import set_packing
 from lmforge.kernels.tune import env_switch
+from lmforge.nn import feedforward
 from lmforge.nn.heads import LMHead as PlainLMHead
 from lmforge.nn.quant import Int8Linear as PlainInt8Linear
 
@@ -36,6 +39,8 @@ def accelerate(model: nn.Module) -> nn.Module:
         fast = _FAST.get(type(m))
         if fast is not None:
             m.__class__ = fast
+        elif isinstance(m, feedforward.FeedForward) and m.act is feedforward.gelu_tanh:
+            m.act = gelu.gelu_tanh  # an instance attribute: no parameter, no state-dict key
     return model
 
 
@@ -45,6 +50,8 @@ def restore(model: nn.Module) -> nn.Module:
         plain = _PLAIN.get(type(m))
         if plain is not None:
             m.__class__ = plain
+        elif isinstance(m, feedforward.FeedForward) and m.act is gelu.gelu_tanh:
+            m.act = feedforward.gelu_tanh
     return model
 
 
@@ -58,6 +65,7 @@ def set_enabled(enabled: bool) -> None:
     set_large_onednn(enabled)
     set_huge_pages(enabled)
     set_int8(enabled)
+    gelu.set_gelu(enabled)
 
 
 if not env_switch("LMFORGE_FAST_PATHS"):

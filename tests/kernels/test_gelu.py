@@ -1,0 +1,87 @@
+"""lmforge.kernels.gelu: the tanh GELU's sigmoid form equals torch's F.gelu(approximate="tanh") in values and
+gradients, runs only where it was timed faster (a cached choice is followed both ways) and only in training;
+accelerate/restore put it into a model's feed-forwards and take it out."""
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lmforge import kernels
+from lmforge.kernels import gelu
+from lmforge.kernels.tune import Tuner, forced, using
+from lmforge.models import build_model
+from lmforge.nn import feedforward
+
+
+def backward_name(y):
+    return type(y.grad_fn).__name__
+
+
+def test_the_sigmoid_form_matches_torch_forward_and_gradient():
+    torch.manual_seed(0)
+    x = (torch.randn(4, 16, 64) * 3).requires_grad_()  # tails too: large |x| saturates the sigmoid
+    ref = x.detach().clone().requires_grad_()
+    g = torch.randn(4, 16, 64)
+    with forced("sigmoid"):
+        y = gelu.gelu_tanh(x)
+    y_ref = F.gelu(ref, approximate="tanh")
+    assert "GeluTanh" in backward_name(y)  # the sigmoid form ran
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=2e-6)
+    y.backward(g)
+    y_ref.backward(g)
+    torch.testing.assert_close(x.grad, ref.grad, rtol=1e-5, atol=1e-5)
+
+
+def test_the_sigmoid_form_gradcheck_float64():
+    x = torch.randn(3, 7, dtype=torch.float64, requires_grad=True)
+    with forced("sigmoid"):
+        assert torch.autograd.gradcheck(gelu.gelu_tanh, (x,))
+
+
+@pytest.mark.parametrize("order, expected", [(["sigmoid", "F.gelu"], "GeluTanh"), (["F.gelu"], "GeluBackward")])
+def test_the_cached_choice_is_followed(tmp_path, order, expected):
+    x = torch.randn(6, 32, requires_grad=True)
+    key = f"gelu_tanh train 32 rows<=8 float32 threads={torch.get_num_threads()}"
+    path = tmp_path / "tune.json"
+    path.write_text(json.dumps({"choices": {key: {"order": order, "ms": {}}}}))
+    with using(Tuner(path)) as t:
+        assert expected in backward_name(gelu.gelu_tanh(x))
+    assert list(t.records) == [key]
+
+
+def test_a_new_shape_is_timed_and_recorded(tmp_path):
+    with using(Tuner(tmp_path / "tune.json")) as t:
+        gelu.gelu_tanh(torch.randn(3, 48, requires_grad=True))
+    (key, record), = t.records.items()
+    assert key.startswith("gelu_tanh train 48 rows<=4 float32") and set(record["ms"]) == {"F.gelu", "sigmoid"}
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_without_gradient_or_in_bf16_it_is_torch_bit_for_bit(dtype):
+    """Evaluation and decoding (no gradient), and bf16 even with one, take torch's own kernel, untimed."""
+    x = torch.randn(5, 33).to(dtype)
+    with forced("sigmoid"), torch.no_grad():
+        assert torch.equal(gelu.gelu_tanh(x), F.gelu(x, approximate="tanh"))
+    xb = torch.randn(5, 33, dtype=torch.bfloat16, requires_grad=True)
+    with forced("sigmoid"):
+        assert torch.equal(gelu.gelu_tanh(xb), F.gelu(xb, approximate="tanh"))
+
+
+def test_accelerate_puts_it_into_the_feed_forwards_and_restore_takes_it_out():
+    torch.manual_seed(0)
+    model = build_model("gpt", dict(vocab_size=64, max_len=16, d_model=32, n_heads=2, n_layers=2, dropout=0.0))
+    ids = torch.randint(0, 64, (2, 16))
+    expected = model(ids, ids).loss
+    kernels.accelerate(model)
+    ffs = [m for m in model.modules() if isinstance(m, feedforward.FeedForward)]
+    assert ffs and all(m.act is gelu.gelu_tanh for m in ffs)
+    with forced("sigmoid"):
+        loss = model(ids, ids).loss
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+    kernels.restore(model)
+    assert all(m.act is feedforward.gelu_tanh for m in ffs)
+    assert set(model.state_dict()) == set(build_model("gpt", dict(vocab_size=64, max_len=16, d_model=32, n_heads=2,
+                                                                   n_layers=2, dropout=0.0)).state_dict())
