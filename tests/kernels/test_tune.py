@@ -192,7 +192,7 @@ def test_every_candidate_equals_f_linear(threads, name, rows, out_f, in_f, bias)
             torch.testing.assert_close(linear(x, w, b), F.linear(x, w, b), rtol=1e-5, atol=atol)
 
 
-@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 8, 13])
 @pytest.mark.parametrize("out_f,in_f,bias", [(2304, 768, True), (1003, 385, True), (7, 3072, False), (1, 8, False)])
 def test_the_avx2_loop_equals_f_linear(threads, rows, out_f, in_f, bias):
     """lmforge's own few-row product (cpu.cpp): rows two at a time then one, outputs four at a time then the last

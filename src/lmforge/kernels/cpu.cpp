@@ -112,10 +112,11 @@ torch::Tensor dequantize(torch::Tensor q, torch::Tensor scale) {
 // 2. linear_rows: y = x @ w.T + bias for a few fp32 rows (decoding: 1-4), lmforge/kernels/linear.py's "avx2".
 // A decoding step reads every weight once and does two flops per weight read: the product runs at the speed the
 // weight streams from memory. torch's few-row product (MKL's) read GPT-2's matrices 5-15% slower than this loop on
-// an AMD EPYC Zen 3 at one row, and at two rows ~1.5x slower (bench/generate.py --only linear). Here four weight
-// rows are read side by side, 8 floats at a time, each multiplied into its own accumulator per row of x (four
-// independent FMA chains at one row, eight at two); x (a few KiB) stays in L1. Output rows are split across
-// torch's threads in blocks of four; each block adds its bias.
+// an AMD EPYC Zen 3 at one row, and at two rows ~1.5x slower (bench/generate.py --only linear). Here up to four
+// weight rows are read side by side, 8 floats at a time, each multiplied into its own accumulator per row of x
+// (four independent FMA chains at one row, eight at two and four rows); x (a few KiB to 48 KiB) stays in
+// L1/L2, so each weight is read from memory once for up to four rows. Output rows are split across torch's threads in
+// blocks; each block adds its bias.
 static inline float hsum8(__m256 s) {
   __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
   h = _mm_hadd_ps(h, h);
@@ -150,25 +151,33 @@ static inline void dot_rows(const float* x, const float* w, int64_t K, float* y,
     for (int j = 0; j < J; ++j) y[r * N + j] = sum[r][j];
 }
 
+// J rows of w per step: R * J accumulators, J weight registers and one for x stay within AVX2's 16 registers
+template <int R>
+constexpr int weight_rows() { return R >= 4 ? 2 : 4; }
+
 template <int R>
 static void linear_block(const float* x, const float* w, const float* b, float* y, int64_t K, int64_t N) {
-  // blocks of 4 output rows; 16 blocks (64 rows: 192 KiB of a 768-wide weight) per task at least
-  at::parallel_for(0, (N + 3) / 4, 16, [&](int64_t b0, int64_t b1) {
+  constexpr int J = weight_rows<R>();
+  // blocks of J output rows; 64 output rows (192 KiB of a 768-wide weight) per task at least
+  at::parallel_for(0, (N + J - 1) / J, 64 / J, [&](int64_t b0, int64_t b1) {
     for (int64_t blk = b0; blk < b1; ++blk) {
-      int64_t n = blk * 4;
-      if (n + 4 <= N) {
-        dot_rows<R, 4>(x, w + n * K, K, y + n, N);
+      int64_t n = blk * J;
+      if (n + J <= N) {
+        dot_rows<R, J>(x, w + n * K, K, y + n, N);
       } else {
-        for (; n < N; ++n) dot_rows<R, 1>(x, w + n * K, K, y + n, N);  // the last 1-3 rows
+        for (; n < N; ++n) dot_rows<R, 1>(x, w + n * K, K, y + n, N);  // the last rows
       }
       if (b)
-        for (int64_t j = blk * 4; j < std::min(N, blk * 4 + 4); ++j)
+        for (int64_t j = blk * J; j < std::min(N, blk * J + J); ++j)
           for (int r = 0; r < R; ++r) y[r * N + j] += b[j];
     }
   });
 }
 
-// x (M, K) fp32, w (N, K) fp32, bias (N,) fp32 or None, all contiguous -> y (M, N) fp32; x's rows two at a time
+// x (M, K) fp32, w (N, K) fp32, bias (N,) fp32 or None, all contiguous -> y (M, N) fp32. x's rows four at a
+// time (each weight read once for four rows), then two, one. (Eight at a time, with one weight row per step,
+// measured 0.79-0.93x F.linear at eight rows on an AMD EPYC Zen 3: the loads of x, not the weight, limit it
+// there, and oneDNN's packed product is the candidate for eight rows.)
 torch::Tensor linear_rows(torch::Tensor x, torch::Tensor w, c10::optional<torch::Tensor> bias) {
   TORCH_CHECK(x.dim() == 2 && x.scalar_type() == torch::kFloat && x.is_contiguous(), "x: contiguous fp32 (M, K)");
   TORCH_CHECK(w.dim() == 2 && w.scalar_type() == torch::kFloat && w.is_contiguous() && w.size(1) == x.size(1),
@@ -185,8 +194,9 @@ torch::Tensor linear_rows(torch::Tensor x, torch::Tensor w, c10::optional<torch:
   const float* wp = w.data_ptr<float>();
   float* yp = y.data_ptr<float>();
   int64_t m = 0;
-  for (; m + 2 <= M; m += 2) linear_block<2>(xp + m * K, wp, bp, yp + m * N, K, N);
-  for (; m < M; ++m) linear_block<1>(xp + m * K, wp, bp, yp + m * N, K, N);
+  for (; m + 4 <= M; m += 4) linear_block<4>(xp + m * K, wp, bp, yp + m * N, K, N);
+  if (m + 2 <= M) { linear_block<2>(xp + m * K, wp, bp, yp + m * N, K, N); m += 2; }
+  if (m < M) linear_block<1>(xp + m * K, wp, bp, yp + m * N, K, N);
   return y;
 }
 
