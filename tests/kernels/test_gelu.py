@@ -85,3 +85,23 @@ def test_accelerate_puts_it_into_the_feed_forwards_and_restore_takes_it_out():
     assert all(m.act is feedforward.gelu_tanh for m in ffs)
     assert set(model.state_dict()) == set(build_model("gpt", dict(vocab_size=64, max_len=16, d_model=32, n_heads=2,
                                                                    n_layers=2, dropout=0.0)).state_dict())
+
+
+def test_under_torch_compile_the_cached_choice_is_followed(tmp_path):
+    """Traced by torch.compile, the choice is read (or timed) eagerly and becomes a constant of the graph; the
+    compiled forward and backward equal eager's."""
+    x = torch.randn(6, 32)
+    key = f"gelu_tanh train 32 rows<=8 float32 threads={torch.get_num_threads()}"
+    path = tmp_path / "tune.json"
+    path.write_text(json.dumps({"choices": {key: {"order": ["sigmoid", "F.gelu"], "ms": {}}}}))
+    torch._dynamo.reset()
+    with using(Tuner(path)) as t:
+        xc, xe = x.clone().requires_grad_(), x.clone().requires_grad_()
+        yc = torch.compile(gelu.gelu_tanh, backend="aot_eager")(xc)
+        ye = gelu.gelu_tanh(xe)
+        torch.testing.assert_close(yc, ye)
+        yc.sum().backward()
+        ye.sum().backward()
+        torch.testing.assert_close(xc.grad, xe.grad)
+    assert list(t.records) == [key]
+    torch._dynamo.reset()
