@@ -196,4 +196,4 @@ def test_the_bundled_configs_pick_their_recipes():
     root = Path(__file__).resolve().parents[2] / "configs"
     reward, dpo = load_run_config(root / "reward-poems.yaml"), load_run_config(root / "dpo-poems.yaml")
     assert (reward.NAME, reward.recipe.sft, reward.data.pairs) == ("reward", "runs/sft-poems", "runs/pairs-train.jsonl")
-    assert (dpo.NAME, dpo.recipe.beta, dpo.data.val_pairs) == ("dpo", 0.1, "runs/pairs-val.jsonl")
+    assert (dpo.NAME, dpo.recipe.beta, dpo.data.val_pairs) == ("dpo", 0.5, "runs/pairs-val.jsonl")
