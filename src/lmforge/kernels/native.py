@@ -44,8 +44,11 @@ def extension():
                                                               file=sys.stderr, flush=True))
                     note.start()
                     try:
+                        # -fopenmp: at::parallel_for is OpenMP code inlined from torch's headers; compiled without
+                        # it, every product of ours ran on one thread whatever torch.get_num_threads() said
                         _extension = load("lmforge_cpu", [str(Path(__file__).with_name("cpu.cpp"))],
-                                          extra_cflags=["-O3", "-mavx2", "-mfma"], verbose=False)
+                                          extra_cflags=["-O3", "-mavx2", "-mfma", "-fopenmp"],
+                                          extra_ldflags=["-fopenmp"], verbose=False)
                     except Exception as e:  # no compiler, no ninja, ...: the other candidates remain
                         print(f"lmforge: the CPU kernels could not be built ({type(e).__name__}: "
                               f"{str(e).splitlines()[0] if str(e) else ''}); using torch's products",
