@@ -200,7 +200,18 @@ torch::Tensor linear_rows(torch::Tensor x, torch::Tensor w, c10::optional<torch:
   return y;
 }
 
+// How many of torch's threads at::parallel_for gave work to, over n items: torch.get_num_threads() when this file
+// was built with OpenMP (lmforge/kernels/native.py), 1 when it was not (tests/kernels/test_tune.py checks).
+int64_t parallel_threads(int64_t n) {
+  std::vector<int> ran(at::get_num_threads(), 0);
+  at::parallel_for(0, n, 1, [&](int64_t, int64_t) { ran[at::get_thread_num()] = 1; });
+  int64_t count = 0;
+  for (int r : ran) count += r;
+  return count;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("parallel_threads", &parallel_threads, "threads that at::parallel_for used for n items");
   m.def("int8_linear", &int8_linear, "(x @ q.T) * scale: fp32 x, int8 q, per-row fp32 scale");
   m.def("dequantize", &dequantize, "q * scale[:, None] as fp32");
   m.def("linear_rows", &linear_rows, "x @ w.T + bias for a few fp32 rows", py::arg("x"), py::arg("w"),
