@@ -6,7 +6,7 @@ behind a process-wide switch, and applied only by the code that wants them:
 
 | path | what it does | candidate for | switch |
 |---|---|---|---|
-| few rows (`fewrow.py`, `cpu.cpp`) | the column form: W cut into blocks times the rows as columns, one bmm; the thread split: the output features split across threads; up to 4 rows an AVX2 loop of ours (`cpu.cpp`: four weight rows streamed side by side) | fp32 inference on CPU, 1-32 rows (decoding) | `set_few_rows` (packed copies included) |
+| few rows (`fewrow.py`, `cpu.cpp`) | the column form: W cut into blocks times the rows as columns, one bmm; the thread split: the output features split across threads; up to 8 rows an AVX2 loop of ours (`cpu.cpp`: weight rows streamed side by side, on torch's threads) | fp32 inference on CPU, 1-32 rows (decoding) | `set_few_rows` (packed copies included) |
 | packed (`packed.py`) | oneDNN on a copy of W reordered for its kernel; costs a second copy of the weights | 3-32 rows, inside a `PackedWeights` table (the decoding Engine holds one) | `set_packing`, `lmforge serve --no-pack` |
 | oneDNN (`onednn.py`) | oneDNN's fp32 kernel instead of torch's default BLAS; in training the forward only | fp32 on CPU, more than 32 rows (a training batch, a prefill) | `set_large_onednn` |
 | huge pages (`hugepages.py`) | the model's weights moved into 2 MiB transparent huge pages | when asked: `huge_page_weights(model)` | `set_huge_pages` |

@@ -109,7 +109,7 @@ torch::Tensor dequantize(torch::Tensor q, torch::Tensor scale) {
   return w;
 }
 
-// 2. linear_rows: y = x @ w.T + bias for a few fp32 rows (decoding: 1-4), lmforge/kernels/linear.py's "avx2".
+// 2. linear_rows: y = x @ w.T + bias for a few fp32 rows (decoding: 1-8), lmforge/kernels/linear.py's "avx2".
 // A decoding step reads every weight once and does two flops per weight read: the product runs at the speed the
 // weight streams from memory. torch's few-row product (MKL's) read GPT-2's matrices 5-15% slower than this loop on
 // an AMD EPYC Zen 3 at one row, and at two rows ~1.5x slower (bench/generate.py --only linear). Here up to four
@@ -176,8 +176,9 @@ static void linear_block(const float* x, const float* w, const float* b, float* 
 
 // x (M, K) fp32, w (N, K) fp32, bias (N,) fp32 or None, all contiguous -> y (M, N) fp32. x's rows four at a
 // time (each weight read once for four rows), then two, one. (Eight at a time, with one weight row per step,
-// measured 0.79-0.93x F.linear at eight rows on an AMD EPYC Zen 3: the loads of x, not the weight, limit it
-// there, and oneDNN's packed product is the candidate for eight rows.)
+// measured 0.79-0.93x F.linear at eight rows of GPT-2's matrices on an AMD EPYC Zen 3: the loads of x, not the
+// weight, limit it. Two passes of four read the weight twice; for a matrix that sits in cache, as a 384-wide
+// model's do, that still timed 1.26-1.34x F.linear at eight rows and two threads.)
 torch::Tensor linear_rows(torch::Tensor x, torch::Tensor w, c10::optional<torch::Tensor> bias) {
   TORCH_CHECK(x.dim() == 2 && x.scalar_type() == torch::kFloat && x.is_contiguous(), "x: contiguous fp32 (M, K)");
   TORCH_CHECK(w.dim() == 2 && w.scalar_type() == torch::kFloat && w.is_contiguous() && w.size(1) == x.size(1),

@@ -3,7 +3,7 @@
 Which product takes which path (fp32 on CPU; everything else is F.linear):
 
 - 1-32 rows without gradients (decoding: batch x new tokens): the fastest of F.linear, the column form and
-  the thread split (lmforge.kernels.fewrow), up to 4 rows lmforge's own AVX2 loop ("avx2", cpu.cpp, built
+  the thread split (lmforge.kernels.fewrow), up to 8 rows lmforge's own AVX2 loop ("avx2", cpu.cpp, built
   by lmforge.kernels.native where a compiler is), and from 3 rows oneDNN on a packed copy of the weight
   (lmforge.kernels.packed; only inside a PackedWeights table, so a batch-1 decode never holds its weights
   twice). Timed per weight shape, rows rounded up to a power of two, and thread count: `_time_few_rows`
@@ -40,7 +40,7 @@ from lmforge.kernels.tune import bucket, choose, forced, measure
 from lmforge.nn.heads import LMHead as PlainLMHead
 
 _FEW_ROWS = 32  # up to this many rows a product reads its weights more than it computes: the decoding paths
-_NATIVE_ROWS = 4  # rows up to which the AVX2 loop is a candidate (at 8 it measured 0.79-0.93x F.linear: cpu.cpp)
+_NATIVE_ROWS = 8  # rows up to which the AVX2 loop is a candidate (in passes of four rows; cpu.cpp)
 # Below this many weights (256 x 256 in fp32: 256 KiB) a few-row F.linear takes a few microseconds, about what
 # choosing among the paths costs in Python (~5-10 us measured, torch 2.13): nothing to gain, so not even asked.
 _MIN_FEW_ROW_WEIGHT = 1 << 16
