@@ -153,14 +153,16 @@ def stale(record: dict, now: float | None) -> bool:
     return isinstance(then, (int, float)) and now is not None and then > BUSY and now * 1.5 <= then
 
 
-def measure(candidates: dict[str, Callable[[], object]], rounds: int = ROUNDS, calls: int = 1) -> dict[str, float]:
+def measure(candidates: dict[str, Callable[[], object]], rounds: int = ROUNDS, calls: int = 1, *,
+            warm: bool = True, grad: bool = False) -> dict[str, float]:
     """Median seconds per call of each candidate over `rounds` (made even) interleaved rounds of `calls` calls
-    each, the order reversed every other round, after one untimed pass of `calls` calls each (module
-    docstring: why short calls, the median and the order)."""
+    each, the order reversed every other round, after one untimed pass of `calls` calls each unless `warm` is
+    False (the caller has run them) (module docstring: why short calls, the median and the order). Without
+    autograd unless `grad` (a training step's forward and backward)."""
     times: dict[str, list[float]] = {name: [] for name in candidates}
     order = list(candidates.items())
-    with torch.no_grad():
-        for _, fn in order:
+    with torch.enable_grad() if grad else torch.no_grad():
+        for _, fn in (order if warm else ()):
             for _ in range(calls):
                 fn()
         for r in range(rounds + rounds % 2):

@@ -26,7 +26,6 @@ If compilation fails (no C++ compiler, an unsupported op), training continues ea
 """
 from __future__ import annotations
 
-import statistics
 import time
 import warnings
 from typing import Any, Callable
@@ -52,21 +51,6 @@ class CompileFailed(RuntimeError):
     """torch.compile could not compile the model here (the cause is chained)."""
 
 
-def time_steps(candidates: dict[str, Callable[[], Any]], rounds: int = ROUNDS, calls: int = CALLS) -> dict[str, float]:
-    """Median seconds per call of each candidate over `rounds` interleaved rounds of `calls` calls, the order
-    reversed every other round (lmforge.kernels.tune.measure's scheme, with autograd on: a call is a
-    training step's forward and backward). Every candidate has been called at least once before (warm)."""
-    times: dict[str, list[float]] = {name: [] for name in candidates}
-    order = list(candidates.items())
-    for r in range(rounds + rounds % 2):
-        for name, fn in (order if r % 2 == 0 else order[::-1]):
-            for _ in range(calls):
-                t = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - t)
-    return {name: statistics.median(ts) for name, ts in times.items()}
-
-
 def warm_up(step: Callable[[], Any]) -> float:
     """Run the compiled step once (dynamo traces, inductor compiles forward and backward): its seconds.
     CompileFailed if compilation fails."""
@@ -84,7 +68,7 @@ def choose_compile(key: str, eager_step: Callable[[], Any], compiled_step: Calla
 
     eager_step / compiled_step: one forward + backward each (no optimizer step). The compiled one is run once
     first, always (compilation, timed), unless the cache says eager; then, if the key is not in
-    lmforge.kernels.tune's cache, both are timed (time_steps) and compiled is kept only if `margin` times faster.
+    lmforge.kernels.tune's cache, both are timed (tune.measure, with autograd) and compiled is kept only if `margin` times faster.
     CompileFailed propagates (the caller trains eager and warns).
 
     Example: choose_compile("compile cpu ...", eager, compiled) -> (True, "a training step measured 1.12x ...", 24.8)
@@ -97,7 +81,7 @@ def choose_compile(key: str, eager_step: Callable[[], Any], compiled_step: Calla
     def seconds() -> dict[str, float]:
         compile_s.append(warm_up(compiled_step))
         eager_step()  # warm: first-call set-up is not what we compare
-        return time_steps({"eager": eager_step, "compiled": compiled_step})
+        return tune.measure({"eager": eager_step, "compiled": compiled_step}, ROUNDS, CALLS, warm=False, grad=True)
 
     verdict = tune.choose(key, names, seconds, margin=margin)[0]
     record = tune.tuner().records.get(key)
