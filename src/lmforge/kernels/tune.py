@@ -209,7 +209,10 @@ class Tuner:
             if key in self._orders:
                 return self._orders[key]
             if not _tuning:  # a stale choice on file is still better than none; else the default, not recorded
-                return tuple(self.records[key]["order"]) if key in self.records else (names[0],)
+                if key in self.records:
+                    self._orders[key] = tuple(self.records[key]["order"])  # the hot path's lookup from now on
+                    return self._orders[key]
+                return (names[0],)
             busy = load()
             measured = seconds()
             order = rank(measured, names[0], margin)
