@@ -1,14 +1,17 @@
-"""GPT-2's tanh GELU for training, computed by the faster of torch's kernel and its sigmoid form on this machine.
+"""GPT-2's tanh GELU for training, computed by the fastest of three forms on this machine.
 
 0.5 (1 + tanh(z)) = sigmoid(2 z), so gelu_tanh(x) = x * sigmoid(2 C (x + A x^3)), C = sqrt(2 / pi), A = 0.044715.
-torch's CPU kernel for F.gelu(approximate="tanh") (forward and backward) spends its time in a vectorised tanh;
-the sigmoid form is a few passes of cheap ops each way. Forward + backward of a (12, 64, 512) fp32 tensor, AMD
-EPYC Zen 3 (AVX2), torch 2.13, two threads: 1.65 ms for torch's kernel, 1.22 ms for the sigmoid form (0.89 ms
-for the exact erf GELU); nanoGPT's CPU recipe shape spent ~9% of its training step there. Whether that holds
-on another CPU (AVX-512's tanh) is not assumed: like every fast path (lmforge.kernels.tune) the first training
-use of a (rows rounded to a power of two, width, dtype, threads) times forward + backward of both on the
-input at hand and keeps the sigmoid form only where it measured at least 5% faster; the choice is cached on
-disk with the others.
+torch's CPU kernel for F.gelu(approximate="tanh") (forward and backward) spends its time in a vectorised tanh.
+The candidates: torch's kernel ("F.gelu", the default); the sigmoid form in plain torch ops ("sigmoid", a few
+passes each way); and one pass each way in lmforge's AVX2 kernels ("avx2", cpu.cpp, fp32 only, where they can
+be built). Forward + backward of a (12, 64, 512) fp32 tensor, AMD EPYC Zen 3 (AVX2), torch 2.13, two threads:
+torch's kernel 1.65-1.99 ms, the sigmoid form 1.22-1.89 ms, the AVX2 kernels 0.39 ms (the exact erf GELU,
+nanoGPT's: 0.71-0.89 ms); nanoGPT's CPU recipe shape spent ~9% of its training step in torch's kernel. Whether
+that holds on another CPU (AVX-512's tanh) is not assumed: like every fast path (lmforge.kernels.tune) the
+first training use of a (rows rounded to a power of two, width, dtype, threads) times forward + backward of
+each on an input of that shape and keeps a form of ours only where it measured at least 5% faster than
+torch's; the choice is cached on disk with the others. Under torch.compile the sigmoid form is traced where
+eager chose a form of ours (the AVX2 kernels are opaque to inductor).
 
 Only where autograd records (training) in fp32/fp64 on CPU, with the fast paths on: evaluation and decoding
 (no gradient), bf16 and other devices take torch's kernel, bit for bit lmforge.nn.feedforward.gelu_tanh.
@@ -23,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+import lmforge.kernels.native as native
 from lmforge.kernels.tune import bucket, choose, measure
 
 _C = math.sqrt(2.0 / math.pi)  # GPT-2's tanh approximation: 0.5 x (1 + tanh(C (x + A x^3)))
@@ -58,7 +62,7 @@ _enabled = True
 
 
 def set_gelu(enabled: bool) -> None:
-    """The sigmoid form on (chosen by timing, the default) or off (torch's kernel everywhere)."""
+    """Our forms on (chosen by timing, the default) or off (torch's kernel everywhere)."""
     global _enabled
     _enabled = bool(enabled)
 
@@ -71,34 +75,62 @@ def _forward_backward(f, x: Tensor, g: Tensor):
     return call
 
 
+class _GeluTanhAVX2(torch.autograd.Function):
+    """The same forward and gradient in one pass each way: lmforge's AVX2 kernels (cpu.cpp, gelu_tanh_forward /
+    gelu_tanh_backward; fp32, contiguous), which keep s = sigmoid(2z) from the forward for the backward."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        y, s = native.extension().gelu_tanh_forward(x.contiguous())
+        ctx.save_for_backward(x, s)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        x, s = ctx.saved_tensors
+        return native.extension().gelu_tanh_backward(x.contiguous(), s, grad.contiguous())
+
+
+_FORMS = {"sigmoid": _GeluTanh.apply, "avx2": _GeluTanhAVX2.apply}
+
+
 def _choice(shape: tuple[int, ...], dtype: torch.dtype) -> str:
-    """"sigmoid" or "F.gelu" for training on inputs of this shape and dtype: tune's cached choice, timed on a
-    random input of the shape the first time (forward + backward of each)."""
+    """"F.gelu", "sigmoid" or "avx2" for training on inputs of this shape and dtype: tune's cached choice, timed
+    on a random input of the shape the first time (forward + backward of each)."""
     width = shape[-1] if shape else 1
     rows = bucket(max(1, math.prod(shape) // max(1, width)))
     key = f"gelu_tanh train {width} rows<={rows} {str(dtype).removeprefix('torch.')} threads={torch.get_num_threads()}"
+    names = ("F.gelu", "sigmoid") + (("avx2",) if dtype == torch.float32 and native.buildable() else ())
 
     def seconds():
         probe = torch.randn(shape, dtype=dtype, generator=torch.Generator().manual_seed(0)).requires_grad_()
         g = torch.ones_like(probe)
-        return measure({"F.gelu": _forward_backward(lambda t: F.gelu(t, approximate="tanh"), probe, g),
-                        "sigmoid": _forward_backward(_GeluTanh.apply, probe, g)}, rounds=6)
-    return choose(key, ("F.gelu", "sigmoid"), seconds)[0]
+        forms = {"F.gelu": lambda t: F.gelu(t, approximate="tanh"), **_FORMS}
+        return measure({n: _forward_backward(forms[n], probe, g) for n in names
+                        if n != "avx2" or native.extension() is not None}, rounds=6)
+    order = choose(key, names, seconds)
+    return next(n for n in order if n != "avx2" or native.extension() is not None)
 
 
 @torch.compiler.assume_constant_result
 def _traced_choice(shape: tuple[int, ...], dtype: torch.dtype) -> bool:
-    """_choice for torch.compile: run (eagerly: it may time) while dynamo traces, its answer a constant of the
-    graph. Under inductor the sigmoid form measured 1.12x F.gelu's for the whole training step of nanoGPT's CPU
-    shape (AMD EPYC Zen 3, one thread): inductor fuses either, and the sigmoid form's code is cheaper there too."""
-    return _choice(shape, dtype) == "sigmoid"
+    """Whether to trace the sigmoid form under torch.compile: where eager timed a form of ours faster than torch's
+    (the AVX2 kernel is opaque to inductor, so its plain-op twin is traced instead). Run eagerly while dynamo
+    traces (it may time); its answer is a constant of the graph. Under inductor the sigmoid form measured 1.12x
+    F.gelu's for the whole training step of nanoGPT's CPU shape (AMD EPYC Zen 3, one thread)."""
+    return _choice(shape, dtype) != "F.gelu"
 
 
 def gelu_tanh(x: Tensor) -> Tensor:
-    """F.gelu(x, approximate="tanh"), by the form timed faster for training here (module docstring)."""
+    """F.gelu(x, approximate="tanh"), by the form timed fastest for training here (module docstring)."""
     if (_enabled and x.requires_grad and torch.is_grad_enabled() and x.dtype in (torch.float32, torch.float64)
             and x.device.type == "cpu"):
         shape = tuple(x.shape)
-        if (_traced_choice(shape, x.dtype) if torch.compiler.is_compiling() else _choice(shape, x.dtype) == "sigmoid"):
-            return _GeluTanh.apply(x)
+        if torch.compiler.is_compiling():
+            if _traced_choice(shape, x.dtype):
+                return _GeluTanh.apply(x)
+        else:
+            name = _choice(shape, x.dtype)
+            if name != "F.gelu":
+                return _FORMS[name](x)
     return F.gelu(x, approximate="tanh")
