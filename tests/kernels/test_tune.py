@@ -297,3 +297,15 @@ def test_a_choice_timed_on_a_busy_machine_is_timed_again_on_a_quieter_one(tmp_pa
     assert tune.stale({"load": 3.0}, 1.0) and not tune.stale({"load": 3.0}, 2.5)
     assert not tune.stale({"load": 1.0}, 0.1) and not tune.stale({}, 0.1) and not tune.stale({"load": 3.0}, None)
 
+
+
+def test_a_choice_timed_without_a_candidate_the_caller_now_has_is_timed_again(tmp_path):
+    """A later lmforge (or a kernel built since) brings a new candidate: the cached choice did not weigh it, so the
+    key is timed again with it; a cached choice that weighed every candidate is used untimed."""
+    path = tmp_path / "tune.json"
+    Tuner(path).choose("k", ("F.linear", "x"), lambda: {"F.linear": 1.0, "x": 0.5})
+    assert Tuner(path).choose("k", ("F.linear", "x"), no_timing) == ("x", "F.linear")
+    again = Tuner(path).choose("k", ("F.linear", "x", "y"), lambda: {"F.linear": 1.0, "x": 0.5, "y": 0.2})
+    assert again == ("y", "x", "F.linear")
+    assert Tuner(path).choose("k", ("F.linear", "x", "y"), no_timing) == again
+    assert Tuner(path).choose("k", ("F.linear", "y"), no_timing) == again  # fewer candidates here: still covered

@@ -28,7 +28,8 @@ them, and the outcome is kept:
   be wrong on the quiet machine: decode read 35.1 tok/s with such choices against 43.3 with choices timed
   quiet (issue 17, AMD EPYC Zen 3). A choice timed at more than `BUSY` processes per core is timed again
   the first time it is used in a process whose machine is at least 1.5x less loaded, and the new timing
-  replaces it.
+  replaces it. Likewise a choice timed without one of today's candidates (a later version added a kernel) is
+  timed again.
 
 Switches: `set_tuning(False)` (or LMFORGE_TUNING=0 in the environment) times nothing: a key not cached
 takes the default. `forced(*names)` makes every choice the first of `names` among its candidates, untimed
@@ -191,6 +192,7 @@ class Tuner:
         self.path = None if path is None else Path(path)
         self.records: dict[str, dict] = {}
         self._orders: dict[str, tuple[str, ...]] = {}  # the hot path's lookup: key -> order
+        self._fresh: set[str] = set()  # keys on file that were not timed on a much busier machine (`stale`)
         self._loaded = False
         self._lock = threading.RLock()  # one timing at a time: two would disturb each other
 
@@ -207,6 +209,10 @@ class Tuner:
         with self._lock:
             self._load()
             if key in self._orders:
+                return self._orders[key]
+            record = self.records.get(key)
+            if key in self._fresh and (not record.get("ms") or set(names) <= set(record["ms"])):
+                self._orders[key] = tuple(record["order"])  # on file, timed quiet enough, with every candidate
                 return self._orders[key]
             if not _tuning:  # a stale choice on file is still better than none; else the default, not recorded
                 if key in self.records:
@@ -225,7 +231,8 @@ class Tuner:
 
     def _load(self) -> None:
         """Read the file once (a missing one is an empty cache; a broken one is ignored, with a warning). A choice
-        timed on a much busier machine than this one is kept on file but not used: it is timed again (`stale`)."""
+        timed on a much busier machine than this one is kept on file but not used: it is timed again (`stale`);
+        so is one whose timing lacks a candidate the caller now has (a later lmforge, a kernel built since)."""
         if self._loaded:
             return
         self._loaded = True
@@ -233,7 +240,7 @@ class Tuner:
         for key, record in self._read().items():
             self.records.setdefault(key, record)
             if not stale(record, now):
-                self._orders.setdefault(key, tuple(record["order"]))
+                self._fresh.add(key)
 
     def _read(self, warn: bool = True) -> dict[str, dict]:
         if self.path is None or not self.path.exists():
