@@ -13,6 +13,14 @@
 #include <vector>
 #ifdef __AVX2__
 #include <immintrin.h>
+
+// the sum of a register's 8 floats: 8 lanes -> 4 -> 1
+static inline float hsum8(__m256 s) {
+  __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+  h = _mm_hadd_ps(h, h);
+  h = _mm_hadd_ps(h, h);
+  return _mm_cvtss_f32(h);
+}
 #endif
 
 // out[r] = sum_k x[r * K + k] * w[k] for R rows of x (fp32) and one row of the weight (int8), both of length K.
@@ -38,13 +46,8 @@ static inline void dot_int8(const float* x, const int8_t* w, int64_t K, float* o
       for (int j = 0; j < 4; ++j)
         acc[r][j] = _mm256_fmadd_ps(_mm256_loadu_ps(x + r * K + k + 8 * j), f[j], acc[r][j]);
   }
-  for (int r = 0; r < R; ++r) {
-    __m256 s = _mm256_add_ps(_mm256_add_ps(acc[r][0], acc[r][1]), _mm256_add_ps(acc[r][2], acc[r][3]));
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));  // 8 lanes -> 4
-    h = _mm_hadd_ps(h, h);
-    h = _mm_hadd_ps(h, h);                                                           // 4 -> 1
-    sum[r] = _mm_cvtss_f32(h);
-  }
+  for (int r = 0; r < R; ++r)
+    sum[r] = hsum8(_mm256_add_ps(_mm256_add_ps(acc[r][0], acc[r][1]), _mm256_add_ps(acc[r][2], acc[r][3])));
 #endif
   for (; k < K; ++k)  // the tail (or everything, without AVX2)
     for (int r = 0; r < R; ++r) sum[r] += x[r * K + k] * static_cast<float>(w[k]);
@@ -119,12 +122,6 @@ torch::Tensor dequantize(torch::Tensor q, torch::Tensor scale) {
 // (four independent FMA chains at one row, eight at two and four rows); x (a few KiB to 48 KiB) stays in
 // L1/L2, so each weight is read from memory once for up to four rows. Output rows are split across torch's threads in
 // blocks; each block adds its bias.
-static inline float hsum8(__m256 s) {
-  __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-  h = _mm_hadd_ps(h, h);
-  h = _mm_hadd_ps(h, h);
-  return _mm_cvtss_f32(h);
-}
 
 // y[r * N + j] = sum_k x[r * K + k] * w[j * K + k] for R rows of x and J (1 or 4) rows of w
 template <int R, int J>

@@ -81,14 +81,15 @@ class _GeluTanhAVX2(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:
-        y, s = native.extension().gelu_tanh_forward(x.contiguous())
+        x = x.contiguous()
+        y, s = native.extension().gelu_tanh_forward(x)
         ctx.save_for_backward(x, s)
         return y
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> Tensor:
         x, s = ctx.saved_tensors
-        return native.extension().gelu_tanh_backward(x.contiguous(), s, grad.contiguous())
+        return native.extension().gelu_tanh_backward(x, s, grad.contiguous())
 
 
 _FORMS = {"sigmoid": _GeluTanh.apply, "avx2": _GeluTanhAVX2.apply}

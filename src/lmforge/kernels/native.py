@@ -9,6 +9,7 @@ products remain.
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import shutil
 import sys
@@ -21,6 +22,7 @@ _lock = threading.Lock()
 _extension = None  # the built module; False once building failed
 
 
+@functools.cache  # asked on hot paths (each training GELU): PATH is searched once
 def buildable() -> bool:
     """Whether `extension()` can be expected to build here, without building it: an AVX2 CPU (as torch sees it), a
     C++ compiler on the PATH and ninja importable."""
