@@ -56,19 +56,19 @@ def make_eval(out_dir: Path, dirs: dict[str, Path], options: dict) -> None:
     if options.get("limit"):
         examples = examples[:int(options["limit"])]
     rows = {}
+    n = int(options.get("n", 16))  # poems per title
     for name in EVAL_RUNS:
         if name not in dirs or not (dirs[name] / "train_state.pt").is_file():
             continue  # a stage left out with --only
         run_dir = dirs[name]
         saved = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-        r = evaluate_poems(lmforge.load(run_dir), load_tokenizer(run_dir), examples, n=int(options.get("n", 16)),
+        system = saved.get("data", {}).get("system") or poems.SYSTEM_PROMPT
+        r = evaluate_poems(lmforge.load(run_dir), load_tokenizer(run_dir), examples, n=n,
                            temperature=float(options.get("temperature", 1.0)), seed=int(options.get("seed", 0)),
-                           system=saved.get("data", {}).get("system") or poems.SYSTEM_PROMPT)
+                           system=system)
         scored = [e for e in examples if e.form]
-        n = int(options.get("n", 16))
         prompts = [scored[i // n].prompt for i in range(len(r["samples"]))]
         texts = [s["text"] for s in r["samples"]]
-        system = saved.get("data", {}).get("system") or poems.SYSTEM_PROMPT
         if name != "sft" and "sft" in dirs and (dirs["sft"] / "train_state.pt").is_file():
             r["kl_to_sft"] = kl_to_reference(lmforge.load(run_dir), lmforge.load(dirs["sft"]),
                                              load_tokenizer(run_dir), prompts, texts, system)

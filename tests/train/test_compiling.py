@@ -9,7 +9,7 @@ from lmforge.config import TrainConfig
 from lmforge.data.sampler import RandomWindows
 from lmforge.kernels import tune
 from lmforge.models import build_model
-from lmforge.train.compiling import CompileFailed, check_mode, choose_compile
+from lmforge.train.compiling import CompileFailed, choose_compile
 from lmforge.train.loop import Trainer
 
 
@@ -67,8 +67,6 @@ def test_a_compilation_that_fails_is_reported_and_not_cached(tuner):
 def test_bad_values_say_what_to_write(bad):
     with pytest.raises(ValueError, match="compile"):
         TrainConfig.from_dict({"compile": bad})
-    with pytest.raises(ValueError, match="true, false or auto"):
-        check_mode(bad)
     with pytest.raises(ValueError, match="true, false or auto"):
         TrainConfig(compile=bad)
 

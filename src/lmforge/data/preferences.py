@@ -80,13 +80,8 @@ def extremes(pairs: list[Pair]) -> list[Pair]:
         first.setdefault(key, p)
         texts.setdefault(p.chosen, p.chosen_score)
         texts.setdefault(p.rejected, p.rejected_score)
-    out = []
-    for key, texts in groups.items():
-        items = list(texts.items())
-        best = max(items, key=lambda kv: kv[1])  # max/min keep the first of equal scores
-        worst = min(items, key=lambda kv: kv[1])
-        out.append(Pair(key[0], best[0], worst[0], float(best[1]), float(worst[1]), dict(first[key].extra)))
-    return out
+    ranked = (rank(key[0], list(texts), list(texts.values()), **first[key].extra) for key, texts in groups.items())
+    return [pair for pair in ranked if pair is not None]  # None: all of a prompt's texts tie (not from rank_all)
 
 
 AFTER_TRAINING_READ = 4096  # train pairs a recipe reads again after training (evaluate, normalise)

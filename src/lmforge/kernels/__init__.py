@@ -10,7 +10,7 @@ behind a process-wide switch, and applied only by the code that wants them:
 | packed (`packed.py`) | oneDNN on a copy of W reordered for its kernel; costs a second copy of the weights | 3-32 rows, inside a `PackedWeights` table (the decoding Engine holds one) | `set_packing`, `lmforge serve --no-pack` |
 | oneDNN (`onednn.py`) | oneDNN's fp32 kernel instead of torch's default BLAS; in training the forward only | fp32 on CPU, more than 32 rows (a training batch, a prefill) | `set_large_onednn` |
 | huge pages (`hugepages.py`) | the model's weights moved into 2 MiB transparent huge pages | when asked: `huge_page_weights(model)` | `set_huge_pages` |
-| GELU (`gelu.py`) | GPT-2's tanh GELU in training (forward + backward) as a sigmoid: in plain torch ops, or one pass each way in AVX2 (`cpu.cpp`) | fp32 training on CPU, FeedForward layers with gelu_tanh | `gelu.set_gelu` |
+| GELU (`gelu.py`) | GPT-2's tanh GELU in training (forward + backward) as a sigmoid: in plain torch ops, or one pass each way in AVX2 (`cpu.cpp`) | fp32 training on CPU, modules whose `act` is gelu_tanh (FeedForward, a masked-LM head) | `gelu.set_gelu` |
 | int8 (`int8.py`) | int8 weight-only products (lmforge.nn.quant.Int8Linear): torch's `_weight_int8pack_mm`, an AVX2 kernel of ours (`cpu.cpp`) or dequantize + F.linear, whichever times fastest here | a model from `lmforge.quantize(model, "int8")` | `set_int8` |
 
 Which product runs is measured, never assumed (`tune.py`): the first time `linear.py` needs a kind of

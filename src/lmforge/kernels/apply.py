@@ -1,7 +1,7 @@
 """Putting the fast products into a model and taking them out again; one switch for every path.
 
-`accelerate(model)` gives each FeedForward whose activation is the tanh GELU lmforge.kernels.gelu's (timed
-against torch's for training), and changes, in place, the class of each module whose type is exactly torch.nn.Linear,
+`accelerate(model)` gives each module whose `act` is the tanh GELU (FeedForward, the masked-LM head)
+lmforge.kernels.gelu's (timed against torch's for training), and changes, in place, the class of each module whose type is exactly torch.nn.Linear,
 lmforge.nn.LMHead or lmforge.nn.quant.Int8Linear to its subclass here (lmforge.kernels.linear.Linear / LMHead,
 lmforge.kernels.int8.Int8Linear), which computes with lmforge.kernels.linear (or int8_linear). Nothing else
 changes: the same module and Parameter objects, the same state-dict keys, `isinstance(m, nn.Linear)` still
@@ -39,7 +39,7 @@ def accelerate(model: nn.Module) -> nn.Module:
         fast = _FAST.get(type(m))
         if fast is not None:
             m.__class__ = fast
-        elif isinstance(m, feedforward.FeedForward) and m.act is feedforward.gelu_tanh:
+        elif getattr(m, "act", None) is feedforward.gelu_tanh:  # a FeedForward's, a masked-LM head's
             m.act = gelu.gelu_tanh  # an instance attribute: no parameter, no state-dict key
     return model
 
@@ -50,7 +50,7 @@ def restore(model: nn.Module) -> nn.Module:
         plain = _PLAIN.get(type(m))
         if plain is not None:
             m.__class__ = plain
-        elif isinstance(m, feedforward.FeedForward) and m.act is gelu.gelu_tanh:
+        elif getattr(m, "act", None) is gelu.gelu_tanh:
             m.act = feedforward.gelu_tanh
     return model
 

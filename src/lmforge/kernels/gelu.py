@@ -15,8 +15,8 @@ eager chose a form of ours (the AVX2 kernels are opaque to inductor).
 
 Only where autograd records (training) in fp32/fp64 on CPU, with the fast paths on: evaluation and decoding
 (no gradient), bf16 and other devices take torch's kernel, bit for bit lmforge.nn.feedforward.gelu_tanh.
-lmforge.kernels.accelerate puts it into a model's FeedForward layers whose activation is gelu_tanh or
-geglu_tanh; restore() takes it out.
+lmforge.kernels.accelerate puts it into a model's modules whose `act` is gelu_tanh (FeedForward layers with
+gelu_tanh or geglu_tanh, a masked-LM head); restore() takes it out.
 """
 from __future__ import annotations
 

@@ -5,14 +5,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from lmforge.nn.heads import classification_loss
+
 
 def token_loss(logits: Tensor, targets: Tensor | None) -> Tensor | None:
     """Mean cross-entropy of (..., vocab) logits over the targets that are not -100 (None without targets): the
     `loss` of every language-model forward."""
-    if targets is None:
-        return None
-    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1),
-                                             ignore_index=-100)
+    return None if targets is None else classification_loss(logits, targets)
 
 
 @dataclass

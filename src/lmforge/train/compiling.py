@@ -34,17 +34,8 @@ import torch
 
 from lmforge.kernels import tune
 
-MODES = (False, True, "auto")
 ROUNDS = 6  # interleaved rounds (even: each candidate first in half of them); a step is ~0.01-1 s
 CALLS = 2   # steps per candidate per round
-
-
-def check_mode(value: Any) -> bool | str:
-    """train.compile as given -> False, True or "auto"; anything else is a ValueError that says what to write."""
-    if isinstance(value, bool) or value == "auto":
-        return value
-    raise ValueError(f"train.compile must be true, false or auto, got {value!r}: true compiles the model with "
-                     "torch.compile, false trains eager, auto times both on this machine and keeps the faster")
 
 
 class CompileFailed(RuntimeError):
@@ -75,10 +66,11 @@ def choose_compile(key: str, eager_step: Callable[[], Any], compiled_step: Calla
     """
     key = f"compile {key} threads={torch.get_num_threads()}"
     names = ("eager", "compiled")
-    cached = _in_file(key)
     compile_s: list[float] = []
+    timed: list[bool] = []  # seconds() ran: timed now, not read from the cache
 
     def seconds() -> dict[str, float]:
+        timed.append(True)
         compile_s.append(warm_up(compiled_step))
         eager_step()  # warm: first-call set-up is not what we compare
         return tune.measure({"eager": eager_step, "compiled": compiled_step}, ROUNDS, CALLS, warm=False, grad=True)
@@ -90,18 +82,10 @@ def choose_compile(key: str, eager_step: Callable[[], Any], compiled_step: Calla
     if record is None:  # tuning off and nothing cached, or a forced choice
         return verdict == "compiled", f"not timed (tuning off or forced): {verdict}", (compile_s or [None])[0]
     speed = record["ms"]["eager"] / record["ms"]["compiled"]
-    when = " (an earlier run on this machine, cached)" if cached else ""
+    when = "" if timed else " (an earlier run on this machine, cached)"
     return (verdict == "compiled",
             f"a training step measured {speed:.2f}x eager's speed compiled{when}: {verdict}",
             (compile_s or [None])[0])
-
-
-def _in_file(key: str) -> bool:
-    """Is the key in the cache file already (loaded by tune's first choose)? Read without timing anything."""
-    t = tune.tuner()
-    with t._lock:
-        t._load()
-    return key in t.records
 
 
 def failed(e: CompileFailed) -> str:

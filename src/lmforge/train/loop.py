@@ -33,7 +33,7 @@ from lmforge.objectives import LossOutput
 from lmforge.train import checkpoint as ckpt
 from lmforge.train import dist as parallel
 from lmforge.train.adapters import adapt, save_adapter_of
-from lmforge.train.compiling import CompileFailed, check_mode, choose_compile, failed
+from lmforge.train.compiling import CompileFailed, choose_compile, failed
 from lmforge.train.compiling import warm_up as compiling_warm_up
 from lmforge.train.dist import Dist, resolve_device
 from lmforge.train.optim import Schedule, build_optimizer
@@ -160,7 +160,7 @@ class Trainer:
         self._tokens_before = 0  # all ranks' tokens up to the checkpoint resumed from
         self._elapsed, self._fit_t0 = 0.0, None  # training wall time before this fit() call; when it started
         self.stop_reason: str | None = None  # why fit() ended before max_steps (request_stop), else None
-        self.compile_mode = check_mode(config.compile)
+        self.compile_mode = config.compile  # False, True or "auto" (TrainConfig checks it)
         self.compiled: bool | None = None  # torch.compile in use? decided when fit() starts (lmforge.train.compiling)
         self._wrap(self.model)
 
