@@ -136,7 +136,7 @@ def test_fill_masked_one_pass_and_iterative_by_hand(setup):
         assert len(f1) == len(fi) == len(b.answer)
 
 
-def test_fill_blank_is_glm_infill_one_prompt_at_a_time(setup):
+def test_fill_blank_is_glm_infill_one_prompt_at_a_time(setup, monkeypatch):
     """The batched fill (through generate) equals lmforge.generate.infill's, prompt by prompt, cut at the first
     non-Han token (infill stops only at <eop>)."""
     from lmforge.generate.infill import infill
@@ -147,9 +147,17 @@ def test_fill_blank_is_glm_infill_one_prompt_at_a_time(setup):
     glm = build_model("glm", dict(vocab_size=tok.vocab_size, max_len=96, d_model=32, n_heads=2, n_layers=2,
                                   pad_id=s["<pad>"], mask_id=s["[MASK]"], smask_id=s["[sMASK]"],
                                   gmask_id=s["[gMASK]"], sop_id=s["<sop>"], eop_id=s["<eop>"])).eval()
+    import lmforge.generate
+    real, sent = lmforge.generate.generate, []
+    # the prompts fill_blank decodes: with this seed both blanks happen to give the same fills, so the blank
+    # token in every prompt is what shows `blank` was used
+    monkeypatch.setattr(lmforge.generate, "generate", lambda model, prompts, **kw: sent.append(prompts) or real(
+        model, prompts, **kw))
     for blank in ("[MASK]", "[sMASK]"):  # the hole marked by the span blank or the sentence blank
+        sent.clear()
         fills = fill_blank(glm, tok, bl, budget=40, blank=blank)
         assert any(fills)
+        assert sent and all(s[blank] in p for prompts in sent for p in prompts)
         for b, fill in zip(bl, fills):
             left, right = b.window(40)
             (one,) = infill(glm, tok.encode(left) + [s[blank]] + tok.encode(right), max_tokens=MAX_LINE)

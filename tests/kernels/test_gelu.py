@@ -43,15 +43,15 @@ def test_the_sigmoid_form_gradcheck_float64():
         assert torch.autograd.gradcheck(gelu.gelu_tanh, (x,))
 
 
-@pytest.mark.parametrize("order, expected", [(["sigmoid", "F.gelu"], "GeluTanh"), (["F.gelu"], "GeluBackward")])
+@pytest.mark.parametrize("order, expected", [(["sigmoid", "F.gelu"], "_GeluTanhBackward"), (["F.gelu"], "GeluBackward0")])
 def test_the_cached_choice_is_followed(tmp_path, order, expected):
     x = torch.randn(6, 32, requires_grad=True)
     key = f"gelu_tanh train 32 rows<=8 float32 threads={torch.get_num_threads()}"
     path = tmp_path / "tune.json"
     path.write_text(json.dumps({"choices": {key: {"order": order, "ms": {}}}}))
     with using(Tuner(path)) as t:
-        assert expected in backward_name(gelu.gelu_tanh(x))
-    assert list(t.records) == [key]
+        assert backward_name(gelu.gelu_tanh(x)) == expected
+    assert list(t.records) == [key] and t.records[key]["ms"] == {}  # read from the file, not timed again
 
 
 def test_a_new_shape_is_timed_and_recorded(tmp_path):
@@ -103,8 +103,9 @@ def test_under_torch_compile_the_cached_choice_is_followed(tmp_path):
     with using(Tuner(path)) as t:
         xc, xe = x.clone().requires_grad_(), x.clone().requires_grad_()
         yc = torch.compile(gelu.gelu_tanh, backend="aot_eager")(xc)
+        assert list(t.records) == [key]  # the compiled call read the choice
         ye = gelu.gelu_tanh(xe)
-        torch.testing.assert_close(yc, ye)
+        assert torch.equal(yc, ye)  # the same ops: torch's tanh GELU would differ in the last bits
         yc.sum().backward()
         ye.sum().backward()
         torch.testing.assert_close(xc.grad, xe.grad)

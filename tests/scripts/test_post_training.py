@@ -90,6 +90,7 @@ def test_every_stage_runs_then_a_second_call_skips_them(tmp_path, capsys, monkey
     assert f"[2/{len(STAGES)}] sft: done, skipped" in capsys.readouterr().out
     # stopped after the last checkpoint but before the summary (DPO's evaluation, the reward model's bias
     # shift): not done; resumed, it trains no further step and writes the summary
+    metrics = {stage: (out / stage / "metrics.jsonl").read_text() for stage in ("reward", "dpo", "grpo")}
     for stage, summary in (("reward", "reward.json"), ("dpo", "dpo.json"), ("grpo", "rl.json")):
         (out / stage / summary).unlink()
     assert pt.run(out, sets, only=["reward", "dpo", "grpo"], options=EVAL) == dict.fromkeys(
@@ -97,6 +98,7 @@ def test_every_stage_runs_then_a_second_call_skips_them(tmp_path, capsys, monkey
     for stage, summary in (("reward", "reward.json"), ("dpo", "dpo.json"), ("grpo", "rl.json")):
         assert (out / stage / summary).is_file()
         assert [json.loads(x)["step"] for x in (out / stage / "metrics.jsonl").read_text().splitlines()][-1] == 2
+        assert (out / stage / "metrics.jsonl").read_text() == metrics[stage]  # no step trained again
     # a longer SFT asked for later: the finished one is continued, not restarted; the pairs made from it and
     # the eval are made again (the stages trained from the old SFT are left: their configs did not change)
     assert pt.run(out, sets + ["sft.train.max_steps=6"], only=["base", "sft", "pairs", "eval"], options=EVAL) == {
