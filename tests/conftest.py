@@ -41,14 +41,20 @@ def transformers():
 
 @pytest.fixture(scope="session")
 def memo_run(tmp_path_factory):
-    """A tiny Transformer trained by the translation recipe to memorise 32 pairs (plus 2 'grep' pairs as its val split); shared by tests."""
+    """A tiny Transformer trained by the translation recipe to memorise 32 pairs (plus 2 'grep' pairs as its val split); shared by tests.
+
+    Trained with torch's default products and attention (tune.forced()): the fast paths are chosen by timing,
+    so which ran would depend on the machine, and its outputs on sources it never saw (recorded in
+    tests/generate/recorded-memo.json) change with the last bits of its weights."""
     from lmforge.data.translation import Pair
+    from lmforge.kernels.tune import forced
     from lmforge.train.recipes.translation import run as train
     d = tmp_path_factory.mktemp("memo")
     pairs = memo_pairs()
     val = [Pair("grep", "invalid argument", "ungültiges Argument"), Pair("grep", "memory exhausted", "Speicher erschöpft")]
     tsv = write_tsv(d / "memo.tsv", [*[Pair("memo", p.src, p.tgt) for p in pairs], *val])
-    summary = train(memo_config(tsv), d / "run", log=lambda m: None)
+    with forced():
+        summary = train(memo_config(tsv), d / "run", log=lambda m: None)
     return d / "run", pairs, summary, tsv
 
 

@@ -62,15 +62,42 @@ def test_a_new_shape_is_timed_and_recorded(tmp_path):
     assert key.startswith("gelu_tanh train 48 rows<=4 float32") and set(record["ms"]) == forms
 
 
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
-def test_without_gradient_or_in_bf16_it_is_torch_bit_for_bit(dtype):
-    """Evaluation and decoding (no gradient), and bf16 even with one, take torch's own kernel, untimed."""
-    x = torch.randn(5, 33).to(dtype)
-    with forced("sigmoid"), torch.no_grad():
-        assert torch.equal(gelu.gelu_tanh(x), F.gelu(x, approximate="tanh"))
+def test_in_bf16_it_is_torch_bit_for_bit_with_or_without_gradient():
+    """bf16 takes torch's own kernel, untimed, in training and inference alike."""
     xb = torch.randn(5, 33, dtype=torch.bfloat16, requires_grad=True)
-    with forced("sigmoid"):
+    with forced("sigmoid", "avx2"):
         assert torch.equal(gelu.gelu_tanh(xb), F.gelu(xb, approximate="tanh"))
+        with torch.no_grad():
+            assert torch.equal(gelu.gelu_tanh(xb), F.gelu(xb, approximate="tanh"))
+
+
+def test_without_gradient_the_avx2_forward_matches_torch_and_torch_stays_the_default():
+    """Decoding and evaluation (no autograd) in fp32: the AVX2 forward alone where it was chosen (it writes gelu(x)
+    only), torch's kernel bit for bit where it was not; the sigmoid form is a training form, never used here."""
+    x = torch.randn(5, 8, 33) * 3  # 33: a tail after the 8-wide steps; a non-contiguous view too
+    with torch.no_grad():
+        with forced("sigmoid"):
+            assert torch.equal(gelu.gelu_tanh(x), F.gelu(x, approximate="tanh"))
+        if native.extension() is None:
+            pytest.skip("lmforge's CPU kernels cannot be built here")
+        with forced("avx2"):
+            y = gelu.gelu_tanh(x.transpose(0, 1))
+        assert not torch.equal(y, F.gelu(x.transpose(0, 1), approximate="tanh"))  # another kernel ran
+        torch.testing.assert_close(y, F.gelu(x.transpose(0, 1), approximate="tanh"), rtol=1e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("order, ours", [(["avx2", "F.gelu"], True), (["F.gelu"], False)])
+def test_the_cached_inference_choice_is_followed(tmp_path, order, ours):
+    if native.extension() is None:
+        pytest.skip("lmforge's CPU kernels cannot be built here")
+    x = torch.randn(6, 40)
+    key = f"gelu_tanh infer 40 rows<=8 float32 threads={torch.get_num_threads()}"
+    path = tmp_path / "tune.json"
+    path.write_text(json.dumps({"choices": {key: {"order": order, "ms": {}}}}))
+    with using(Tuner(path)) as t, torch.inference_mode():
+        y = gelu.gelu_tanh(x)
+    assert torch.equal(y, F.gelu(x, approximate="tanh")) != ours
+    assert list(t.records) == [key] and t.records[key]["ms"] == {}  # read from the file, not timed again
 
 
 def test_accelerate_puts_it_into_the_feed_forwards_and_restore_takes_it_out():

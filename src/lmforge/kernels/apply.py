@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from torch import nn
 
+import lmforge.kernels.attention as fast_attention
 import lmforge.kernels.gelu as gelu
 from lmforge.kernels.hugepages import set_huge_pages
 from lmforge.kernels.int8 import Int8Linear, set_int8
@@ -24,6 +25,7 @@ from lmforge.kernels.onednn import set_large_onednn
 from lmforge.kernels.packed import set_packing
 from lmforge.kernels.tune import env_switch
 from lmforge.nn import feedforward
+from lmforge.nn.attention import MultiHeadAttention
 from lmforge.nn.heads import LMHead as PlainLMHead
 from lmforge.nn.quant import Int8Linear as PlainInt8Linear
 
@@ -41,6 +43,8 @@ def accelerate(model: nn.Module) -> nn.Module:
             m.__class__ = fast
         elif getattr(m, "act", None) is feedforward.gelu_tanh:  # a FeedForward's, a masked-LM head's
             m.act = gelu.gelu_tanh  # an instance attribute: no parameter, no state-dict key
+        elif isinstance(m, MultiHeadAttention):
+            m.attend = fast_attention.attention  # likewise
     return model
 
 
@@ -52,12 +56,14 @@ def restore(model: nn.Module) -> nn.Module:
             m.__class__ = plain
         elif getattr(m, "act", None) is gelu.gelu_tanh:
             m.act = feedforward.gelu_tanh
+        elif isinstance(m, MultiHeadAttention):
+            m.__dict__.pop("attend", None)  # the class's again: lmforge.nn.attention.attention
     return model
 
 
 def set_enabled(enabled: bool) -> None:
     """Every fast path on or off at once: the few-row products, the packed copies (off frees them), oneDNN
-    for large products, huge-page weights and the int8 product. Off, an accelerated model computes F.linear,
+    for large products, huge-page weights, the int8 product, the GELU and the attention forms. Off, an accelerated model computes F.linear,
     as plain PyTorch would (e.g. to compare numbers); on turns each path back on. LMFORGE_FAST_PATHS=0 in
     the environment starts a process with them off."""
     set_few_rows(enabled)
@@ -66,6 +72,7 @@ def set_enabled(enabled: bool) -> None:
     set_huge_pages(enabled)
     set_int8(enabled)
     gelu.set_gelu(enabled)
+    fast_attention.set_attention(enabled)
 
 
 if not env_switch("LMFORGE_FAST_PATHS"):

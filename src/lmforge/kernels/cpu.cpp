@@ -228,13 +228,15 @@ static inline __m256 exp8(__m256 x) {
 static constexpr float kTwoC = 1.5957691216057308f;  // 2 sqrt(2 / pi)
 static constexpr float kA = 0.044715f;
 
-// x (contiguous fp32) -> (gelu(x), s)
-std::vector<torch::Tensor> gelu_tanh_forward(torch::Tensor x) {
+// x (contiguous fp32) -> (gelu(x), s); keep_s false (no gradient to come, lmforge/kernels/gelu.py's inference
+// candidate): (gelu(x),) alone, s never written
+std::vector<torch::Tensor> gelu_tanh_forward(torch::Tensor x, bool keep_s) {
   TORCH_CHECK(x.scalar_type() == torch::kFloat && x.is_contiguous(), "x: contiguous fp32");
-  auto y = torch::empty_like(x), s = torch::empty_like(x);
+  auto y = torch::empty_like(x);
+  auto s = keep_s ? torch::empty_like(x) : torch::Tensor();
   const float* xp = x.data_ptr<float>();
   float* yp = y.data_ptr<float>();
-  float* sp = s.data_ptr<float>();
+  float* sp = keep_s ? s.data_ptr<float>() : nullptr;
   at::parallel_for(0, x.numel(), 16384, [&](int64_t i0, int64_t i1) {
     int64_t i = i0;
 #ifdef __AVX2__
@@ -243,17 +245,18 @@ std::vector<torch::Tensor> gelu_tanh_forward(torch::Tensor x) {
       const __m256 v = _mm256_loadu_ps(xp + i);
       const __m256 z = _mm256_mul_ps(_mm256_fmadd_ps(_mm256_mul_ps(v, v), ca, c), v);  // 2C (x + A x^3)
       const __m256 sg = _mm256_div_ps(one, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), z))));
-      _mm256_storeu_ps(sp + i, sg);
+      if (sp) _mm256_storeu_ps(sp + i, sg);
       _mm256_storeu_ps(yp + i, _mm256_mul_ps(v, sg));
     }
 #endif
     for (; i < i1; ++i) {
       const float v = xp[i], z = (kTwoC + kTwoC * kA * v * v) * v, sg = 1.0f / (1.0f + std::exp(-z));
-      sp[i] = sg;
+      if (sp) sp[i] = sg;
       yp[i] = v * sg;
     }
   });
-  return {y, s};
+  if (keep_s) return {y, s};
+  return {y};
 }
 
 // (x, s from the forward, grad) -> grad * gelu'(x)
@@ -285,6 +288,142 @@ torch::Tensor gelu_tanh_backward(torch::Tensor x, torch::Tensor s, torch::Tensor
   return out;
 }
 
+// 4. decode_attention: one new query per row against the row's cached keys, lmforge/kernels/attention.py's
+// "avx2" candidate for decoding. out[b, h] = sum_j p_j v[b, h, j], p = softmax_j(scale q[b, h] . k[b, h, j]) over
+// the keys with keep[b, j] (all keys where keep is not given): "Attention Is All You Need", eq. 1, for one query.
+// Why: torch's fused CPU kernel is built for blocks of queries; for a step of 8 rows x 6 heads x ~130 keys of
+// 64 it took ~150 us per layer here (a boolean mask converted to an additive one, blocks padded). One (row,
+// head) per task: its scores in a small buffer, the maximum subtracted before exp (exp8 above), then the
+// weighted sum of values -- every key and value read once. q (B, H, 1, D), k and v (B, H, S, D): any strides
+// with the last dimension contiguous (the cache's narrowed views); keep (B, S) bool.
+#ifdef __AVX2__
+// One (row, head) of decode_attention with D = 8 N: q and the running sum of values held in N registers each.
+// Scores four keys at a time (four independent FMA chains, one horizontal sum per four keys).
+template <int N>
+static void attend_one(const float* q, const float* k, int64_t ks, const float* v, int64_t vs, const uint8_t* keep,
+                       int64_t S, float scale, float* p, float* out) {
+  __m256 qr[N];
+  for (int n = 0; n < N; ++n) qr[n] = _mm256_loadu_ps(q + 8 * n);
+  float m = -INFINITY;
+  int64_t j = 0;
+  for (; j + 4 <= S; j += 4) {
+    __m256 a[4];
+    for (int r = 0; r < 4; ++r) {
+      const float* kj = k + (j + r) * ks;
+      a[r] = _mm256_mul_ps(qr[0], _mm256_loadu_ps(kj));
+      for (int n = 1; n < N; ++n) a[r] = _mm256_fmadd_ps(qr[n], _mm256_loadu_ps(kj + 8 * n), a[r]);
+    }
+    // the four sums at once: pairwise adds leave lane r of the 128-bit result holding key j + r's sum
+    const __m256 h01 = _mm256_hadd_ps(a[0], a[1]), h23 = _mm256_hadd_ps(a[2], a[3]);
+    const __m256 h = _mm256_hadd_ps(h01, h23);
+    const __m128 d = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    _mm_storeu_ps(p + j, _mm_mul_ps(d, _mm_set1_ps(scale)));
+  }
+  for (; j < S; ++j) {
+    const float* kj = k + j * ks;
+    __m256 a = _mm256_mul_ps(qr[0], _mm256_loadu_ps(kj));
+    for (int n = 1; n < N; ++n) a = _mm256_fmadd_ps(qr[n], _mm256_loadu_ps(kj + 8 * n), a);
+    p[j] = hsum8(a) * scale;
+  }
+  for (j = 0; j < S; ++j) {
+    if (keep && !keep[j]) p[j] = -INFINITY;
+    m = p[j] > m ? p[j] : m;
+  }
+  float total = 0.0f;
+  j = 0;
+  if (m != -INFINITY) {
+    const __m256 mv = _mm256_set1_ps(m), ninf = _mm256_set1_ps(-INFINITY);
+    __m256 t = _mm256_setzero_ps();
+    for (; j + 8 <= S; j += 8) {  // exp8 clamps exp(-inf) to e^-87: masked keys are zeroed by the compare
+      const __m256 x = _mm256_loadu_ps(p + j);
+      const __m256 e = _mm256_and_ps(exp8(_mm256_sub_ps(x, mv)), _mm256_cmp_ps(x, ninf, _CMP_NEQ_OQ));
+      _mm256_storeu_ps(p + j, e);
+      t = _mm256_add_ps(t, e);
+    }
+    total = hsum8(t);
+  }
+  for (; j < S; ++j) {
+    p[j] = p[j] == -INFINITY ? 0.0f : std::exp(p[j] - m);
+    total += p[j];
+  }
+  __m256 acc[N];
+  for (int n = 0; n < N; ++n) acc[n] = _mm256_setzero_ps();
+  for (j = 0; j < S; ++j) {
+    if (p[j] == 0.0f) continue;
+    const __m256 w = _mm256_set1_ps(p[j]);
+    const float* vj = v + j * vs;
+    for (int n = 0; n < N; ++n) acc[n] = _mm256_fmadd_ps(w, _mm256_loadu_ps(vj + 8 * n), acc[n]);
+  }
+  const __m256 inv = _mm256_set1_ps(total > 0.0f ? 1.0f / total : 0.0f);  // every key masked: zeros
+  for (int n = 0; n < N; ++n) _mm256_storeu_ps(out + 8 * n, _mm256_mul_ps(acc[n], inv));
+}
+#endif
+
+// The same for any D, one key at a time (the build without AVX2, head sizes not a multiple of 8 up to 128).
+static void attend_any(const float* q, const float* k, int64_t ks, const float* v, int64_t vs, const uint8_t* keep,
+                       int64_t S, int64_t D, float scale, float* p, float* out) {
+  float m = -INFINITY;
+  for (int64_t j = 0; j < S; ++j) {
+    float dot = 0.0f;
+    for (int64_t d = 0; d < D; ++d) dot += q[d] * k[j * ks + d];
+    p[j] = keep && !keep[j] ? -INFINITY : dot * scale;
+    m = p[j] > m ? p[j] : m;
+  }
+  float total = 0.0f;
+  for (int64_t j = 0; j < S; ++j) {
+    p[j] = m == -INFINITY || p[j] == -INFINITY ? 0.0f : std::exp(p[j] - m);
+    total += p[j];
+  }
+  for (int64_t d = 0; d < D; ++d) out[d] = 0.0f;
+  for (int64_t j = 0; j < S; ++j)
+    for (int64_t d = 0; d < D; ++d) out[d] += p[j] * v[j * vs + d];
+  const float inv = total > 0.0f ? 1.0f / total : 0.0f;
+  for (int64_t d = 0; d < D; ++d) out[d] *= inv;
+}
+
+torch::Tensor decode_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v, c10::optional<torch::Tensor> keep,
+                               double scale) {
+  TORCH_CHECK(q.scalar_type() == torch::kFloat && k.scalar_type() == torch::kFloat && v.scalar_type() == torch::kFloat
+              && q.dim() == 4 && k.dim() == 4 && v.dim() == 4 && q.size(2) == 1 && q.stride(3) == 1
+              && k.stride(3) == 1 && v.stride(3) == 1 && k.sizes() == v.sizes() && q.size(0) == k.size(0)
+              && q.size(1) == k.size(1) && q.size(3) == k.size(3),
+              "q (B, H, 1, D), k and v (B, H, S, D): fp32, last dimension contiguous");
+  const int64_t B = k.size(0), H = k.size(1), S = k.size(2), D = k.size(3);
+  const uint8_t* kp = nullptr;
+  torch::Tensor keep8;
+  if (keep.has_value()) {
+    TORCH_CHECK(keep->scalar_type() == torch::kBool && keep->dim() == 2 && keep->size(0) == B && keep->size(1) == S,
+                "keep: (B, S) bool");
+    keep8 = keep->contiguous();
+    kp = reinterpret_cast<const uint8_t*>(keep8.data_ptr<bool>());
+  }
+  auto out = torch::empty({B, H, 1, D}, q.options());
+  const float *qd = q.data_ptr<float>(), *kd = k.data_ptr<float>(), *vd = v.data_ptr<float>();
+  float* od = out.data_ptr<float>();
+  const float sc = static_cast<float>(scale);
+  at::parallel_for(0, B * H, 1, [&](int64_t i0, int64_t i1) {
+    std::vector<float> p(S + 8);
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t b = i / H, h = i % H;
+      const float* qr = qd + b * q.stride(0) + h * q.stride(1);
+      const float* kr = kd + b * k.stride(0) + h * k.stride(1);
+      const float* vr = vd + b * v.stride(0) + h * v.stride(1);
+      const uint8_t* keepr = kp ? kp + b * S : nullptr;
+      float* o = od + i * D;
+#ifdef __AVX2__
+      switch (D) {
+        case 32: attend_one<4>(qr, kr, k.stride(2), vr, v.stride(2), keepr, S, sc, p.data(), o); continue;
+        case 64: attend_one<8>(qr, kr, k.stride(2), vr, v.stride(2), keepr, S, sc, p.data(), o); continue;
+        case 128: attend_one<16>(qr, kr, k.stride(2), vr, v.stride(2), keepr, S, sc, p.data(), o); continue;
+        default: break;
+      }
+#endif
+      attend_any(qr, kr, k.stride(2), vr, v.stride(2), keepr, S, D, sc, p.data(), o);
+    }
+  });
+  return out;
+}
+
 // How many of torch's threads at::parallel_for gave work to, over n items: torch.get_num_threads() when this file
 // was built with OpenMP (lmforge/kernels/native.py), 1 when it was not (tests/kernels/test_tune.py checks).
 int64_t parallel_threads(int64_t n) {
@@ -297,7 +436,10 @@ int64_t parallel_threads(int64_t n) {
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("parallel_threads", &parallel_threads, "threads that at::parallel_for used for n items");
-  m.def("gelu_tanh_forward", &gelu_tanh_forward, "GPT-2's tanh GELU: (gelu(x), s) for the backward");
+  m.def("gelu_tanh_forward", &gelu_tanh_forward, "GPT-2's tanh GELU: (gelu(x), s for the backward if keep_s)",
+        py::arg("x"), py::arg("keep_s") = true);
+  m.def("decode_attention", &decode_attention, "softmax(scale q k^T) v for one query per row over kept keys",
+        py::arg("q"), py::arg("k"), py::arg("v"), py::arg("keep") = py::none(), py::arg("scale"));
   m.def("gelu_tanh_backward", &gelu_tanh_backward, "grad * gelu'(x) from x and the forward's s");
   m.def("int8_linear", &int8_linear, "(x @ q.T) * scale: fp32 x, int8 q, per-row fp32 scale");
   m.def("dequantize", &dequantize, "q * scale[:, None] as fp32");

@@ -13,8 +13,11 @@ each on an input of that shape and keeps a form of ours only where it measured a
 torch's; the choice is cached on disk with the others. Under torch.compile the sigmoid form is traced where
 eager chose a form of ours (the AVX2 kernels are opaque to inductor).
 
-Only where autograd records (training) in fp32/fp64 on CPU, with the fast paths on: evaluation and decoding
-(no gradient), bf16 and other devices take torch's kernel, bit for bit lmforge.nn.feedforward.gelu_tanh.
+Where autograd records (training) in fp32/fp64 on CPU, with the fast paths on. Without autograd (decoding,
+evaluation) in fp32 on CPU the forward alone has two candidates, torch's kernel and the AVX2 forward (which
+then writes gelu(x) only), timed the same way: torch's tanh is slow on AVX2 here too (8 rows x 1536 of the
+server's model: 62 us per call in torch's kernel, the whole layer's products ~300 us). bf16 and other devices
+take torch's kernel, bit for bit lmforge.nn.feedforward.gelu_tanh.
 lmforge.kernels.accelerate puts it into a model's modules whose `act` is gelu_tanh (FeedForward layers with
 gelu_tanh or geglu_tanh, a masked-LM head); restore() takes it out.
 """
@@ -122,16 +125,39 @@ def _traced_choice(shape: tuple[int, ...], dtype: torch.dtype) -> bool:
     return _choice(shape, dtype) != "F.gelu"
 
 
+def _inference_choice(shape: tuple[int, ...]) -> str:
+    """"F.gelu" or "avx2" for fp32 inputs of this shape without autograd (decoding, evaluation): the forward alone,
+    timed the first time on a random input of the shape."""
+    width = shape[-1] if shape else 1
+    rows = bucket(max(1, math.prod(shape) // max(1, width)))
+    key = f"gelu_tanh infer {width} rows<={rows} float32 threads={torch.get_num_threads()}"
+    names = ("F.gelu",) + (("avx2",) if native.buildable() else ())
+
+    def seconds():
+        probe = torch.randn(rows, width, generator=torch.Generator().manual_seed(0))
+        ext = native.extension()
+        forms = {"F.gelu": lambda: F.gelu(probe, approximate="tanh")}
+        if ext is not None:
+            forms["avx2"] = lambda: ext.gelu_tanh_forward(probe, False)
+        return measure(forms, calls=8)
+    order = choose(key, names, seconds)
+    return next(n for n in order if n != "avx2" or native.extension() is not None)
+
+
 def gelu_tanh(x: Tensor) -> Tensor:
-    """F.gelu(x, approximate="tanh"), by the form timed fastest for training here (module docstring)."""
-    if (_enabled and x.requires_grad and torch.is_grad_enabled() and x.dtype in (torch.float32, torch.float64)
-            and x.device.type == "cpu"):
-        shape = tuple(x.shape)
-        if torch.compiler.is_compiling():
-            if _traced_choice(shape, x.dtype):
-                return _GeluTanh.apply(x)
-        else:
-            name = _choice(shape, x.dtype)
-            if name != "F.gelu":
-                return _FORMS[name](x)
+    """F.gelu(x, approximate="tanh"), by the form timed fastest here for training, or for inference in fp32
+    (module docstring)."""
+    if _enabled and x.device.type == "cpu":
+        if x.requires_grad and torch.is_grad_enabled():
+            if x.dtype in (torch.float32, torch.float64):
+                shape = tuple(x.shape)
+                if torch.compiler.is_compiling():
+                    if _traced_choice(shape, x.dtype):
+                        return _GeluTanh.apply(x)
+                else:
+                    name = _choice(shape, x.dtype)
+                    if name != "F.gelu":
+                        return _FORMS[name](x)
+        elif x.dtype == torch.float32 and not torch.compiler.is_compiling() and _inference_choice(tuple(x.shape)) == "avx2":
+            return native.extension().gelu_tanh_forward(x.contiguous(), False)[0]
     return F.gelu(x, approximate="tanh")

@@ -108,6 +108,10 @@ class MultiHeadAttention(nn.Module):
         self.out = nn.Linear(inner, d_model, bias=bias)
         self.out.residual = True  # scaled init for projections into the residual stream (see nn.init)
 
+    # the attention function: this file's; lmforge.kernels.accelerate may give a layer (as an instance attribute)
+    # lmforge.kernels.attention's, which takes a form timed faster on this CPU for decoding and short training rows
+    attend = staticmethod(attention)
+
     def _heads(self, x: Tensor, n: int) -> Tensor:
         B, T, _ = x.shape
         return x.view(B, T, n, self.head_dim).transpose(1, 2)  # (B, n, T, hs)
@@ -136,8 +140,8 @@ class MultiHeadAttention(nn.Module):
                 k, v = cache.update(k, v)  # (B, n_kv, past + T, hs)
         dropout_p = self.dropout if self.training else 0.0
         if self.n_kv_heads == self.n_heads:
-            y, probs = attention(q, k, v, mask, bias, is_causal=is_causal, scale=self.scale,
-                                 dropout_p=dropout_p, need_weights=need_weights)
+            y, probs = self.attend(q, k, v, mask, bias, is_causal=is_causal, scale=self.scale,
+                                   dropout_p=dropout_p, need_weights=need_weights)
         else:
             y, probs = grouped_attention(q, k, v, mask, bias, is_causal=is_causal, scale=self.scale,
                                          dropout_p=dropout_p, need_weights=need_weights)
