@@ -238,8 +238,9 @@ def bench_server(clients: int = 8, tokens: int = 128, threads: int | None = None
             return sum(out) / wall, cpu
 
         per = {name: {"one": [], "many": [], "cpu_one": [], "cpu_many": []} for name in servers}
-        for url, pid in servers.values():
-            run(url, pid, 1)  # warm up
+        for url, pid in servers.values():  # warm up: each server times its kernels for 1 and for 8 rows once
+            run(url, pid, 1)
+            run(url, pid, clients)
         for r in range(rounds):
             for name, (url, pid) in servers.items():
                 (a, ca), (b, cb) = run(url, pid, 1), run(url, pid, clients)

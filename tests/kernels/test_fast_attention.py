@@ -146,3 +146,39 @@ def test_set_attention_off_takes_the_reference():
     finally:
         fast.set_attention(True)
     assert math.isfinite(float(fast.attention(q, k, v)[0].sum()))
+
+
+@pytest.mark.parametrize("order, written", [(["written", "sdpa"], True), (["sdpa"], False)])
+def test_under_torch_compile_the_cached_training_choice_is_followed(tmp_path, order, written):
+    """Traced by torch.compile, the training choice is read eagerly and becomes a constant of the graph: the written
+    form where eager chose it (the compiled output then equals eager's written form bit for bit), else the
+    reference; gradients agree with the reference."""
+    g = torch.Generator().manual_seed(7)
+    leaves = [torch.randn(2, 8, 2, 16, generator=g).requires_grad_() for _ in range(3)]
+    key = f"attention train heads=2 hs=16 rows<=2 len<=8 float32 threads={torch.get_num_threads()}"
+    path = tmp_path / "tune.json"
+    path.write_text(json.dumps({"choices": {key: {"order": order, "ms": {}}}}))
+
+    def f(a, b, c):
+        return fast.attention(a.transpose(1, 2), b.transpose(1, 2), c.transpose(1, 2), is_causal=True)[0]
+    torch._dynamo.reset()
+    try:
+        with using(Tuner(path)) as t:
+            out = torch.compile(f, backend="aot_eager")(*leaves)
+            assert list(t.records) == [key] and t.records[key]["ms"] == {}  # the compiled call read the choice
+            eager = f(*leaves)
+        q, k, v = (x.transpose(1, 2) for x in leaves)
+        if written:
+            assert torch.equal(out, fast._written_causal(q, k, v, 0.25))
+        else:
+            assert torch.equal(out, reference(q, k, v, is_causal=True)[0])
+        torch.testing.assert_close(out, eager, rtol=1e-5, atol=1e-6)
+        out.sum().backward()
+        grads = [x.grad.clone() for x in leaves]
+        for x in leaves:
+            x.grad = None
+        reference(q, k, v, is_causal=True)[0].sum().backward()
+        for a, b in zip(grads, leaves):
+            torch.testing.assert_close(a, b.grad, rtol=1e-5, atol=1e-5)
+    finally:
+        torch._dynamo.reset()

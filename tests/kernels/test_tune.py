@@ -195,8 +195,8 @@ def test_every_candidate_equals_f_linear(threads, name, rows, out_f, in_f, bias)
 @pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 8, 13])
 @pytest.mark.parametrize("out_f,in_f,bias", [(2304, 768, True), (1003, 385, True), (7, 3072, False), (1, 8, False)])
 def test_the_avx2_loop_equals_f_linear(threads, rows, out_f, in_f, bias):
-    """lmforge's own few-row product (cpu.cpp): rows two at a time then one, outputs four at a time then the last
-    1-3, a tail after the 8-wide steps (in_f 385), with and without a bias; and `linear` runs it when forced."""
+    """lmforge's own few-row product (cpu.cpp): rows eight at a time (two groups of four), then four, two, one
+    (13 = 8 + 4 + 1), outputs four or two at a time then the last ones, a tail after the 8-wide steps (in_f 385), with and without a bias; and `linear` runs it when forced."""
     if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
         pytest.skip("the AVX2 kernels are built only on an AVX2 CPU")
     ext = native.extension()

@@ -154,30 +154,37 @@ static inline void dot_rows(const float* x, const float* w, int64_t K, float* y,
 template <int R>
 constexpr int weight_rows() { return R >= 4 ? 2 : 4; }
 
-template <int R>
+// G groups of R rows of x (G R rows in all) times each block of J weight rows: the block is read from memory for
+// the first group and from L1 for the others, so the weight streams from memory once for all G R rows.
+template <int R, int G = 1>
 static void linear_block(const float* x, const float* w, const float* b, float* y, int64_t K, int64_t N) {
   constexpr int J = weight_rows<R>();
   // blocks of J output rows; 64 output rows (192 KiB of a 768-wide weight) per task at least
   at::parallel_for(0, (N + J - 1) / J, 64 / J, [&](int64_t b0, int64_t b1) {
     for (int64_t blk = b0; blk < b1; ++blk) {
-      int64_t n = blk * J;
-      if (n + J <= N) {
-        dot_rows<R, J>(x, w + n * K, K, y + n, N);
-      } else {
-        for (; n < N; ++n) dot_rows<R, 1>(x, w + n * K, K, y + n, N);  // the last rows
+      for (int g = 0; g < G; ++g) {
+        const float* xg = x + g * R * K;
+        float* yg = y + g * R * N;
+        int64_t n = blk * J;
+        if (n + J <= N) {
+          dot_rows<R, J>(xg, w + n * K, K, yg + n, N);
+        } else {
+          for (; n < N; ++n) dot_rows<R, 1>(xg, w + n * K, K, yg + n, N);  // the last rows
+        }
       }
       if (b)
         for (int64_t j = blk * J; j < std::min(N, blk * J + J); ++j)
-          for (int r = 0; r < R; ++r) y[r * N + j] += b[j];
+          for (int r = 0; r < G * R; ++r) y[r * N + j] += b[j];
     }
   });
 }
 
-// x (M, K) fp32, w (N, K) fp32, bias (N,) fp32 or None, all contiguous -> y (M, N) fp32. x's rows four at a
-// time (each weight read once for four rows), then two, one. (Eight at a time, with one weight row per step,
-// measured 0.79-0.93x F.linear at eight rows of GPT-2's matrices on an AMD EPYC Zen 3: the loads of x, not the
-// weight, limit it. Two passes of four read the weight twice; for a matrix that sits in cache, as a 384-wide
-// model's do, that still timed 1.26-1.34x F.linear at eight rows and two threads.)
+// x (M, K) fp32, w (N, K) fp32, bias (N,) fp32 or None, all contiguous -> y (M, N) fp32. x's rows eight at a
+// time (two groups of four per block of weight rows: the weight read from memory once for eight rows), then four,
+// two, one. (Eight in one group, one weight row per step, measured 0.79-0.93x F.linear at eight rows of GPT-2's
+// matrices on an AMD EPYC Zen 3: the loads of x, not the weight, limit it. Two whole passes of four, as before
+// the groups, read the weight twice: eight rows of the server's 384-wide model's matrices took 1.6-2.0x the time
+// of four; in groups 1.2-1.4x.)
 torch::Tensor linear_rows(torch::Tensor x, torch::Tensor w, c10::optional<torch::Tensor> bias) {
   TORCH_CHECK(x.dim() == 2 && x.scalar_type() == torch::kFloat && x.is_contiguous(), "x: contiguous fp32 (M, K)");
   TORCH_CHECK(w.dim() == 2 && w.scalar_type() == torch::kFloat && w.is_contiguous() && w.size(1) == x.size(1),
@@ -194,6 +201,7 @@ torch::Tensor linear_rows(torch::Tensor x, torch::Tensor w, c10::optional<torch:
   const float* wp = w.data_ptr<float>();
   float* yp = y.data_ptr<float>();
   int64_t m = 0;
+  for (; m + 8 <= M; m += 8) linear_block<4, 2>(xp + m * K, wp, bp, yp + m * N, K, N);
   for (; m + 4 <= M; m += 4) linear_block<4>(xp + m * K, wp, bp, yp + m * N, K, N);
   if (m + 2 <= M) { linear_block<2>(xp + m * K, wp, bp, yp + m * N, K, N); m += 2; }
   if (m < M) linear_block<1>(xp + m * K, wp, bp, yp + m * N, K, N);

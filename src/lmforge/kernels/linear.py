@@ -40,7 +40,7 @@ from lmforge.kernels.tune import bucket, choose, forced, measure
 from lmforge.nn.heads import LMHead as PlainLMHead
 
 _FEW_ROWS = 32  # up to this many rows a product reads its weights more than it computes: the decoding paths
-_NATIVE_ROWS = 8  # rows up to which the AVX2 loop is a candidate (in passes of four rows; cpu.cpp)
+_NATIVE_ROWS = 8  # rows up to which the AVX2 loop is a candidate (eight as two groups of four; cpu.cpp)
 # Below this many weights (256 x 256 in fp32: 256 KiB) a few-row F.linear takes a few microseconds, about what
 # choosing among the paths costs in Python (~5-10 us measured, torch 2.13): nothing to gain, so not even asked.
 _MIN_FEW_ROW_WEIGHT = 1 << 16
