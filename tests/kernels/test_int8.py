@@ -17,7 +17,7 @@ def reference(x, q, scale, bias=None):
     return F.linear(x, q.float() * scale[:, None], bias)
 
 
-@pytest.mark.parametrize("rows, out_f, in_f", [(1, 256, 768), (2, 96, 100), (5, 130, 64), (40, 64, 96)])
+@pytest.mark.parametrize("rows, out_f, in_f", [(1, 256, 768), (2, 96, 100), (5, 130, 64), (40, 64, 96), (1, 9, 200)])
 def test_every_candidate_matches_f_linear_on_the_dequantized_weight(rows, out_f, in_f):
     torch.manual_seed(0)
     q, scale = quantize_int8(torch.randn(out_f, in_f) * 0.02)
@@ -28,9 +28,12 @@ def test_every_candidate_matches_f_linear_on_the_dequantized_weight(rows, out_f,
     if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
         assert "avx2" in found  # built here (a compiler is part of the test environment)
         assert ("avx2 dequantize" in found) == (rows > 1)
+    bias = torch.randn(out_f)
     for name, f in found.items():  # in_f 100: a tail after the 32-wide steps; fp32 sums in another order
         torch.testing.assert_close(f(x, q, scale), expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item(),
                                    msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(f(x, q, scale, bias), expected + bias, rtol=1e-5,
+                                   atol=1e-5 * expected.abs().max().item(), msg=lambda m: f"{name} + bias: {m}")
 
 
 def test_int8_linear_takes_any_leading_shape_and_a_bias():
@@ -50,14 +53,14 @@ def test_the_product_used_is_the_one_that_timed_fastest(monkeypatch, tmp_path, d
 
     used = []
 
-    def slow(x, q, scale):
+    def slow(x, q, scale, bias=None):
         used.append("slow")
         time.sleep(0.005)
-        return reference(x, q, scale)
+        return reference(x, q, scale, bias)
 
-    def fast(x, q, scale):
+    def fast(x, q, scale, bias=None):
         used.append("fast")
-        return reference(x, q, scale)
+        return reference(x, q, scale, bias)
 
     monkeypatch.setattr(int8, "_chosen", {})
     order = {"slow": slow, "fast": fast} if default_is_slow else {"fast": fast, "slow": slow}

@@ -26,8 +26,13 @@ static inline float hsum8(__m256 s) {
 // out[r] = sum_k x[r * K + k] * w[k] for R rows of x (fp32) and one row of the weight (int8), both of length K.
 // Each 32 weights are widened once and used by all R rows: with a prompt's rows (R = 4) the conversion costs a
 // quarter as much per row. R = 1 keeps four accumulators (four FMA chains) for one row; R > 1 has R chains.
+// Widening by shifts: 32 weights loaded as 8 dwords of 4 bytes; byte g of every dword, shifted to the top and
+// arithmetic-shifted back down by 24, is that weight sign-extended to int32 (seven single shifts for 32 weights,
+// where vpmovsxbd takes two operations per 8 on Zen 3 and limited the kernel to ~21 GB/s at two threads). Group g
+// then holds weights k = 4 i + g (i = 0..7), so x is read from `xp`, x permuted the same way once per product
+// (permute_x): within each 32, xp[8 g + i] = x[4 i + g].
 template <int R>
-static inline void dot_int8(const float* x, const int8_t* w, int64_t K, float* out) {
+static inline void dot_int8(const float* x, const float* xp, const int8_t* w, int64_t K, float* out) {
   int64_t k = 0;
   float sum[R] = {};
 #ifdef __AVX2__
@@ -35,16 +40,14 @@ static inline void dot_int8(const float* x, const int8_t* w, int64_t K, float* o
   for (int r = 0; r < R; ++r)
     for (int j = 0; j < 4; ++j) acc[r][j] = _mm256_setzero_ps();
   for (; k + 32 <= K; k += 32) {
-    __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + k));  // 32 int8 weights
-    __m128i lo = _mm256_castsi256_si128(b), hi = _mm256_extracti128_si256(b, 1);
-    // each group of 8: int8 -> int32 (sign-extended) -> fp32
-    __m256 f[4] = {_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)),
-                   _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))),
-                   _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)),
-                   _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)))};
+    const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + k));  // 32 int8 weights
+    const __m256 f[4] = {_mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(b, 24), 24)),   // bytes 0, 4, ..
+                         _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(b, 16), 24)),   // bytes 1, 5, ..
+                         _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(b, 8), 24)),    // bytes 2, 6, ..
+                         _mm256_cvtepi32_ps(_mm256_srai_epi32(b, 24))};                         // bytes 3, 7, ..
     for (int r = 0; r < R; ++r)
       for (int j = 0; j < 4; ++j)
-        acc[r][j] = _mm256_fmadd_ps(_mm256_loadu_ps(x + r * K + k + 8 * j), f[j], acc[r][j]);
+        acc[r][j] = _mm256_fmadd_ps(_mm256_loadu_ps(xp + r * K + k + 8 * j), f[j], acc[r][j]);
   }
   for (int r = 0; r < R; ++r)
     sum[r] = hsum8(_mm256_add_ps(_mm256_add_ps(acc[r][0], acc[r][1]), _mm256_add_ps(acc[r][2], acc[r][3])));
@@ -54,15 +57,37 @@ static inline void dot_int8(const float* x, const int8_t* w, int64_t K, float* o
   for (int r = 0; r < R; ++r) out[r] = sum[r];
 }
 
-// x (M, K) fp32, q (N, K) int8, scale (N,) fp32, all contiguous -> y (M, N) fp32.
-torch::Tensor int8_linear(torch::Tensor x, torch::Tensor q, torch::Tensor scale) {
+// x (M, K) -> x with each whole 32 of every row permuted as dot_int8 reads it (xp[8 g + i] = x[4 i + g]); the tail
+// after the last whole 32 is not read from it.
+static torch::Tensor permute_x(const torch::Tensor& x) {
+  const int64_t M = x.size(0), K = x.size(1), K32 = K / 32 * 32;
+  auto out = torch::empty_like(x);
+  const float* src = x.data_ptr<float>();
+  float* dst = out.data_ptr<float>();
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t c = 0; c < K32; c += 32)
+      for (int g = 0; g < 4; ++g)
+        for (int i = 0; i < 8; ++i) dst[m * K + c + 8 * g + i] = src[m * K + c + 4 * i + g];
+  return out;
+}
+
+// x (M, K) fp32, q (N, K) int8, scale (N,) fp32, bias (N,) fp32 or None, all contiguous -> y (M, N) fp32.
+torch::Tensor int8_linear(torch::Tensor x, torch::Tensor q, torch::Tensor scale, c10::optional<torch::Tensor> bias) {
   TORCH_CHECK(x.dim() == 2 && x.scalar_type() == torch::kFloat && x.is_contiguous(), "x: contiguous fp32 (M, K)");
   TORCH_CHECK(q.dim() == 2 && q.scalar_type() == torch::kChar && q.is_contiguous(), "q: contiguous int8 (N, K)");
   TORCH_CHECK(q.size(1) == x.size(1) && scale.numel() == q.size(0) && scale.scalar_type() == torch::kFloat
               && scale.is_contiguous(), "shapes: x (M, K), q (N, K), scale (N,) fp32");
+  const float* bp = nullptr;
+  if (bias.has_value()) {
+    TORCH_CHECK(bias->scalar_type() == torch::kFloat && bias->is_contiguous() && bias->numel() == q.size(0),
+                "bias: contiguous fp32 (N,)");
+    bp = bias->data_ptr<float>();
+  }
   const int64_t M = x.size(0), K = x.size(1), N = q.size(0);
   auto y = torch::empty({M, N}, x.options());
+  const auto xperm = permute_x(x);
   const float* xp = x.data_ptr<float>();
+  const float* xq = xperm.data_ptr<float>();
   const int8_t* qp = q.data_ptr<int8_t>();
   const float* sp = scale.data_ptr<float>();
   float* yp = y.data_ptr<float>();
@@ -73,12 +98,12 @@ torch::Tensor int8_linear(torch::Tensor x, torch::Tensor q, torch::Tensor scale)
       const int8_t* w = qp + n * K;
       int64_t m = 0;
       for (; m + 4 <= M; m += 4) {  // rows of x four at a time, then one at a time
-        dot_int8<4>(xp + m * K, w, K, out);
-        for (int r = 0; r < 4; ++r) yp[(m + r) * N + n] = out[r] * sp[n];
+        dot_int8<4>(xp + m * K, xq + m * K, w, K, out);
+        for (int r = 0; r < 4; ++r) yp[(m + r) * N + n] = out[r] * sp[n] + (bp ? bp[n] : 0.0f);
       }
       for (; m < M; ++m) {
-        dot_int8<1>(xp + m * K, w, K, out);
-        yp[m * N + n] = out[0] * sp[n];
+        dot_int8<1>(xp + m * K, xq + m * K, w, K, out);
+        yp[m * N + n] = out[0] * sp[n] + (bp ? bp[n] : 0.0f);
       }
     }
   });
@@ -449,7 +474,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("decode_attention", &decode_attention, "softmax(scale q k^T) v for one query per row over kept keys",
         py::arg("q"), py::arg("k"), py::arg("v"), py::arg("keep") = py::none(), py::arg("scale"));
   m.def("gelu_tanh_backward", &gelu_tanh_backward, "grad * gelu'(x) from x and the forward's s");
-  m.def("int8_linear", &int8_linear, "(x @ q.T) * scale: fp32 x, int8 q, per-row fp32 scale");
+  m.def("int8_linear", &int8_linear, "(x @ q.T) * scale + bias: fp32 x, int8 q, per-row fp32 scale",
+        py::arg("x"), py::arg("q"), py::arg("scale"), py::arg("bias") = py::none());
   m.def("dequantize", &dequantize, "q * scale[:, None] as fp32");
   m.def("linear_rows", &linear_rows, "x @ w.T + bias for a few fp32 rows", py::arg("x"), py::arg("w"),
         py::arg("bias") = py::none());

@@ -54,24 +54,28 @@ def choices() -> dict[tuple, str]:
     return {key: name for key, (name, _) in _chosen.items()}
 
 
-def _dequantize(x: Tensor, q: Tensor, scale: Tensor) -> Tensor:
-    return F.linear(x, q.to(x.dtype)) * scale.to(x.dtype)
+def _plus(y: Tensor, bias: Tensor | None) -> Tensor:
+    return y if bias is None else y + bias.to(y.dtype)
 
 
-def _int8pack(x: Tensor, q: Tensor, scale: Tensor) -> Tensor:
-    return torch.ops.aten._weight_int8pack_mm(x, q, scale.to(x.dtype))
+def _dequantize(x: Tensor, q: Tensor, scale: Tensor, bias: Tensor | None = None) -> Tensor:
+    return _plus(F.linear(x, q.to(x.dtype)) * scale.to(x.dtype), bias)
 
 
-def _avx2(x: Tensor, q: Tensor, scale: Tensor) -> Tensor:
-    return extension().int8_linear(x, q, scale)
+def _int8pack(x: Tensor, q: Tensor, scale: Tensor, bias: Tensor | None = None) -> Tensor:
+    return _plus(torch.ops.aten._weight_int8pack_mm(x, q, scale.to(x.dtype)), bias)
 
 
-def _avx2_dequantize(x: Tensor, q: Tensor, scale: Tensor) -> Tensor:
-    return F.linear(x, extension().dequantize(q, scale))
+def _avx2(x: Tensor, q: Tensor, scale: Tensor, bias: Tensor | None = None) -> Tensor:
+    return extension().int8_linear(x, q, scale, bias)  # the bias added as each output is written
 
 
-def candidates(x: Tensor) -> dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]]:
-    """The products that can compute x (M, K) @ int8 q (N, K) here: name -> f(x, q, scale) -> (M, N)."""
+def _avx2_dequantize(x: Tensor, q: Tensor, scale: Tensor, bias: Tensor | None = None) -> Tensor:
+    return F.linear(x, extension().dequantize(q, scale), bias)
+
+
+def candidates(x: Tensor) -> dict[str, Callable[..., Tensor]]:
+    """The products that can compute x (M, K) @ int8 q (N, K) here: name -> f(x, q, scale, bias=None) -> (M, N)."""
     out = {"dequantize": _dequantize}
     if hasattr(torch.ops.aten, "_weight_int8pack_mm"):
         out["int8pack"] = _int8pack
@@ -101,10 +105,9 @@ def int8_linear(x: Tensor, q: Tensor, scale: Tensor, bias: Tensor | None = None)
                        lambda: measure(timed, rounds=4))
         name = next(n for n in order if n in funcs)  # a cached name this process lacks (no compiler): the next
         chosen = _chosen[key] = (name, funcs[name])
-    y = chosen[1](rows, q, scale)
-    if bias is not None:
-        y = y + bias.to(y.dtype)
-    return y.view(*x.shape[:-1], N)
+    if bias is not None and bias.dtype != rows.dtype:
+        bias = bias.to(rows.dtype)
+    return chosen[1](rows, q, scale, bias).view(*x.shape[:-1], N)
 
 
 class Int8Linear(PlainInt8Linear):
