@@ -1,7 +1,7 @@
 // lmforge's own CPU products, built on first use by lmforge/kernels/native.py (torch.utils.cpp_extension); each
 // is a candidate that lmforge.kernels.tune times against torch's product and takes only where it measured faster.
 //
-// 1. int8_linear: y = (x @ q.T) * scale: fp32 rows times an int8 weight with one scale per output row
+// 1. int8_linear: y = (x @ q.T) * scale + bias: fp32 rows times an int8 weight with one scale per output row
 // (weight-only int8, lmforge.nn.quant; lmforge/kernels/int8.py). Why a kernel of our own: on a CPU without AVX-512, torch 2.13's _weight_int8pack_mm runs ~10x slower than
 // the fp32 product, and converting the whole weight to fp32 before F.linear reads and writes it four times
 // over. Here each output row's int8 weights are widened to fp32 in registers, 32 at a time, and multiplied

@@ -2,10 +2,10 @@
 
 The kernels are candidates like any other fast path: lmforge.kernels.tune times them against torch's product
 on the machine at hand, and they run only where they measured faster (the int8 product of kernels.int8, the
-few-row fp32 product "avx2" of kernels.linear). Building needs a C++ compiler and ninja and takes ~30-60 s
-once (torch keeps the built module in its extensions directory, $TORCH_EXTENSIONS_DIR or
-~/.cache/torch_extensions); without them, or on a CPU without AVX2, `extension()` is None and torch's
-products remain.
+few-row fp32 product "avx2" of kernels.linear, the GELU of kernels.gelu, the decoding attention of
+kernels.attention). Building needs a C++ compiler and ninja and takes ~30-60 s once (torch keeps the built
+module in its extensions directory, $TORCH_EXTENSIONS_DIR or ~/.cache/torch_extensions); without them, or on a
+CPU without AVX2, `extension()` is None and torch's products remain.
 """
 from __future__ import annotations
 
@@ -32,8 +32,8 @@ def buildable() -> bool:
 
 
 def extension():
-    """The compiled cpu.cpp (functions int8_linear, dequantize, linear_rows), built on first call; None where it
-    cannot be (no AVX2, no compiler, the build failed: said once on stderr)."""
+    """The compiled cpu.cpp (int8_linear, dequantize, linear_rows, gelu_tanh_forward / _backward, decode_attention),
+    built on first call; None where it cannot be (no AVX2, no compiler, the build failed: said once on stderr)."""
     global _extension
     if _extension is None:
         with _lock:
