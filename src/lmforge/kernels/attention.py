@@ -6,13 +6,14 @@ by lmforge.kernels.tune and taken only where at least 5% faster, the choice cach
 
 - decoding, one new query per row ("decode"): q (B, nh, 1, hs) against the cache's keys, with the rows' padding
   mask or none. Candidate "avx2": lmforge's kernel (cpu.cpp, decode_attention), one pass over each row's keys and
-  values. torch's fused CPU kernel is built for blocks of queries: for 8 rows x 6 heads x 133 keys of 64 it
-  took 86-106 us, ours 33 us (AMD EPYC Zen 3, AVX2, torch 2.13, two threads), and a step of the server's 6-layer
-  model runs it 6 times.
+  values. torch's fused CPU kernel is built for blocks of queries: for 8 rows x 6 heads x 128 keys of 64 the
+  tuner timed it at 0.094 ms and ours at 0.047 ms (AMD EPYC Zen 3, AVX2, torch 2.13, two threads; the server's
+  6-layer model runs it 6 times a step; BENCHMARKS.md, the server under 8 streaming clients).
 - training, causal self-attention over short sequences ("train"): q, k, v (B, nh, T, hs) with T = S, no mask,
   bias or dropout. Candidate "written": softmax(q k^T * scale + causal) v as batched matrix products (baddbmm
-  with the causal mask as its addend, softmax, bmm); at nanoGPT's CPU shape (12 x 4 heads x 64 x 32) forward +
-  backward took 1.21 ms against 1.58 ms in the fused kernel (same machine, two threads).
+  with the causal mask as its addend, softmax, bmm); chosen at nanoGPT's CPU shape (12 x 4 heads x 64 x 32) on
+  the same machine, where it made our training step 3-5% faster than nanoGPT's model.py eager and 10-12% faster
+  compiled (bench/train_throughput.py; BENCHMARKS.md, training at small shapes).
 
 Keys of the choice: the case, heads, head size, rows and keys (or the sequence length) rounded up to a power of
 two, whether a mask is given, dtype (fp32 only) and threads. Under torch.compile the training case traces the
@@ -117,8 +118,8 @@ def _written_causal(q: Tensor, k: Tensor, v: Tensor, scale: float) -> Tensor:
 @torch.compiler.assume_constant_result
 def _traced_written(B: int, H: int, T: int, D: int, grad: bool) -> bool:
     """Whether torch.compile traces the written form: where eager timed it faster (read, or timed, eagerly while
-    dynamo traces; a constant of the graph). Under inductor it gained more than eager: nanoGPT's CPU shape, two
-    threads, AMD EPYC Zen 3: the compiled training step 37.6 ms with torch's fused kernel, 34.7 ms written."""
+    dynamo traces; a constant of the graph). Under inductor it gains more than eager: at nanoGPT's CPU shape (two
+    threads, AMD EPYC Zen 3) our compiled step went from 1.03x to 1.07-1.08x our eager one (BENCHMARKS.md)."""
     return _train_choice(B, H, T, D, grad) == "written"
 
 
