@@ -71,18 +71,21 @@ static torch::Tensor permute_x(const torch::Tensor& x) {
   return out;
 }
 
+// bias (N,) fp32 or None -> its data, or nullptr (checked: contiguous fp32 of N values)
+static const float* bias_data(const c10::optional<torch::Tensor>& bias, int64_t N) {
+  if (!bias.has_value()) return nullptr;
+  TORCH_CHECK(bias->scalar_type() == torch::kFloat && bias->is_contiguous() && bias->numel() == N,
+              "bias: contiguous fp32 (N,)");
+  return bias->data_ptr<float>();
+}
+
 // x (M, K) fp32, q (N, K) int8, scale (N,) fp32, bias (N,) fp32 or None, all contiguous -> y (M, N) fp32.
 torch::Tensor int8_linear(torch::Tensor x, torch::Tensor q, torch::Tensor scale, c10::optional<torch::Tensor> bias) {
   TORCH_CHECK(x.dim() == 2 && x.scalar_type() == torch::kFloat && x.is_contiguous(), "x: contiguous fp32 (M, K)");
   TORCH_CHECK(q.dim() == 2 && q.scalar_type() == torch::kChar && q.is_contiguous(), "q: contiguous int8 (N, K)");
   TORCH_CHECK(q.size(1) == x.size(1) && scale.numel() == q.size(0) && scale.scalar_type() == torch::kFloat
               && scale.is_contiguous(), "shapes: x (M, K), q (N, K), scale (N,) fp32");
-  const float* bp = nullptr;
-  if (bias.has_value()) {
-    TORCH_CHECK(bias->scalar_type() == torch::kFloat && bias->is_contiguous() && bias->numel() == q.size(0),
-                "bias: contiguous fp32 (N,)");
-    bp = bias->data_ptr<float>();
-  }
+  const float* bp = bias_data(bias, q.size(0));
   const int64_t M = x.size(0), K = x.size(1), N = q.size(0);
   auto y = torch::empty({M, N}, x.options());
   const auto xperm = permute_x(x);
@@ -208,18 +211,13 @@ static void linear_block(const float* x, const float* w, const float* b, float* 
 // time (two groups of four per block of weight rows: the weight read from memory once for eight rows), then four,
 // two, one. (Eight in one group, one weight row per step, measured 0.79-0.93x F.linear at eight rows of GPT-2's
 // matrices on an AMD EPYC Zen 3: the loads of x, not the weight, limit it. Two whole passes of four, as before
-// the groups, read the weight twice: eight rows of the server's 384-wide model's matrices took 1.6-2.0x the time
-// of four; in groups 1.2-1.4x.)
+// the groups, read the weight twice: with the groups the server's engine stepped 8 rows at 4.9x the tokens/s of
+// one instead of 4.2x; bench/generate.py --only server, BENCHMARKS.md.)
 torch::Tensor linear_rows(torch::Tensor x, torch::Tensor w, c10::optional<torch::Tensor> bias) {
   TORCH_CHECK(x.dim() == 2 && x.scalar_type() == torch::kFloat && x.is_contiguous(), "x: contiguous fp32 (M, K)");
   TORCH_CHECK(w.dim() == 2 && w.scalar_type() == torch::kFloat && w.is_contiguous() && w.size(1) == x.size(1),
               "w: contiguous fp32 (N, K)");
-  const float* bp = nullptr;
-  if (bias.has_value()) {
-    TORCH_CHECK(bias->scalar_type() == torch::kFloat && bias->is_contiguous() && bias->numel() == w.size(0),
-                "bias: contiguous fp32 (N,)");
-    bp = bias->data_ptr<float>();
-  }
+  const float* bp = bias_data(bias, w.size(0));
   const int64_t M = x.size(0), K = x.size(1), N = w.size(0);
   auto y = torch::empty({M, N}, x.options());
   const float* xp = x.data_ptr<float>();
