@@ -24,6 +24,7 @@ puts this function into a model's MultiHeadAttention layers (their `attend`), re
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -54,16 +55,16 @@ def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, bias:
         S = k.size(-2)
         sc = 1.0 / math.sqrt(D) if scale is None else scale
         grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
+        causal_self = is_causal and mask is None and T == S and T > 1 and k.size(1) == H
         if torch.compiler.is_compiling():  # the written form is plain ops, which inductor fuses; our kernel is not
-            if is_causal and mask is None and T == S and T > 1 and k.size(1) == H and _traced_written(B, H, T, D, grad):
+            if causal_self and _traced_written(B, H, T, D, grad):
                 return _written_causal(q, k, v, sc), None
         elif T == 1 and not grad and k.size(1) == H:
             keep = _keep(mask, B, S)
             if keep is not False and _decode_choice(B, H, S, D, keep is not None) == "avx2":
                 return native.extension().decode_attention(q, k, v, keep, sc), None
-        elif is_causal and mask is None and T == S and T > 1 and k.size(1) == H:
-            if _train_choice(B, H, T, D, grad) == "written":
-                return _written_causal(q, k, v, sc), None
+        elif causal_self and _train_choice(B, H, T, D, grad) == "written":
+            return _written_causal(q, k, v, sc), None
     return reference(q, k, v, mask, bias, is_causal=is_causal, dropout_p=dropout_p, scale=scale,
                      need_weights=need_weights)
 
@@ -79,9 +80,14 @@ def _keep(mask: Tensor | None, B: int, S: int) -> Tensor | None | bool:
     return mask.reshape(mask.size(0), S).expand(B, S)
 
 
+@functools.cache  # asked for every layer of every decoding step: the string is made once per kind of call
+def _decode_key(H: int, D: int, rows: int, keys: int, masked: bool, threads: int) -> str:
+    return (f"attention decode heads={H} hs={D} rows<={rows} keys<={keys} {'masked' if masked else 'unmasked'} "
+            f"float32 threads={threads}")
+
+
 def _decode_choice(B: int, H: int, S: int, D: int, masked: bool) -> str:
-    key = (f"attention decode heads={H} hs={D} rows<={bucket(B)} keys<={bucket(S)} "
-           f"{'masked' if masked else 'unmasked'} float32 threads={torch.get_num_threads()}")
+    key = _decode_key(H, D, bucket(B), bucket(S), masked, torch.get_num_threads())
     names = ("sdpa",) + (("avx2",) if native.buildable() else ())
 
     def seconds():

@@ -23,6 +23,7 @@ gelu_tanh or geglu_tanh, a masked-LM head); restore() takes it out.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -98,12 +99,18 @@ class _GeluTanhAVX2(torch.autograd.Function):
 _FORMS = {"sigmoid": _GeluTanh.apply, "avx2": _GeluTanhAVX2.apply}
 
 
+@functools.cache  # asked at every call (each layer of each step): made once per kind of input
+def _kind(mode: str, shape: tuple[int, ...], dtype: torch.dtype, threads: int) -> tuple[str, int, int]:
+    """(tune's key, width, rows rounded up to a power of two) for `mode` ("train" or "infer") on this input."""
+    width = shape[-1] if shape else 1
+    rows = bucket(max(1, math.prod(shape) // max(1, width)))
+    return f"gelu_tanh {mode} {width} rows<={rows} {str(dtype).removeprefix('torch.')} threads={threads}", width, rows
+
+
 def _choice(shape: tuple[int, ...], dtype: torch.dtype) -> str:
     """"F.gelu", "sigmoid" or "avx2" for training on inputs of this shape and dtype: tune's cached choice, timed
     on a random input of the shape the first time (forward + backward of each)."""
-    width = shape[-1] if shape else 1
-    rows = bucket(max(1, math.prod(shape) // max(1, width)))
-    key = f"gelu_tanh train {width} rows<={rows} {str(dtype).removeprefix('torch.')} threads={torch.get_num_threads()}"
+    key, _, _ = _kind("train", shape, dtype, torch.get_num_threads())
     names = ("F.gelu", "sigmoid") + (("avx2",) if dtype == torch.float32 and native.buildable() else ())
 
     def seconds():
@@ -128,9 +135,7 @@ def _traced_choice(shape: tuple[int, ...], dtype: torch.dtype) -> bool:
 def _inference_choice(shape: tuple[int, ...]) -> str:
     """"F.gelu" or "avx2" for fp32 inputs of this shape without autograd (decoding, evaluation): the forward alone,
     timed the first time on a random input of the shape."""
-    width = shape[-1] if shape else 1
-    rows = bucket(max(1, math.prod(shape) // max(1, width)))
-    key = f"gelu_tanh infer {width} rows<={rows} float32 threads={torch.get_num_threads()}"
+    key, width, rows = _kind("infer", shape, torch.float32, torch.get_num_threads())
     names = ("F.gelu",) + (("avx2",) if native.buildable() else ())
 
     def seconds():

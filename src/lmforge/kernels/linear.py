@@ -100,8 +100,7 @@ def _few_row_product(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     out_f, in_f = weight.shape
     threads, m = torch.get_num_threads(), bucket(x.numel() // in_f)
     names = _few_row_names(m, out_f, threads)
-    key = f"few_rows {out_f}x{in_f} rows<={m} float32 threads={threads}"
-    order = choose(key, names, lambda: _time_few_rows(names, m, weight, bias))
+    order = choose(_few_row_key(out_f, in_f, m, threads), names, lambda: _time_few_rows(names, m, weight, bias))
     if order[0] == "F.linear":
         return F.linear(x, weight, bias)  # before any reshape: the choice costs this product no more
     rows = x.reshape(-1, in_f)
@@ -122,6 +121,11 @@ def _few_row_product(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
             continue  # no packed copy yet (or none here), or a name from another version's cache
         return y.view(*x.shape[:-1], out_f)
     return F.linear(x, weight, bias)
+
+
+@functools.cache  # asked at every call (every product of every decoding step): the string is made once
+def _few_row_key(out_f: int, in_f: int, m: int, threads: int) -> str:
+    return f"few_rows {out_f}x{in_f} rows<={m} float32 threads={threads}"
 
 
 @functools.cache  # asked at every call: a tuple per (rows, outputs, threads), made once
