@@ -12,8 +12,8 @@ from torch import Tensor, nn
 
 def gelu_tanh(x: Tensor) -> Tensor:
     """GELU, tanh approximation (GPT-2's "gelu_new"; Hendrycks & Gimpel 2016, sec. 2): torch's kernel.
-    lmforge.kernels.accelerate may give a model's feed-forwards a form of it timed faster for training here
-    (lmforge.kernels.gelu).
+    lmforge.kernels.accelerate may give a model's feed-forwards a form of it timed faster here, for training and
+    for fp32 decoding (lmforge.kernels.gelu).
 
     Example: gelu_tanh(torch.tensor([1.0])) == tensor([0.8412]); exact erf GELU: 0.8413.
     """

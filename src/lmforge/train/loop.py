@@ -37,7 +37,7 @@ from lmforge.train.compiling import CompileFailed, choose_compile, failed
 from lmforge.train.compiling import warm_up as compiling_warm_up
 from lmforge.train.dist import Dist, resolve_device
 from lmforge.train.optim import Schedule, build_optimizer
-from lmforge.train.precision import _shapes_key, choose_dtype
+from lmforge.train.precision import shapes_key, choose_dtype
 
 # the Trainer's own keys in a metrics row: a loss_fn metric may not take one (nor the "val_" prefix of eval metrics)
 ROW_KEYS = ("step", "loss", "lr", "tokens", "step_s", "elapsed_s")
@@ -248,7 +248,6 @@ class Trainer:
             return self.compiled
         mode, compiled, why, seconds = self.compile_mode, False, "train.compile: false", None
         if mode is not False:
-            bf16 = self.bf16
             batch = tuple(t.to(self.device) for t in self.train_batches.get(0))
             compiled_net = torch.compile(self.model)
             eager_step, compiled_step = self._timed_step(self.model, batch), self._timed_step(compiled_net, batch)
@@ -259,8 +258,8 @@ class Trainer:
                 elif self.sharded:
                     why = "train.compile: auto is not timed under fsdp (a sharded step needs every rank): eager"
                 else:
-                    key = (f"{self.device.type} {_shapes_key(self.model)} batch={'x'.join(map(str, batch[0].shape))} "
-                           f"dtype={'bf16' if bf16 else 'fp32'}")
+                    key = (f"{self.device.type} {shapes_key(self.model)} batch={'x'.join(map(str, batch[0].shape))} "
+                           f"dtype={'bf16' if self.bf16 else 'fp32'}")
                     choice = choose_compile(key, eager_step, compiled_step) if self.dist.is_main else None
                     compiled, why, seconds = self.dist.broadcast(choice)
                     if compiled and not self.dist.is_main:

@@ -65,7 +65,7 @@ def choose_dtype(requested: str, device: torch.device, model: torch.nn.Module | 
             return True, f"CPU has {', '.join(native)}: bf16"
         w, x = w.detach(), torch.randn(512, w.shape[1], device=w.device)
         probe, what = (lambda: x @ w.T), "the model's largest matmul"
-    return _timed_choice(probe, device, what, f"{_shapes_key(model)} {probe_key}".strip(), native)
+    return _timed_choice(probe, device, what, f"{shapes_key(model)} {probe_key}".strip(), native)
 
 
 def _timed_choice(probe: Callable[[], Any], device: torch.device, what: str, shapes: str,
@@ -88,7 +88,7 @@ def _timed_choice(probe: Callable[[], Any], device: torch.device, what: str, sha
                                f"bf16{when}: {verdict}")
 
 
-def _shapes_key(model: torch.nn.Module | None) -> str:
+def shapes_key(model: torch.nn.Module | None) -> str:
     """The model's parameter count and a short hash of its parameter shapes: what the timing depends on."""
     if model is None:
         return "model=none"
