@@ -54,6 +54,16 @@ def test_the_choice_is_cached_on_disk_and_not_timed_again(tmp_path):
     assert len(calls) == timed  # eager not run again
 
 
+def test_a_cached_choice_without_timings_is_followed(tmp_path):
+    """A cache file whose record has no timings (written by hand, or by another version) is still followed."""
+    import json
+    key = f"compile cpu demo-bare threads={torch.get_num_threads()}"
+    (tmp_path / "tune.json").write_text(json.dumps({"choices": {key: {"order": ["compiled", "eager"], "ms": {}}}}))
+    with tune.using(tune.Tuner(tmp_path / "tune.json")):
+        compiled, why, seconds = choose_compile("cpu demo-bare", busy(0.004), lambda: None)
+    assert compiled and "without its timings" in why and "cached" in why and seconds is not None
+
+
 def test_a_compilation_that_fails_is_reported_and_not_cached(tuner):
     def broken():
         raise RuntimeError("InductorError: no C++ compiler")

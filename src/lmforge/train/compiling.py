@@ -81,11 +81,11 @@ def choose_compile(key: str, eager_step: Callable[[], Any], compiled_step: Calla
         compile_s.append(warm_up(compiled_step))
     if record is None:  # tuning off and nothing cached, or a forced choice
         return verdict == "compiled", f"not timed (tuning off or forced): {verdict}", (compile_s or [None])[0]
-    speed = record["ms"]["eager"] / record["ms"]["compiled"]
+    ms = record.get("ms") or {}
     when = "" if timed else " (an earlier run on this machine, cached)"
-    return (verdict == "compiled",
-            f"a training step measured {speed:.2f}x eager's speed compiled{when}: {verdict}",
-            (compile_s or [None])[0])
+    speed = (f"a training step measured {ms['eager'] / ms['compiled']:.2f}x eager's speed compiled"
+             if {"eager", "compiled"} <= set(ms) else "a cached choice without its timings")
+    return verdict == "compiled", f"{speed}{when}: {verdict}", (compile_s or [None])[0]
 
 
 def failed(e: CompileFailed) -> str:
