@@ -133,13 +133,17 @@ def test_accelerate_puts_it_into_the_attention_layers_and_decoding_keeps_its_tok
         pytest.skip("lmforge's CPU kernels cannot be built here")
     ext, masked = native.extension(), []
 
-    class Spy:  # the real kernels, counting the decoding attention's calls with a padding mask
-        def __getattr__(self, name):
+    class Spy:  # the real kernels, counting the decoding attention's calls with a padding mask: through the
+        def __getattr__(self, name):  # layer's modules, or in lmforge.kernels.decode's step (its cached twin)
             return getattr(ext, name)
 
         def decode_attention(self, q, k, v, keep, scale):
             masked.append(keep is not None)
             return ext.decode_attention(q, k, v, keep, scale)
+
+        def cached_attention(self, qkv, k, v, position, keep, scale):
+            masked.append(keep is not None)
+            return ext.cached_attention(qkv, k, v, position, keep, scale)
     native._extension = Spy()
     try:
         with forced("avx2", "written"):

@@ -19,6 +19,7 @@ from __future__ import annotations
 from torch import nn
 
 import lmforge.kernels.attention as fast_attention
+import lmforge.kernels.decode as decode
 import lmforge.kernels.gelu as gelu
 from lmforge.kernels.hugepages import set_huge_pages
 from lmforge.kernels.int8 import Int8Linear, set_int8
@@ -28,6 +29,7 @@ from lmforge.kernels.packed import set_packing
 from lmforge.kernels.tune import env_switch
 from lmforge.nn import feedforward
 from lmforge.nn.attention import MultiHeadAttention
+from lmforge.nn.block import Block
 from lmforge.nn.heads import LMHead as PlainLMHead
 from lmforge.nn.quant import Int8Linear as PlainInt8Linear
 
@@ -48,6 +50,8 @@ def accelerate(model: nn.Module) -> nn.Module:
             m.act = gelu.gelu_tanh  # an instance attribute: no parameter, no state-dict key
         elif isinstance(m, MultiHeadAttention):
             m.attend = fast_attention.attention  # likewise
+        elif isinstance(m, Block):
+            m.fast_decode = decode.block_step  # likewise: a decoding step in seven calls where it applies
     return model
 
 
@@ -61,6 +65,8 @@ def restore(model: nn.Module) -> nn.Module:
             m.act = feedforward.gelu_tanh
         elif isinstance(m, MultiHeadAttention):
             m.__dict__.pop("attend", None)  # the class's again: lmforge.nn.attention.attention
+        elif isinstance(m, Block):
+            m.__dict__.pop("fast_decode", None)  # the class's again: None, the modules
     return model
 
 
@@ -76,6 +82,7 @@ def set_enabled(enabled: bool) -> None:
     set_int8(enabled)
     gelu.set_gelu(enabled)
     fast_attention.set_attention(enabled)
+    decode.set_decode_step(enabled)
 
 
 if not env_switch("LMFORGE_FAST_PATHS"):

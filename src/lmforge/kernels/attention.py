@@ -80,6 +80,12 @@ def _keep(mask: Tensor | None, B: int, S: int) -> Tensor | None | bool:
     return mask.reshape(mask.size(0), S).expand(B, S)
 
 
+def decode_kernel(B: int, H: int, S: int, D: int, masked: bool) -> bool:
+    """Whether a decoding call (q (B, H, 1, D) against S keys, with a key mask or not) takes lmforge's kernel now:
+    then lmforge.kernels.decode may use its twin that also writes the cache (cpu.cpp: cached_attention)."""
+    return _enabled and _decode_choice(B, H, S, D, masked) == "avx2"
+
+
 @functools.cache  # asked for every layer of every decoding step: the string is made once per kind of call
 def _decode_key(H: int, D: int, rows: int, keys: int, masked: bool, threads: int) -> str:
     return (f"attention decode heads={H} hs={D} rows<={rows} keys<={keys} {'masked' if masked else 'unmasked'} "

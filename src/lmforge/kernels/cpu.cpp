@@ -9,6 +9,7 @@
 // memory once, at one byte per element. Without AVX2 the plain loop below computes the same sum.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
+#include <algorithm>
 #include <cmath>
 #include <vector>
 #ifdef __AVX2__
@@ -149,7 +150,9 @@ torch::Tensor dequantize(torch::Tensor q, torch::Tensor scale) {
 // weight rows are read side by side, 8 floats at a time, each multiplied into its own accumulator per row of x
 // (four independent FMA chains at one row, eight at two and four rows); x (a few KiB to 48 KiB) stays in
 // L1/L2, so each weight is read from memory once for up to four rows. Output rows are split across torch's threads in
-// blocks; each block adds its bias.
+// blocks; each task then adds the bias to its outputs and, when asked (lmforge/kernels/decode.py, a decoding step
+// of a pre-norm layer), the residual stream `add` or the tanh GELU -- what would otherwise be one more call and
+// one more pass over the outputs each.
 
 // y[r * N + j] = sum_k x[r * K + k] * w[j * K + k] for R rows of x and J (1 or 4) rows of w
 template <int R, int J>
@@ -182,10 +185,14 @@ static inline void dot_rows(const float* x, const float* w, int64_t K, float* y,
 template <int R>
 constexpr int weight_rows() { return R >= 4 ? 2 : 4; }
 
+static void gelu_span(const float* x, float* y, float* s, int64_t n);  // section 3
+
 // G groups of R rows of x (G R rows in all) times each block of J weight rows: the block is read from memory for
-// the first group and from L1 for the others, so the weight streams from memory once for all G R rows.
+// the first group and from L1 for the others, so the weight streams from memory once for all G R rows. Then, on
+// each task's own outputs while they are in cache: + bias, + add (the residual stream, (G R, N)), GELU if asked.
 template <int R, int G = 1>
-static void linear_block(const float* x, const float* w, const float* b, float* y, int64_t K, int64_t N) {
+static void linear_block(const float* x, const float* w, const float* b, const float* add, bool gelu, float* y,
+                         int64_t K, int64_t N) {
   constexpr int J = weight_rows<R>();
   // blocks of J output rows; 64 output rows (192 KiB of a 768-wide weight) per task at least
   at::parallel_for(0, (N + J - 1) / J, 64 / J, [&](int64_t b0, int64_t b1) {
@@ -200,9 +207,15 @@ static void linear_block(const float* x, const float* w, const float* b, float* 
           for (; n < N; ++n) dot_rows<R, 1>(xg, w + n * K, K, yg + n, N);  // the last rows
         }
       }
+    }
+    const int64_t j0 = b0 * J, j1 = std::min(N, b1 * J);
+    for (int r = 0; r < G * R; ++r) {
+      float* yr = y + r * N;
       if (b)
-        for (int64_t j = blk * J; j < std::min(N, blk * J + J); ++j)
-          for (int r = 0; r < G * R; ++r) y[r * N + j] += b[j];
+        for (int64_t j = j0; j < j1; ++j) yr[j] += b[j];
+      if (add)
+        for (int64_t j = j0; j < j1; ++j) yr[j] = add[r * N + j] + yr[j];
+      if (gelu) gelu_span(yr + j0, yr + j0, nullptr, j1 - j0);
     }
   });
 }
@@ -213,21 +226,29 @@ static void linear_block(const float* x, const float* w, const float* b, float* 
 // matrices on an AMD EPYC Zen 3: the loads of x, not the weight, limit it. Two whole passes of four, as before
 // the groups, read the weight twice: with the groups the server's engine stepped 8 rows at 4.9x the tokens/s of
 // one instead of 4.2x; bench/generate.py --only server, BENCHMARKS.md.)
-torch::Tensor linear_rows(torch::Tensor x, torch::Tensor w, c10::optional<torch::Tensor> bias) {
+torch::Tensor linear_rows(torch::Tensor x, torch::Tensor w, c10::optional<torch::Tensor> bias,
+                          c10::optional<torch::Tensor> add, bool gelu) {
   TORCH_CHECK(x.dim() == 2 && x.scalar_type() == torch::kFloat && x.is_contiguous(), "x: contiguous fp32 (M, K)");
   TORCH_CHECK(w.dim() == 2 && w.scalar_type() == torch::kFloat && w.is_contiguous() && w.size(1) == x.size(1),
               "w: contiguous fp32 (N, K)");
   const float* bp = bias_data(bias, w.size(0));
   const int64_t M = x.size(0), K = x.size(1), N = w.size(0);
+  const float* ap = nullptr;
+  if (add.has_value()) {
+    TORCH_CHECK(add->scalar_type() == torch::kFloat && add->is_contiguous() && add->dim() == 2 && add->size(0) == M
+                && add->size(1) == N, "add: contiguous fp32 (M, N)");
+    ap = add->data_ptr<float>();
+  }
   auto y = torch::empty({M, N}, x.options());
   const float* xp = x.data_ptr<float>();
   const float* wp = w.data_ptr<float>();
   float* yp = y.data_ptr<float>();
+  const auto at = [&](int64_t m) { return ap ? ap + m * N : nullptr; };
   int64_t m = 0;
-  for (; m + 8 <= M; m += 8) linear_block<4, 2>(xp + m * K, wp, bp, yp + m * N, K, N);
-  for (; m + 4 <= M; m += 4) linear_block<4>(xp + m * K, wp, bp, yp + m * N, K, N);
-  if (m + 2 <= M) { linear_block<2>(xp + m * K, wp, bp, yp + m * N, K, N); m += 2; }
-  if (m < M) linear_block<1>(xp + m * K, wp, bp, yp + m * N, K, N);
+  for (; m + 8 <= M; m += 8) linear_block<4, 2>(xp + m * K, wp, bp, at(m), gelu, yp + m * N, K, N);
+  for (; m + 4 <= M; m += 4) linear_block<4>(xp + m * K, wp, bp, at(m), gelu, yp + m * N, K, N);
+  if (m + 2 <= M) { linear_block<2>(xp + m * K, wp, bp, at(m), gelu, yp + m * N, K, N); m += 2; }
+  if (m < M) linear_block<1>(xp + m * K, wp, bp, at(m), gelu, yp + m * N, K, N);
   return y;
 }
 
@@ -259,6 +280,44 @@ static inline __m256 exp8(__m256 x) {
 static constexpr float kTwoC = 1.5957691216057308f;  // 2 sqrt(2 / pi)
 static constexpr float kA = 0.044715f;
 
+#ifdef __AVX2__
+// (gelu(v), s) for 8 floats
+static inline __m256 gelu8(__m256 v, __m256* s) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  const __m256 z = _mm256_mul_ps(_mm256_fmadd_ps(_mm256_mul_ps(v, v), _mm256_set1_ps(kTwoC * kA),
+                                                 _mm256_set1_ps(kTwoC)), v);  // 2C (x + A x^3)
+  *s = _mm256_div_ps(one, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), z))));
+  return _mm256_mul_ps(v, *s);
+}
+#endif
+
+// gelu(x[i]) -> y[i] for n floats (y may be x), and s[i] unless s is nullptr. With AVX2 the last n % 8 go through
+// the same 8-wide code (via a small buffer), so every value is the same to the bit wherever a span starts or ends.
+static void gelu_span(const float* x, float* y, float* s, int64_t n) {
+  int64_t i = 0;
+#ifdef __AVX2__
+  __m256 sg;
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(y + i, gelu8(_mm256_loadu_ps(x + i), &sg));
+    if (s) _mm256_storeu_ps(s + i, sg);
+  }
+  if (i < n) {
+    float buf[8] = {}, sbuf[8];
+    std::copy(x + i, x + n, buf);
+    _mm256_storeu_ps(buf, gelu8(_mm256_loadu_ps(buf), &sg));
+    _mm256_storeu_ps(sbuf, sg);
+    std::copy(buf, buf + (n - i), y + i);
+    if (s) std::copy(sbuf, sbuf + (n - i), s + i);
+  }
+#else
+  for (; i < n; ++i) {
+    const float v = x[i], z = (kTwoC + kTwoC * kA * v * v) * v, sg = 1.0f / (1.0f + std::exp(-z));
+    if (s) s[i] = sg;
+    y[i] = v * sg;
+  }
+#endif
+}
+
 // x (contiguous fp32) -> (gelu(x), s); keep_s false (no gradient to come, lmforge/kernels/gelu.py's inference
 // candidate): (gelu(x),) alone, s never written
 std::vector<torch::Tensor> gelu_tanh_forward(torch::Tensor x, bool keep_s) {
@@ -269,22 +328,7 @@ std::vector<torch::Tensor> gelu_tanh_forward(torch::Tensor x, bool keep_s) {
   float* yp = y.data_ptr<float>();
   float* sp = keep_s ? s.data_ptr<float>() : nullptr;
   at::parallel_for(0, x.numel(), 16384, [&](int64_t i0, int64_t i1) {
-    int64_t i = i0;
-#ifdef __AVX2__
-    const __m256 one = _mm256_set1_ps(1.0f), c = _mm256_set1_ps(kTwoC), ca = _mm256_set1_ps(kTwoC * kA);
-    for (; i + 8 <= i1; i += 8) {
-      const __m256 v = _mm256_loadu_ps(xp + i);
-      const __m256 z = _mm256_mul_ps(_mm256_fmadd_ps(_mm256_mul_ps(v, v), ca, c), v);  // 2C (x + A x^3)
-      const __m256 sg = _mm256_div_ps(one, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), z))));
-      if (sp) _mm256_storeu_ps(sp + i, sg);
-      _mm256_storeu_ps(yp + i, _mm256_mul_ps(v, sg));
-    }
-#endif
-    for (; i < i1; ++i) {
-      const float v = xp[i], z = (kTwoC + kTwoC * kA * v * v) * v, sg = 1.0f / (1.0f + std::exp(-z));
-      if (sp) sp[i] = sg;
-      yp[i] = v * sg;
-    }
+    gelu_span(xp + i0, yp + i0, sp ? sp + i0 : nullptr, i1 - i0);
   });
   if (keep_s) return {y, s};
   return {y};
@@ -412,6 +456,30 @@ static void attend_any(const float* q, const float* k, int64_t ks, const float* 
   for (int64_t d = 0; d < D; ++d) out[d] *= inv;
 }
 
+// One (row, head): AVX2 for head sizes 32, 64, 128, the plain loop otherwise; p holds S + 8 floats.
+static void attend_row(const float* q, const float* k, int64_t ks, const float* v, int64_t vs, const uint8_t* keep,
+                       int64_t S, int64_t D, float scale, float* p, float* out) {
+#ifdef __AVX2__
+  switch (D) {
+    case 32: attend_one<4>(q, k, ks, v, vs, keep, S, scale, p, out); return;
+    case 64: attend_one<8>(q, k, ks, v, vs, keep, S, scale, p, out); return;
+    case 128: attend_one<16>(q, k, ks, v, vs, keep, S, scale, p, out); return;
+    default: break;
+  }
+#endif
+  attend_any(q, k, ks, v, vs, keep, S, D, scale, p, out);
+}
+
+// keep (B, S) bool or None -> its bytes (nullptr for None); `holder` keeps a contiguous copy alive
+static const uint8_t* keep_data(const c10::optional<torch::Tensor>& keep, int64_t B, int64_t S,
+                                torch::Tensor& holder) {
+  if (!keep.has_value()) return nullptr;
+  TORCH_CHECK(keep->scalar_type() == torch::kBool && keep->dim() == 2 && keep->size(0) == B && keep->size(1) == S,
+              "keep: (B, S) bool");
+  holder = keep->contiguous();
+  return reinterpret_cast<const uint8_t*>(holder.data_ptr<bool>());
+}
+
 torch::Tensor decode_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v, c10::optional<torch::Tensor> keep,
                                double scale) {
   TORCH_CHECK(q.scalar_type() == torch::kFloat && k.scalar_type() == torch::kFloat && v.scalar_type() == torch::kFloat
@@ -420,14 +488,8 @@ torch::Tensor decode_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v
               && q.size(1) == k.size(1) && q.size(3) == k.size(3),
               "q (B, H, 1, D), k and v (B, H, S, D): fp32, last dimension contiguous");
   const int64_t B = k.size(0), H = k.size(1), S = k.size(2), D = k.size(3);
-  const uint8_t* kp = nullptr;
   torch::Tensor keep8;
-  if (keep.has_value()) {
-    TORCH_CHECK(keep->scalar_type() == torch::kBool && keep->dim() == 2 && keep->size(0) == B && keep->size(1) == S,
-                "keep: (B, S) bool");
-    keep8 = keep->contiguous();
-    kp = reinterpret_cast<const uint8_t*>(keep8.data_ptr<bool>());
-  }
+  const uint8_t* kp = keep_data(keep, B, S, keep8);
   auto out = torch::empty({B, H, 1, D}, q.options());
   const float *qd = q.data_ptr<float>(), *kd = k.data_ptr<float>(), *vd = v.data_ptr<float>();
   float* od = out.data_ptr<float>();
@@ -436,20 +498,46 @@ torch::Tensor decode_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v
     std::vector<float> p(S + 8);
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t b = i / H, h = i % H;
-      const float* qr = qd + b * q.stride(0) + h * q.stride(1);
-      const float* kr = kd + b * k.stride(0) + h * k.stride(1);
-      const float* vr = vd + b * v.stride(0) + h * v.stride(1);
-      const uint8_t* keepr = kp ? kp + b * S : nullptr;
-      float* o = od + i * D;
-#ifdef __AVX2__
-      switch (D) {
-        case 32: attend_one<4>(qr, kr, k.stride(2), vr, v.stride(2), keepr, S, sc, p.data(), o); continue;
-        case 64: attend_one<8>(qr, kr, k.stride(2), vr, v.stride(2), keepr, S, sc, p.data(), o); continue;
-        case 128: attend_one<16>(qr, kr, k.stride(2), vr, v.stride(2), keepr, S, sc, p.data(), o); continue;
-        default: break;
-      }
-#endif
-      attend_any(qr, kr, k.stride(2), vr, v.stride(2), keepr, S, D, sc, p.data(), o);
+      attend_row(qd + b * q.stride(0) + h * q.stride(1), kd + b * k.stride(0) + h * k.stride(1), k.stride(2),
+                 vd + b * v.stride(0) + h * v.stride(1), v.stride(2), kp ? kp + b * S : nullptr, S, D, sc, p.data(),
+                 od + i * D);
+    }
+  });
+  return out;
+}
+
+// 5. cached_attention: a decoding step's self-attention from the fused q/k/v projection, one call per layer
+// (lmforge/kernels/decode.py). qkv (B, 3 H D): each row's q, k, v, heads side by side, as MultiHeadAttention's qkv
+// product gives them; k_cache, v_cache (B, H, L, D): the layer's KV cache buffers (lmforge.nn.cache). Writes each
+// row's k and v at `position` and attends its q over positions 0..position (keep (B, position + 1) bool or
+// None) as decode_attention does. Returns (B, H D): the heads side by side again, ready for the output projection.
+// The same as the cache's narrow + copy_ for k and v, the heads' view and transpose, decode_attention and the
+// transpose + reshape back (about ten calls a layer) in one.
+torch::Tensor cached_attention(torch::Tensor qkv, torch::Tensor k_cache, torch::Tensor v_cache, int64_t position,
+                               c10::optional<torch::Tensor> keep, double scale) {
+  TORCH_CHECK(k_cache.dim() == 4 && k_cache.is_contiguous() && v_cache.is_contiguous()
+              && k_cache.sizes() == v_cache.sizes() && k_cache.scalar_type() == torch::kFloat
+              && v_cache.scalar_type() == torch::kFloat, "k_cache, v_cache: contiguous fp32 (B, H, L, D)");
+  const int64_t B = k_cache.size(0), H = k_cache.size(1), L = k_cache.size(2), D = k_cache.size(3), S = position + 1;
+  TORCH_CHECK(qkv.scalar_type() == torch::kFloat && qkv.is_contiguous() && qkv.dim() == 2 && qkv.size(0) == B
+              && qkv.size(1) == 3 * H * D, "qkv: contiguous fp32 (B, 3 H D)");
+  TORCH_CHECK(position >= 0 && position < L, "position ", position, " outside the cache's ", L, " positions");
+  torch::Tensor keep8;
+  const uint8_t* kp = keep_data(keep, B, S, keep8);
+  auto out = torch::empty({B, H * D}, qkv.options());
+  const float* in = qkv.data_ptr<float>();
+  float *kd = k_cache.data_ptr<float>(), *vd = v_cache.data_ptr<float>(), *od = out.data_ptr<float>();
+  const float sc = static_cast<float>(scale);
+  at::parallel_for(0, B * H, 1, [&](int64_t i0, int64_t i1) {
+    std::vector<float> p(S + 8);
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t b = i / H, h = i % H;
+      const float* row = in + b * 3 * H * D;
+      float* kr = kd + (b * H + h) * L * D;
+      float* vr = vd + (b * H + h) * L * D;
+      std::copy(row + (H + h) * D, row + (H + h + 1) * D, kr + position * D);
+      std::copy(row + (2 * H + h) * D, row + (2 * H + h + 1) * D, vr + position * D);
+      attend_row(row + h * D, kr, D, vr, D, kp ? kp + b * S : nullptr, S, D, sc, p.data(), od + i * D);
     }
   });
   return out;
@@ -475,6 +563,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("int8_linear", &int8_linear, "(x @ q.T) * scale + bias: fp32 x, int8 q, per-row fp32 scale",
         py::arg("x"), py::arg("q"), py::arg("scale"), py::arg("bias") = py::none());
   m.def("dequantize", &dequantize, "q * scale[:, None] as fp32");
-  m.def("linear_rows", &linear_rows, "x @ w.T + bias for a few fp32 rows", py::arg("x"), py::arg("w"),
-        py::arg("bias") = py::none());
+  m.def("linear_rows", &linear_rows, "x @ w.T + bias (+ add, then GELU if asked) for a few fp32 rows",
+        py::arg("x"), py::arg("w"), py::arg("bias") = py::none(), py::arg("add") = py::none(),
+        py::arg("gelu") = false);
+  m.def("cached_attention", &cached_attention, "one decoding step's attention: k, v into the cache, q attends",
+        py::arg("qkv"), py::arg("k_cache"), py::arg("v_cache"), py::arg("position"), py::arg("keep") = py::none(),
+        py::arg("scale"));
 }

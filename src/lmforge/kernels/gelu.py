@@ -149,6 +149,12 @@ def _inference_choice(shape: tuple[int, ...]) -> str:
     return next(n for n in order if n != "avx2" or native.extension() is not None)
 
 
+def inference_kernel(shape: tuple[int, ...]) -> bool:
+    """Whether gelu_tanh of an fp32 input of this shape without autograd takes the AVX2 forward now: then
+    lmforge.kernels.decode may have the product before it apply it in the same pass (cpu.cpp: linear_rows)."""
+    return _enabled and _inference_choice(shape) == "avx2"
+
+
 def gelu_tanh(x: Tensor) -> Tensor:
     """F.gelu(x, approximate="tanh"), by the form timed fastest here for training, or for inference in fp32
     (module docstring)."""

@@ -95,12 +95,30 @@ def _large_choice(x: Tensor, weight: Tensor, bias: Tensor | None) -> str:
     return choose(key, ("F.linear", "onednn"), lambda: measure(calls, rounds=4))[0]
 
 
-def _few_row_product(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    """x times W^T by the first usable product in this key's order (packed: once its copy exists)."""
+def native_rows(x: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
+    """Whether `linear(x, weight, bias)` would compute with lmforge's AVX2 loop (cpu.cpp: linear_rows) now, x being
+    (M, in) rows: then a caller may have that loop add the residual or apply the GELU in the same pass
+    (lmforge.kernels.decode). Times the candidates if this kind of product was never chosen."""
+    in_f = weight.size(1)
+    if not (_few_rows and x.numel() <= _NATIVE_ROWS * in_f and x.numel() > 0
+            and weight.numel() >= _MIN_FEW_ROW_WEIGHT and _few_row_eligible(x, weight, bias)):
+        return False
+    return _few_row_order(x, weight, bias)[0] == "avx2" and native.extension() is not None
+
+
+def _few_row_order(x: Tensor, weight: Tensor, bias: Tensor | None) -> tuple[str, ...]:
+    """The order of preference for this few-row product's kind, timed the first time it is asked."""
     out_f, in_f = weight.shape
     threads, m = torch.get_num_threads(), bucket(x.numel() // in_f)
     names = _few_row_names(m, out_f, threads)
-    order = choose(_few_row_key(out_f, in_f, m, threads), names, lambda: _time_few_rows(names, m, weight, bias))
+    return choose(_few_row_key(out_f, in_f, m, threads), names, lambda: _time_few_rows(names, m, weight, bias))
+
+
+def _few_row_product(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """x times W^T by the first usable product in this key's order (packed: once its copy exists)."""
+    out_f, in_f = weight.shape
+    threads = torch.get_num_threads()
+    order = _few_row_order(x, weight, bias)
     if order[0] == "F.linear":
         return F.linear(x, weight, bias)  # before any reshape: the choice costs this product no more
     rows = x.reshape(-1, in_f)

@@ -16,6 +16,11 @@ from lmforge.nn.cache import LayerCache
 
 
 class Block(nn.Module):
+    # None, or a faster way to compute this layer for one new token per row with a KV cache (decoding): called as
+    # fast_decode(block, x, mask=, bias=, rope=, cache=), it returns the output, or None where it does not apply.
+    # lmforge.kernels.accelerate gives each layer lmforge.kernels.decode.block_step (an instance attribute).
+    fast_decode = None
+
     def __init__(self, self_attn: MultiHeadAttention, ffn: nn.Module, norm: Callable[[], nn.Module], *,
                  cross_attn: MultiHeadAttention | None = None, norm_first: bool = True, dropout: float = 0.0):
         super().__init__()
@@ -36,6 +41,11 @@ class Block(nn.Module):
                 memory_mask: Tensor | None = None, memory_bias: Tensor | None = None,
                 need_weights: bool = False) -> tuple[Tensor, tuple[Tensor | None, Tensor | None]]:
         """x (B, T, d_model) -> (x, (self-attention probs, cross-attention probs)); probs only if need_weights."""
+        if (self.fast_decode is not None and cache is not None and x.size(1) == 1
+                and not (need_weights or self.training)):
+            y = self.fast_decode(self, x, mask=mask, bias=bias, rope=rope, cache=cache)
+            if y is not None:
+                return y, (None, None)
         x, p_self = self._sublayer(x, self.norm1, lambda h: self.attn(
             h, mask=mask, bias=bias, is_causal=is_causal, cache=cache, rope=rope, need_weights=need_weights))
         p_cross = None

@@ -78,14 +78,20 @@ class LayerCache:
 
     def update(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Write k, v (B, nh, T, hs) at the current length; return all keys/values so far (B, nh, length+T, hs)."""
-        p = self.parent
-        start, end = p.length, p.length + k.size(2)
-        if end > p.max_len:
-            raise ValueError(f"KV cache is full: {end} positions needed, the cache holds {p.max_len}")
-        K, V = p.k[self.i], p.v[self.i]
+        K, V, start = self.slot(k.size(2))
+        end = start + k.size(2)
         K.narrow(2, start, end - start).copy_(k)  # narrow + copy_: the same write as K[:, :, start:end] = k
         V.narrow(2, start, end - start).copy_(v)  # with fewer calls (this runs for every layer and token)
         return K.narrow(2, 0, end), V.narrow(2, 0, end)
+
+    def slot(self, n: int = 1) -> tuple[Tensor, Tensor, int]:
+        """(this layer's whole key and value buffers (B, nh, max_len, hs), the position the next n go at), once
+        checked that they fit: `update` writes there; so does a kernel that writes them itself
+        (lmforge.kernels.decode)."""
+        p = self.parent
+        if p.length + n > p.max_len:
+            raise ValueError(f"KV cache is full: {p.length + n} positions needed, the cache holds {p.max_len}")
+        return p.k[self.i], p.v[self.i], p.length
 
     @property
     def cross(self) -> tuple[Tensor, Tensor] | None:
