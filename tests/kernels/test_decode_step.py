@@ -106,6 +106,24 @@ def test_the_step_gives_what_the_modules_give(prompts, spy):
 
 
 @needs_kernels
+def test_int8_layers_take_the_step_with_their_own_product(spy):
+    """A model from lmforge.quantize(model, "int8"): the glue of the step around the int8 layers' own product, the
+    same tokens and log-probabilities to the bit as through the modules."""
+    import lmforge
+    model = kernels.accelerate(lmforge.quantize(gpt(), "int8"))
+    prompts = [[1, 2, 3, 4, 5, 6, 7], [8, 9]]
+    with forced("avx2"):
+        decode.set_decode_step(False)
+        try:
+            expected = greedy(model, prompts)
+        finally:
+            decode.set_decode_step(True)
+        assert "cached_attention" not in spy
+        assert greedy(model, prompts) == expected
+    assert spy["cached_attention"] == 2 * 9 and spy["int8_linear"] > 0 and "linear_rows" not in spy
+
+
+@needs_kernels
 def test_where_a_part_chose_torch_the_step_follows_or_steps_aside(spy):
     """forced(): torch's default for every choice. The products then run as `linear` runs them (F.linear) and the
     attention's choice is torch's kernel, so the layers run their modules: no kernel of ours, the tokens of plain

@@ -21,8 +21,9 @@ or the layer is not of this kind, `block_step` returns None and the Block runs i
 
 This kind: norm_first, LayerNorm norms, self-attention only (MultiHeadAttention with as many key/value heads as
 query heads, no rotary positions, no additive bias), a FeedForward without a gate, every product an accelerated
-Linear (lmforge.kernels.linear.Linear); x fp32 on CPU without autograd, a KV cache of fp32, at most a padding mask.
-GPT-2 and GPT-style models from lmforge.load are; Llama-style layers (RMSNorm, rotary positions, grouped heads,
+Linear (lmforge.kernels.linear.Linear) or int8 layer (lmforge.kernels.int8.Int8Linear, which keeps its own timed
+product: only the glue around it is saved); x fp32 on CPU without autograd, a KV cache of fp32, at most a padding
+mask. GPT-2 and GPT-style models from lmforge.load are; Llama-style layers (RMSNorm, rotary positions, grouped heads,
 gated feed-forward) run their modules. `set_decode_step(False)` (and lmforge.kernels.set_enabled(False)) sends
 every layer through its modules; lmforge.kernels.accelerate puts `block_step` into a model's Blocks.
 """
@@ -37,12 +38,14 @@ from torch import Tensor, nn
 import lmforge.kernels.attention as fast_attention
 import lmforge.kernels.gelu as fast_gelu
 import lmforge.kernels.native as native
+from lmforge.kernels.int8 import Int8Linear
 from lmforge.kernels.linear import Linear, linear, native_rows
 from lmforge.nn.attention import MultiHeadAttention
 from lmforge.nn.feedforward import FeedForward
 
 _enabled = True
 _NORMS = (nn.LayerNorm,)
+_PRODUCTS = (Linear, Int8Linear)  # accelerated layers: fp32 (lmforge.kernels.linear) or int8 weights (.int8)
 
 
 def set_decode_step(enabled: bool) -> None:
@@ -82,14 +85,17 @@ def _of_this_kind(block) -> bool:
     return (block.norm_first and block.cross_attn is None and isinstance(block.norm1, _NORMS)
             and isinstance(block.norm3, _NORMS) and type(attn) is MultiHeadAttention and not attn.cross
             and attn.n_kv_heads == attn.n_heads and type(ffn) is FeedForward and not ffn.gated
-            and all(type(m) is Linear for m in (attn.qkv, attn.out, ffn.fc1, ffn.fc2)))
+            and all(type(m) in _PRODUCTS for m in (attn.qkv, attn.out, ffn.fc1, ffn.fc2)))
 
 
 def _product(layer: nn.Linear, x: Tensor, *, add: Tensor | None = None, act=None, gelu: bool = False) -> Tensor:
     """add + act(layer(x)) (each where given) for x (B, in): in one call of the AVX2 loop where that is the product
-    chosen for this kind (gelu: `act` is the tanh GELU and its AVX2 form was chosen, so the loop applies it)."""
+    chosen for this kind (gelu: `act` is the tanh GELU and its AVX2 form was chosen, so the loop applies it); an
+    int8 layer by its own timed product."""
     w, b = layer.weight, layer.bias
-    if native_rows(x, w, b):
+    if type(layer) is Int8Linear:
+        y = layer(x)
+    elif native_rows(x, w, b):
         ext = native.extension()
         if act is None or gelu:
             return ext.linear_rows(x, w, b, add, gelu)
