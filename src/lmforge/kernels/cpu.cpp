@@ -154,7 +154,16 @@ torch::Tensor dequantize(torch::Tensor q, torch::Tensor scale) {
 // of a pre-norm layer), the residual stream `add` or the tanh GELU -- what would otherwise be one more call and
 // one more pass over the outputs each.
 
-// y[r * N + j] = sum_k x[r * K + k] * w[j * K + k] for R rows of x and J (1 or 4) rows of w
+// From four rows up the loop computes long enough per weight byte that the memory stream stalls while it does:
+// every 16 floats (a 64-byte line) each weight row's line 8 KiB ahead is asked for (a prefetch), so the next blocks
+// arrive while this one is multiplied. Eight rows of GPT-2's and the server's matrices: 1.25-1.5x faster (0.49 ->
+// 0.36 ms at 2304 x 768, 0.12 -> 0.08 ms at 1152 x 384; 768 x 3072 unchanged, its x rows are the limit there),
+// AMD EPYC Zen 3, two threads, interleaved against the same loop without it. At one row it made the large matrices
+// up to 10% slower (the hardware's own prefetch keeps up with a plain stream): not there.
+constexpr int64_t kPrefetchAhead = 2048;  // floats: 8 KiB
+constexpr int kPrefetchRows = 4;
+
+// y[r * N + j] = sum_k x[r * K + k] * w[j * K + k] for R rows of x and J (1, 2 or 4) rows of w
 template <int R, int J>
 static inline void dot_rows(const float* x, const float* w, int64_t K, float* y, int64_t N) {
   float sum[R][J] = {};
@@ -165,6 +174,9 @@ static inline void dot_rows(const float* x, const float* w, int64_t K, float* y,
     for (int j = 0; j < J; ++j) acc[r][j] = _mm256_setzero_ps();
   for (; k + 8 <= K; k += 8) {
     __m256 wv[J];
+    if (R >= kPrefetchRows && (k & 15) == 0)
+      for (int j = 0; j < J; ++j)
+        _mm_prefetch(reinterpret_cast<const char*>(w + j * K + k + kPrefetchAhead), _MM_HINT_T0);
     for (int j = 0; j < J; ++j) wv[j] = _mm256_loadu_ps(w + j * K + k);
     for (int r = 0; r < R; ++r) {
       const __m256 xv = _mm256_loadu_ps(x + r * K + k);
