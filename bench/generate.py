@@ -6,9 +6,12 @@
 1. Decode tokens/s, batch 1, GPT-2-124M shape (random weights), 32-token prompt, 256 new tokens, greedy,
    fp32: lmforge.generate (full Step records; the CPU fast paths of lmforge.kernels and, as `lmforge
    generate` and the server ask for them, huge-page weights) vs Hugging Face `generate` with its KV cache,
-   same process.
+   same process; and lmforge again with lmforge.kernels.decode's layer step off (`lmforge_modules`: every
+   layer through its modules), which says what the step gains.
    Also the fraction of the memory-bandwidth bound: a decode step must read every parameter once, so
-   tokens/s <= read bandwidth / parameter bytes (bandwidth measured here by summing a 1 GiB tensor).
+   tokens/s <= read bandwidth / parameter bytes (bandwidth measured here by summing a 1 GiB tensor): best
+   tokens/s against the best bandwidth of 15 sums after the rounds, and per round against the bandwidth read
+   right after that round's decode (the median of those).
    bf16 too where the CPU has native bf16 (avx512_bf16 / amx).
 2. Server: aggregate streamed tokens/s with 8 concurrent clients vs 1 (continuous batching), and where the
    server's threads spent the time (on a CPU, waiting for one, blocked); next to it the same 8 rows vs 1
@@ -56,33 +59,51 @@ def models(dtype):
 
 def bench_decode(repeats: int, dtype=torch.float32, new: int = 256) -> dict:
     from lmforge.generate import generate
+    from lmforge.kernels import decode
     ours, hf = models(dtype)
     prompt = torch.randint(0, 50257, (1, 32))
     n_params = sum(p.numel() for p in ours.parameters())
-    times = {"lmforge": [], "hf": []}
+    # lmforge_modules: the same decode with kernels.decode's layer step off (every layer through its modules)
+    times = {"lmforge": [], "lmforge_modules": [], "hf": []}
     toks = {}
+    weight_bytes = n_params * torch.finfo(dtype).bits / 8
+    per_round = []  # lmforge's fraction of the bound measured right after it, in the same round
     for r in range(repeats + 1):  # first round warms up, not counted
-        for name in ("lmforge", "hf"):  # interleaved
+        for name in times:  # interleaved
             t = time.perf_counter()
-            if name == "lmforge":
-                out = [s.token for s in generate(ours, prompt[0], max_new_tokens=new, temperature=0,
-                                                 huge_pages=True)]
+            if name.startswith("lmforge"):
+                decode.set_decode_step(name == "lmforge")
+                try:
+                    out = [s.token for s in generate(ours, prompt[0], max_new_tokens=new, temperature=0,
+                                                     huge_pages=True)]
+                finally:
+                    decode.set_decode_step(True)
             else:
                 with torch.inference_mode():
                     out = hf.generate(prompt, max_new_tokens=new, min_new_tokens=new, do_sample=False,
                                       pad_token_id=0)[0, 32:].tolist()
             if r:
                 times[name].append(new / (time.perf_counter() - t))
+                if name == "lmforge":
+                    per_round.append(times[name][-1] * weight_bytes / read_bandwidth(tensors=1))
             toks[name] = out
     bw = read_bandwidth()
-    bound = bw / (n_params * torch.finfo(dtype).bits / 8)
+    bound = bw / weight_bytes
     best = {k: max(v) for k, v in times.items()}
     return {"dtype": str(dtype).split(".")[-1], "lmforge_tok_s": best["lmforge"], "hf_tok_s": best["hf"],
             "ratio": best["lmforge"] / best["hf"],
             "ratio_per_round_median": ratio(times["hf"], times["lmforge"])["median"],  # rates: arguments swapped
             "spread_lmforge": [round(x, 2) for x in times["lmforge"]], "spread_hf": [round(x, 2) for x in times["hf"]],
             "same_tokens": toks["lmforge"] == toks["hf"] if dtype == torch.float32 else None,
-            "read_GBps": bw / 1e9, "bound_tok_s": bound, "fraction_of_bound": best["lmforge"] / bound}
+            "lmforge_modules_tok_s": best["lmforge_modules"],
+            "layer_step_gain": best["lmforge"] / best["lmforge_modules"],
+            "layer_step_gain_per_round_median": ratio(times["lmforge_modules"], times["lmforge"])["median"],
+            "layer_step_same_tokens": toks["lmforge"] == toks["lmforge_modules"],
+            "read_GBps": bw / 1e9, "bound_tok_s": bound, "fraction_of_bound": best["lmforge"] / bound,
+            # the machine's speed moves ~10-15% within minutes, the decode's and the bandwidth's alike: the same
+            # fraction with the bandwidth read right after each round's decode, the median over the rounds
+            "fraction_of_bound_per_round": [round(f, 3) for f in per_round],
+            "fraction_of_bound_per_round_median": statistics.median(per_round)}
 
 
 def bench_ttft(repeats: int) -> dict:
