@@ -12,6 +12,7 @@ behind a process-wide switch, and applied only by the code that wants them:
 | huge pages (`hugepages.py`) | the model's weights moved into 2 MiB transparent huge pages | when asked: `huge_page_weights(model)` | `set_huge_pages` |
 | GELU (`gelu.py`) | GPT-2's tanh GELU in training (forward + backward) as a sigmoid: in plain torch ops, or one pass each way in AVX2 (`cpu.cpp`) | fp32 training on CPU, modules whose `act` is gelu_tanh (FeedForward, a masked-LM head); without autograd (decoding) the AVX2 forward alone | `gelu.set_gelu` |
 | attention (`attention.py`, `cpu.cpp`) | decoding: one query per row against its cached keys in one AVX2 pass (`cpu.cpp`); training: short causal self-attention as baddbmm + softmax + bmm instead of torch's fused kernel | fp32 on CPU: one-query calls without autograd; causal self-attention with T = S | `attention.set_attention` |
+| decoding step (`decode.py`, `cpu.cpp`) | a pre-norm layer's step for one new token per row in seven calls instead of ~40: the KV cache written and attended in one AVX2 call, the residual add and GELU applied by the product as it writes; each part keeps its own timed choice, the modules run where a part chose torch's or the layer is of another kind | fp32/int8 decoding on CPU with a KV cache (GPT-2-style layers) | `decode.set_decode_step` |
 | int8 (`int8.py`) | int8 weight-only products (lmforge.nn.quant.Int8Linear): torch's `_weight_int8pack_mm`, an AVX2 kernel of ours (`cpu.cpp`) or dequantize + F.linear, whichever times fastest here | a model from `lmforge.quantize(model, "int8")` | `set_int8` |
 
 Which product runs is measured, never assumed (`tune.py`): the first time `linear.py` needs a kind of
@@ -25,13 +26,14 @@ uses every thread, the column form measured 0.4-0.55x: why no constant can choos
 `auto` (lmforge.train.precision) keeps its measured choice in the same cache, and so does the int8 product
 (`int8.py`), whose default to beat is the reference, dequantize + F.linear.
 
-Switches: `set_enabled(False)` (or LMFORGE_FAST_PATHS=0) turns all seven paths off (True turns them on);
+Switches: `set_enabled(False)` (or LMFORGE_FAST_PATHS=0) turns all eight paths off (True turns them on);
 `set_tuning(False)` (or LMFORGE_TUNING=0) times nothing new: a product not in the cache takes F.linear.
 
 How they are applied:
 - `accelerate(model)` makes a model's torch.nn.Linear layers and lmforge.nn.LMHead compute with
   `linear`, in place (the module's class changes, nothing else: same parameters and state-dict keys), and
-  gives its MultiHeadAttention layers `attention.attention` and its tanh-GELU modules `gelu.gelu_tanh`;
+  gives its MultiHeadAttention layers `attention.attention`, its tanh-GELU modules `gelu.gelu_tanh` and its
+  Blocks `decode.block_step`;
   `restore(model)` changes them back. The decoding Engine (lmforge.generate) and the Trainer
   (lmforge.train) call it for a model on CPU; their docstrings say so.
 - The Engine also holds a `PackedWeights` table and enters it for every step.
@@ -46,6 +48,7 @@ How they are applied:
 """
 from lmforge.kernels.apply import accelerate, restore, set_enabled
 from lmforge.kernels.attention import set_attention
+from lmforge.kernels.decode import set_decode_step
 from lmforge.kernels.hugepages import huge_page_weights, set_huge_pages
 from lmforge.kernels.int8 import int8_linear, set_int8
 from lmforge.kernels.linear import Linear, LMHead, linear, set_few_rows
@@ -55,4 +58,4 @@ from lmforge.kernels.tune import set_tuning
 
 __all__ = ["accelerate", "restore", "set_enabled", "linear", "Linear", "LMHead", "PackedWeights", "set_few_rows",
            "set_packing", "set_large_onednn", "huge_page_weights", "set_huge_pages", "int8_linear", "set_int8",
-           "set_tuning", "set_attention"]
+           "set_tuning", "set_attention", "set_decode_step"]

@@ -1,10 +1,11 @@
 """Putting the fast products into a model and taking them out again; one switch for every path.
 
 `accelerate(model)` gives each module whose `act` is the tanh GELU (FeedForward, the masked-LM head)
-lmforge.kernels.gelu's and each MultiHeadAttention lmforge.kernels.attention's (instance attributes, each timed
-against torch's), and changes, in place, the class of each module whose type is exactly torch.nn.Linear,
-lmforge.nn.LMHead or lmforge.nn.quant.Int8Linear to its subclass here (lmforge.kernels.linear.Linear / LMHead,
-lmforge.kernels.int8.Int8Linear), which computes with lmforge.kernels.linear (or int8_linear). Nothing else
+lmforge.kernels.gelu's, each MultiHeadAttention lmforge.kernels.attention's (instance attributes, each timed
+against torch's) and each Block lmforge.kernels.decode's decoding step (`fast_decode`), and changes, in place,
+the class of each module whose type is exactly torch.nn.Linear, lmforge.nn.LMHead or lmforge.nn.quant.Int8Linear
+to its subclass here (lmforge.kernels.linear.Linear / LMHead, lmforge.kernels.int8.Int8Linear), which computes
+with lmforge.kernels.linear (or int8_linear). Nothing else
 changes: the same module and Parameter objects, the same state-dict keys, `isinstance(m, nn.Linear)` still
 true; a call costs what the old lmforge.nn.Linear cost (one forward that calls `linear`). Subclasses of
 nn.Linear (an adapter's layer, a quantised one) are left alone, as they may compute something else.
@@ -72,9 +73,9 @@ def restore(model: nn.Module) -> nn.Module:
 
 def set_enabled(enabled: bool) -> None:
     """Every fast path on or off at once: the few-row products, the packed copies (off frees them), oneDNN
-    for large products, huge-page weights, the int8 product, the GELU and the attention forms. Off, an
-    accelerated model computes as plain PyTorch would (e.g. to compare numbers); on turns each path back on.
-    LMFORGE_FAST_PATHS=0 in the environment starts a process with them off."""
+    for large products, huge-page weights, the int8 product, the GELU and the attention forms, the decoding step.
+    Off, an accelerated model computes as plain PyTorch would (e.g. to compare numbers); on turns each path back
+    on. LMFORGE_FAST_PATHS=0 in the environment starts a process with them off."""
     set_few_rows(enabled)
     set_packing(enabled)
     set_large_onednn(enabled)
