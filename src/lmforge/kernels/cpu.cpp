@@ -156,10 +156,11 @@ torch::Tensor dequantize(torch::Tensor q, torch::Tensor scale) {
 
 // From four rows up the loop computes long enough per weight byte that the memory stream stalls while it does:
 // every 16 floats (a 64-byte line) each weight row's line 8 KiB ahead is asked for (a prefetch), so the next blocks
-// arrive while this one is multiplied. Eight rows of GPT-2's and the server's matrices: 1.25-1.5x faster (0.49 ->
-// 0.36 ms at 2304 x 768, 0.12 -> 0.08 ms at 1152 x 384; 768 x 3072 unchanged, its x rows are the limit there),
-// AMD EPYC Zen 3, two threads, interleaved against the same loop without it. At one row it made the large matrices
-// up to 10% slower (the hardware's own prefetch keeps up with a plain stream): not there.
+// arrive while this one is multiplied. Eight rows of GPT-2's matrices: 1.45-1.57x faster but 768 x 3072 (its rows of
+// x, from L2, are the limit there), AMD EPYC Zen 3, two threads (bench/generate.py --only linear, BENCHMARKS.md);
+// the server's 8-client step gained with it (4.61x one client's, from 3.87x). At one row it made the large matrices
+// up to 10% slower in a build timed against one without it (the hardware's own prefetch keeps up with a plain
+// stream): not there.
 constexpr int64_t kPrefetchAhead = 2048;  // floats: 8 KiB
 constexpr int kPrefetchRows = 4;
 
