@@ -176,3 +176,15 @@ def test_a_full_cache_is_a_clear_error():
 def test_block_has_no_step_until_accelerated():
     assert Block.fast_decode is None
     assert all(b.fast_decode is None for b in gpt().blocks)
+
+
+@needs_kernels
+def test_a_strided_input_gives_what_a_contiguous_one_gives():
+    model = kernels.accelerate(gpt())
+    x = torch.randn(2, 3, 256)[:, 1:2]  # (2, 1, 256) with a row stride of 768: not contiguous as (2, 256)
+    outs = []
+    for inp in (x, x.contiguous()):
+        cache = model.new_cache(2, 8)
+        with torch.no_grad(), forced("avx2"):
+            outs.append(decode.block_step(model.blocks[0], inp, cache=cache.layer(0)))
+    assert outs[0] is not None and torch.equal(outs[0], outs[1])

@@ -66,10 +66,11 @@ def block_step(block, x: Tensor, *, mask: Tensor | None = None, bias: Tensor | N
     B, _, C = x.shape
     H, D, S = attn.n_heads, attn.head_dim, position + 1
     keep = fast_attention._keep(mask, B, S)
-    if keep is False or K.dtype != torch.float32 or not fast_attention.decode_kernel(B, H, S, D, keep is not None):
+    if (keep is False or K.dtype != torch.float32 or not (K.is_contiguous() and V.is_contiguous())
+            or not fast_attention.decode_kernel(B, H, S, D, keep is not None)):
         return None
     ext = native.extension()
-    x = x.reshape(B, C)
+    x = x.reshape(B, C).contiguous()  # the residual the products add: a view of x (contiguous in our models)
     h = torch.layer_norm(x, *norm1)  # F.layer_norm's own call, without its Python wrapper (~4 us)
     a = ext.cached_attention(_product(qkv, h).contiguous(), K, V, position, keep,
                              1.0 / math.sqrt(D) if attn.scale is None else attn.scale)
