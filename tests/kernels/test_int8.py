@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from lmforge import kernels
 from lmforge.kernels import int8
-from lmforge.kernels.tune import forced
+from lmforge.kernels.tune import Tuner, forced, using
 from lmforge.nn.quant import Int8Linear as PlainInt8Linear
 from lmforge.nn.quant import quantize_int8
 
@@ -49,7 +49,6 @@ def test_int8_linear_takes_any_leading_shape_and_a_bias():
 def test_the_product_used_is_the_one_that_timed_fastest(monkeypatch, tmp_path, default_is_slow):
     """A candidate made slow on purpose (it sleeps) loses, whichever comes first (the first is the default a
     fast path must beat); the choice is kept for later products of the shape and in tune's cache file."""
-    from lmforge.kernels.tune import Tuner, using
 
     used = []
 
@@ -74,6 +73,31 @@ def test_the_product_used_is_the_one_that_timed_fastest(monkeypatch, tmp_path, d
         assert used == ["fast"]
     (record,) = t.records.values()
     assert record["order"][0] == "fast" and (tmp_path / "tune.json").is_file()
+
+
+def test_forced_wins_over_a_choice_made_before_and_is_not_kept(monkeypatch, tmp_path):
+    """A product chosen (and memoized) unforced, then forced() to another candidate: the forced one runs; after it,
+    the memoized choice again."""
+    used = []
+
+    def named(name):
+        return lambda x, q, scale, bias=None: used.append(name) or reference(x, q, scale, bias)
+    monkeypatch.setattr(int8, "_chosen", {})
+    monkeypatch.setattr(int8, "candidates", lambda x: {"dequantize": named("dequantize"), "avx2": named("avx2")})
+    q, scale = quantize_int8(torch.randn(32, 16))
+    with using(Tuner(tmp_path / "tune.json")), forced():  # the default, untimed: not memoized either
+        int8.int8_linear(torch.randn(1, 16), q, scale)
+    assert used == ["dequantize"] and int8.choices() == {}
+    with using(Tuner(tmp_path / "tune.json")):
+        int8.int8_linear(torch.randn(1, 16), q, scale)  # timed: both run, then the chosen one
+        chosen = int8.choices()
+        used.clear()
+        with forced("avx2" if list(chosen.values()) == ["dequantize"] else "dequantize"):
+            int8.int8_linear(torch.randn(1, 16), q, scale)
+        assert used and used != list(chosen.values()) and int8.choices() == chosen
+        used.clear()
+        int8.int8_linear(torch.randn(1, 16), q, scale)
+        assert used == list(chosen.values())
 
 
 def test_accelerate_swaps_the_int8_layer_and_set_enabled_false_gives_the_reference():

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lmforge.kernels.native import extension
-from lmforge.kernels.tune import bucket, choose, measure
+from lmforge.kernels.tune import bucket, choose, forcing, measure
 from lmforge.nn.quant import Int8Linear as PlainInt8Linear
 
 _SAMPLE = 1 << 23    # weights timed at most (8 MB in int8, more than a core's caches hold): a vocabulary-sized
@@ -94,7 +94,7 @@ def int8_linear(x: Tensor, q: Tensor, scale: Tensor, bias: Tensor | None = None)
     if not rows.is_contiguous():
         rows = rows.contiguous()
     key = (bucket(rows.size(0)), N, K, x.dtype, torch.get_num_threads())
-    chosen = _chosen.get(key)
+    chosen = None if forcing() else _chosen.get(key)  # a forced path wins over the memo, and is not memoized
     if chosen is None:
         funcs = candidates(rows)  # "dequantize" first: the default a candidate must beat
         sample = max(1, min(N, _SAMPLE // K))  # output rows timed
@@ -104,7 +104,9 @@ def int8_linear(x: Tensor, q: Tensor, scale: Tensor, bias: Tensor | None = None)
         order = choose(f"int8 {N}x{K} rows={key[0]} {dtype} threads={key[4]}", tuple(funcs),
                        lambda: measure(timed, rounds=4))
         name = next(n for n in order if n in funcs)  # a cached name this process lacks (no compiler): the next
-        chosen = _chosen[key] = (name, funcs[name])
+        chosen = (name, funcs[name])
+        if not forcing():
+            _chosen[key] = chosen
     if bias is not None and bias.dtype != rows.dtype:
         bias = bias.to(rows.dtype)
     return chosen[1](rows, q, scale, bias).view(*x.shape[:-1], N)

@@ -98,6 +98,11 @@ def forced(*names: str) -> Iterator[None]:
         _forced = before
 
 
+def forcing() -> bool:
+    """Whether a `forced(...)` is in effect: a caller that memoizes choices must not keep a forced one."""
+    return _forced is not None
+
+
 def cpu_model() -> str:
     """The CPU's model name (Linux: /proc/cpuinfo's "model name"; elsewhere what platform knows)."""
     try:
