@@ -108,8 +108,7 @@ def _decode_choice(B: int, H: int, S: int, D: int, masked: bool) -> str:
         if ext is not None:
             candidates["avx2"] = lambda: ext.decode_attention(q, k, v, keep if masked else None, 1 / math.sqrt(D))
         return measure(candidates, calls=8)
-    order = choose(key, names, seconds)
-    return next(n for n in order if n != "avx2" or native.extension() is not None)
+    return native.usable(choose(key, names, seconds))
 
 
 def _causal(T: int, device, dtype) -> Tensor:

@@ -76,8 +76,7 @@ def block_step(block, x: Tensor, *, mask: Tensor | None = None, bias: Tensor | N
                              1.0 / math.sqrt(D) if attn.scale is None else attn.scale)
     x = _product(out, a, add=x)
     h = torch.layer_norm(x, *norm2)
-    gelu = act is fast_gelu.gelu_tanh and fast_gelu.inference_kernel((B, fc1[0].out_features))
-    h = _product(fc1, h, act=act, gelu=gelu)
+    h = _product(fc1, h, act=act)
     return _product(fc2, h, add=x).view(B, 1, C)
 
 
@@ -104,17 +103,17 @@ def _norm_args(norm: nn.LayerNorm) -> tuple:
     return norm.normalized_shape, p.get("weight"), p.get("bias"), norm.eps
 
 
-def _product(product: tuple, x: Tensor, *, add: Tensor | None = None, act=None, gelu: bool = False) -> Tensor:
+def _product(product: tuple, x: Tensor, *, add: Tensor | None = None, act=None) -> Tensor:
     """add + act(layer(x)) (each where given) for x (B, in), product = (layer, weight, bias): in one call of the
-    AVX2 loop where that is the product chosen for this kind (gelu: `act` is the tanh GELU and its AVX2 form was
-    chosen, so the loop applies it); an int8 layer by its own timed product."""
+    AVX2 loop where that is the product chosen for this kind, the GELU too where `act` is the tanh GELU and its
+    AVX2 form was chosen; an int8 layer by its own timed product."""
     layer, w, b = product
     if w is None:
         y = layer(x)
     elif native_rows(x, w, b):
         ext = native.extension()
-        if act is None or gelu:
-            return ext.linear_rows(x, w, b, add, gelu)
+        if act is None or (act is fast_gelu.gelu_tanh and fast_gelu.inference_kernel((x.size(0), w.size(0)))):
+            return ext.linear_rows(x, w, b, add, act is not None)
         y = ext.linear_rows(x, w, b)
     else:
         y = linear(x, w, b)

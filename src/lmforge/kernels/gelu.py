@@ -119,8 +119,7 @@ def _choice(shape: tuple[int, ...], dtype: torch.dtype) -> str:
         forms = {"F.gelu": lambda t: F.gelu(t, approximate="tanh"), **_FORMS}
         return measure({n: _forward_backward(forms[n], probe, g) for n in names
                         if n != "avx2" or native.extension() is not None}, rounds=6)
-    order = choose(key, names, seconds)
-    return next(n for n in order if n != "avx2" or native.extension() is not None)
+    return native.usable(choose(key, names, seconds))
 
 
 @torch.compiler.assume_constant_result
@@ -145,8 +144,7 @@ def _inference_choice(shape: tuple[int, ...]) -> str:
         if ext is not None:
             forms["avx2"] = lambda: ext.gelu_tanh_forward(probe, False)
         return measure(forms, calls=8)
-    order = choose(key, names, seconds)
-    return next(n for n in order if n != "avx2" or native.extension() is not None)
+    return native.usable(choose(key, names, seconds))
 
 
 def inference_kernel(shape: tuple[int, ...]) -> bool:

@@ -66,8 +66,7 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         if large_onednn(x, weight, bias) and _large_choice(x, weight, bias) == "onednn":
             return train_linear(x, weight, bias) if _records_grad(x, weight, bias) else onednn_forward(x, weight, bias)
         return F.linear(x, weight, bias)
-    if not (_few_rows and x.numel() > 0 and weight.numel() >= _MIN_FEW_ROW_WEIGHT
-            and _few_row_eligible(x, weight, bias)):
+    if not _few_row_eligible(x, weight, bias):
         return F.linear(x, weight, bias)
     return _few_row_product(x, weight, bias)
 
@@ -78,9 +77,11 @@ def _records_grad(x: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
 
 
 def _few_row_eligible(x: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
-    """fp32 on CPU, contiguous weight and bias, nothing for autograd to record, no autocast (whose products are
-    bf16), not being traced by torch.compile (which sees F.linear)."""
-    return (x.is_cpu and x.dtype == torch.float32 and weight.dtype == torch.float32 and weight.is_contiguous()
+    """The few-row paths on, some rows, a weight worth choosing for (`_MIN_FEW_ROW_WEIGHT`); fp32 on CPU,
+    contiguous weight and bias, nothing for autograd to record, no autocast (whose products are bf16), not being
+    traced by torch.compile (which sees F.linear)."""
+    return (_few_rows and x.numel() > 0 and weight.numel() >= _MIN_FEW_ROW_WEIGHT
+            and x.is_cpu and x.dtype == torch.float32 and weight.dtype == torch.float32 and weight.is_contiguous()
             and (bias is None or bias.is_contiguous()) and not _records_grad(x, weight, bias)
             and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling())
 
@@ -99,9 +100,7 @@ def native_rows(x: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
     """Whether `linear(x, weight, bias)` would compute with lmforge's AVX2 loop (cpu.cpp: linear_rows) now, x being
     (M, in) rows: then a caller may have that loop add the residual or apply the GELU in the same pass
     (lmforge.kernels.decode). Times the candidates if this kind of product was never chosen."""
-    in_f = weight.size(1)
-    if not (_few_rows and x.numel() <= _NATIVE_ROWS * in_f and x.numel() > 0
-            and weight.numel() >= _MIN_FEW_ROW_WEIGHT and _few_row_eligible(x, weight, bias)):
+    if not (x.numel() <= _NATIVE_ROWS * weight.size(1) and _few_row_eligible(x, weight, bias)):
         return False
     return _few_row_order(x, weight, bias)[0] == "avx2" and native.extension() is not None
 

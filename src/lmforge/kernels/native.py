@@ -15,6 +15,7 @@ import shutil
 import sys
 import threading
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
@@ -29,6 +30,12 @@ def buildable() -> bool:
     return (torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
             and any(shutil.which(c) for c in ("c++", "g++", "clang++"))
             and (importlib.util.find_spec("ninja") is not None or shutil.which("ninja") is not None))
+
+
+def usable(order: Sequence[str]) -> str:
+    """The first name in a tuner's order that can run in this process: "avx2" (these kernels) only where they are
+    built, since a cached choice may name it in a process whose build failed or was not possible."""
+    return next(n for n in order if n != "avx2" or extension() is not None)
 
 
 def extension():

@@ -37,7 +37,7 @@ from lmforge.train.compiling import CompileFailed, choose_compile, failed
 from lmforge.train.compiling import warm_up as compiling_warm_up
 from lmforge.train.dist import Dist, resolve_device
 from lmforge.train.optim import Schedule, build_optimizer
-from lmforge.train.precision import shapes_key, choose_dtype
+from lmforge.train.precision import choose_dtype, shapes_key
 
 # the Trainer's own keys in a metrics row: a loss_fn metric may not take one (nor the "val_" prefix of eval metrics)
 ROW_KEYS = ("step", "loss", "lr", "tokens", "step_s", "elapsed_s")
