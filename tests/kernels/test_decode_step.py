@@ -172,6 +172,8 @@ def test_a_full_cache_is_a_clear_error():
         model(torch.tensor([[1, 2, 3]]), cache=cache)
         with pytest.raises(ValueError, match="KV cache is full: 4 positions needed, the cache holds 3"):
             model(torch.tensor([[4]]), cache=cache)
+        with pytest.raises(ValueError, match="KV cache is full"):  # the step's own check, before it writes
+            decode.block_step(model.blocks[0], torch.randn(1, 1, 256), cache=cache.layer(0))
 
 
 def test_block_has_no_step_until_accelerated():

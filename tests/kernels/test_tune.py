@@ -196,7 +196,8 @@ def test_every_candidate_equals_f_linear(threads, name, rows, out_f, in_f, bias)
 @pytest.mark.parametrize("out_f,in_f,bias", [(2304, 768, True), (1003, 385, True), (7, 3072, False), (1, 8, False)])
 def test_the_avx2_loop_equals_f_linear(threads, rows, out_f, in_f, bias):
     """lmforge's own few-row product (cpu.cpp): rows eight at a time (two groups of four), then four, two, one
-    (13 = 8 + 4 + 1), outputs four or two at a time then the last ones, a tail after the 8-wide steps (in_f 385), with and without a bias; and `linear` runs it when forced."""
+    (13 = 8 + 4 + 1), outputs four or two at a time then the last ones, a tail after the 8-wide steps (in_f 385),
+    with and without a bias; and `linear` runs it when forced."""
     if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
         pytest.skip("the AVX2 kernels are built only on an AVX2 CPU")
     ext = native.extension()
@@ -296,7 +297,6 @@ def test_a_choice_timed_on_a_busy_machine_is_timed_again_on_a_quieter_one(tmp_pa
     assert Tuner(path).choose("k", ("F.linear", "x"), no_timing) == ("F.linear",)  # timed quiet: never again
     assert tune.stale({"load": 3.0}, 1.0) and not tune.stale({"load": 3.0}, 2.5)
     assert not tune.stale({"load": 1.0}, 0.1) and not tune.stale({}, 0.1) and not tune.stale({"load": 3.0}, None)
-
 
 
 def test_a_choice_timed_without_a_candidate_the_caller_now_has_is_timed_again(tmp_path):
