@@ -158,16 +158,21 @@ def gelu_tanh(x: Tensor) -> Tensor:
     (module docstring)."""
     if _enabled and x.device.type == "cpu":
         if x.requires_grad and torch.is_grad_enabled():
-            if x.dtype in (torch.float32, torch.float64):
-                shape = tuple(x.shape)
-                if torch.compiler.is_compiling():
-                    if _traced_choice(shape, x.dtype):
-                        return _GeluTanh.apply(x)
-                else:
-                    name = _choice(shape, x.dtype)
-                    if name != "F.gelu":
-                        return _FORMS[name](x)
-        elif (x.dtype == torch.float32 and not torch.compiler.is_compiling()
-              and _inference_choice(tuple(x.shape)) == "avx2"):
+            return _training_form(x)
+        if (x.dtype == torch.float32 and not torch.compiler.is_compiling()
+                and _inference_choice(tuple(x.shape)) == "avx2"):
             return native.extension().gelu_tanh_forward(x.contiguous(), False)[0]
+    return F.gelu(x, approximate="tanh")
+
+
+def _training_form(x: Tensor) -> Tensor:
+    """gelu_tanh where autograd records: the form chosen for training (traced: the sigmoid form where eager chose
+    one of ours); bf16 and other dtypes torch's kernel."""
+    if x.dtype in (torch.float32, torch.float64):
+        shape = tuple(x.shape)
+        if torch.compiler.is_compiling():
+            if _traced_choice(shape, x.dtype):
+                return _GeluTanh.apply(x)
+        elif (name := _choice(shape, x.dtype)) != "F.gelu":
+            return _FORMS[name](x)
     return F.gelu(x, approximate="tanh")
